@@ -1,0 +1,53 @@
+# keelml: the two commands that matter are `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SPEC   ?= examples/adult/pipeline.yaml
+
+.PHONY: demo test lint typecheck importlint unit bench install dev clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+dev: $(VENV)/.installed-dev
+
+## demo: create .venv, install keelml and run the example pipeline on the real UCI Adult data
+demo: $(VENV)/.installed
+	$(BIN)/keel run $(SPEC)
+	@echo
+	@echo "Run it again: everything is cached ->  $(BIN)/keel run $(SPEC) --json"
+	@echo "Registered models                  ->  $(BIN)/keel models list -f $(SPEC)"
+	@echo "Verify every signature and digest  ->  $(BIN)/keel verify $(SPEC)"
+
+## test: the whole suite: ruff, mypy, import-linter contracts, pytest
+test: lint typecheck importlint unit
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check src tests bench
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+importlint: $(VENV)/.installed-dev
+	$(BIN)/lint-imports
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest -q
+
+## bench: speed targets, each measured against its baseline in the same run
+bench: $(VENV)/.installed-dev
+	$(BIN)/python bench/cached_rerun.py
+	$(BIN)/python bench/cli_startup.py
+
+clean:
+	rm -rf $(VENV) examples/*/.keel .pytest_cache .mypy_cache .ruff_cache

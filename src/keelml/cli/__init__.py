@@ -1,0 +1,1 @@
+"""The `keel` command: thin modules that parse arguments and call the library."""

@@ -1,0 +1,22 @@
+"""Shared CLI options and the way commands open a project from a spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from keelml.project import Project
+
+SPEC_OPTION = typer.Option(Path("pipeline.yaml"), "--spec", "-f", envvar="KEEL_SPEC",
+                           help="The pipeline spec whose store to use.")
+
+
+def open_from_spec(spec: Path) -> Project:
+    """Open an existing store (never creates keys: reading commands must not invent a project)."""
+    from keelml.project import open_project
+    from keelml.spec import load_spec
+
+    return open_project(load_spec(spec), create=False)

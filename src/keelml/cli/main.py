@@ -1,0 +1,67 @@
+"""Entry point of `keel`: command groups, and one place that turns errors into helpful exits."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from keelml.cli import init as init_cmd
+from keelml.cli import models as models_cmd
+from keelml.cli import run as run_cmd
+from keelml.cli import runs as runs_cmd
+from keelml.cli import verify as verify_cmd
+
+app = typer.Typer(
+    name="keel",
+    help="keelml: from raw tabular data to a signed, registered, verified model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors."),
+) -> None:
+    """keelml: from raw tabular data to a signed, registered, verified model."""
+
+
+app.command("init")(init_cmd.init)
+app.command("run")(run_cmd.run)
+app.command("verify")(verify_cmd.verify)
+app.add_typer(runs_cmd.app, name="runs")
+app.add_typer(models_cmd.app, name="models")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; user errors print a three-part message and exit 2 (3 for integrity failures)."""
+    from keelml.errors import KeelError
+
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        app(args=args, prog_name="keel")
+    except KeelError as exc:
+        if debug:
+            raise
+        from keelml.cli.output import err
+
+        err.print(f"[bold red]error:[/bold red] {exc.what}", soft_wrap=True, markup=True)
+        if exc.expected:
+            err.print(f"  [bold]expected:[/bold] {exc.expected}", soft_wrap=True)
+        if exc.fix:
+            err.print(f"  [bold]fix:[/bold] {exc.fix}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: finished steps are cached; run the same command again to resume\n")
+        sys.exit(130)
+    except Exception as exc:  # an unexpected failure: short message unless --debug
+        if debug:
+            raise
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in keelml, not in your input; re-run with --debug for the traceback\n"
+        )
+        sys.exit(1)

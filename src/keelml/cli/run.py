@@ -1,0 +1,47 @@
+"""`keel run`: run a pipeline spec, reusing cached steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def run(
+    spec: Path = typer.Argument(Path("pipeline.yaml"), help="The pipeline spec (a file or its directory)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
+    explain: bool = typer.Option(False, "--explain", help="Say why each step that re-ran could not be cached."),
+    step: str | None = typer.Option(None, "--step", help="Run only this step (and what it needs)."),
+) -> None:
+    """Run the pipeline: ingest, validate, split, train, evaluate, gate, register."""
+    from keelml.cli.output import StepProgress, err, out, print_json
+    from keelml.pipeline import run as run_pipeline
+
+    with StepProgress(err) as progress:
+        outcome = run_pipeline(spec, events=progress, only=step)
+    report = outcome.as_json()
+    if as_json:
+        print_json(report)
+        return
+    ran = [s for s in outcome.steps if s.status == "ran"]
+    if not ran:
+        out.print(f"nothing to do: all {len(outcome.steps)} steps cached ({outcome.wall_s:.2f}s)")
+    if explain:
+        for s in ran:
+            out.print(f"[bold]{s.name}[/bold] re-ran because:")
+            for reason in s.explain:
+                out.print(f"  - {reason}", soft_wrap=True)
+    primary = report["primary_metric"]
+    if primary:
+        out.print(f"{primary['name']} on held-out data: [bold]{primary['value']:.4f}[/bold] "
+                  f"({primary.get('confidence', 0.95):.0%} CI {primary['ci_low']:.4f}-{primary['ci_high']:.4f},"
+                  f" {report.get('gate') and report['gate']['reason']})", soft_wrap=True)
+    for note in outcome.notes:
+        out.print(f"note: {note}", soft_wrap=True)
+    if outcome.registration:
+        reg = outcome.registration
+        state = "registered new version" if reg.created else "already registered as"
+        out.print(f"model: {state} [bold]{reg.name}[/bold] v{reg.version} (bundle {reg.bundle_id[:12]})")
+    if outcome.report_path:
+        out.print(f"report: {outcome.report_path}", soft_wrap=True)
+    out.print(f"run: {outcome.run_id}")

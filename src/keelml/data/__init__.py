@@ -1,0 +1,1 @@
+"""Data plane: sources, the data contract, validation with quarantine, splits."""

@@ -1,0 +1,1 @@
+"""The small DAG runner: steps, graphs, content-addressed cache keys, execution."""

@@ -1,0 +1,142 @@
+"""Run a graph: reuse cached results by key, run the rest, record every step as it finishes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from keelml.engine.cache import cache_key, explain_change, key_parts
+from keelml.engine.codecs import Codec
+from keelml.engine.graph import Graph
+from keelml.engine.step import Step
+
+
+class Artifacts(Protocol):
+    """Where step outputs are kept: content-addressed bytes, verified on read."""
+
+    def put(self, data: bytes, *, codec: str) -> str: ...
+    def get(self, artifact_id: str) -> bytes: ...
+    def exists(self, artifact_id: str) -> bool: ...
+
+
+class Recorder(Protocol):
+    """The cache index and the run log (the metadata store implements it)."""
+
+    def lookup(self, key: str) -> dict[str, str] | None: ...
+    def previous_parts(self, scope: str, step: str) -> dict[str, Any] | None: ...
+    def remember(self, *, key: str, scope: str, step: str, outputs: Mapping[str, str],
+                 parts: Mapping[str, Any], run_id: str) -> None: ...
+    def record_step(self, *, run_id: str, name: str, status: str, key: str, duration_s: float,
+                    explain: list[str], inputs: Mapping[str, str],
+                    outputs: Mapping[str, tuple[str, str, int]]) -> None: ...
+
+
+@dataclass
+class StepResult:
+    """What happened to one step in one run."""
+
+    name: str
+    status: str  # ran | cached
+    key: str
+    duration_s: float
+    outputs: dict[str, str]
+    explain: list[str] = field(default_factory=list)
+
+
+class Events(Protocol):
+    """Progress callbacks (the CLI shows them; tests may record them)."""
+
+    def step_started(self, step: Step) -> None: ...
+    def step_finished(self, result: StepResult) -> None: ...
+
+
+class OutputMismatch(RuntimeError):
+    """A step returned other outputs than it declared."""
+
+
+@dataclass
+class Runner:
+    """Executes a graph against an artifact store and a recorder. Holds no global state."""
+
+    artifacts: Artifacts
+    recorder: Recorder
+    codecs: Mapping[str, Codec]
+    scope: str
+    run_id: str
+    events: Events | None = None
+    clock: Callable[[], float] = time.perf_counter
+    _digests: dict[str, str] = field(default_factory=dict)
+    _values: dict[str, Any] = field(default_factory=dict)
+    _codec_names: dict[str, str] = field(default_factory=dict)
+
+    def run(self, graph: Graph, *, only: str | None = None) -> list[StepResult]:
+        steps = graph.upstream(only) if only else graph.order()
+        return [self._run_step(step) for step in steps]
+
+    def value(self, ref: str) -> Any:
+        """The decoded value of a step output ("step.output"), loading it if needed."""
+        if ref not in self._values:
+            codec = self.codecs[self._codec_names[ref]]
+            self._values[ref] = codec.decode(self.artifacts.get(self._digests[ref]))
+        return self._values[ref]
+
+    def digest(self, ref: str) -> str:
+        return self._digests[ref]
+
+    def _run_step(self, step: Step) -> StepResult:
+        for name, codec_name in step.outputs.items():
+            if codec_name not in self.codecs:
+                raise KeyError(f"step {step.name!r} output {name!r} uses unknown codec {codec_name!r}")
+            self._codec_names[f"{step.name}.{name}"] = codec_name
+        inputs = {arg: self._digests[ref] for arg, ref in {**step.inputs, **step.refs}.items()}
+        parts = key_parts(step, inputs)
+        key = cache_key(parts)
+        started = self.clock()
+        hit = self.recorder.lookup(key)
+        if hit is not None and set(hit) == set(step.outputs) and all(
+            self.artifacts.exists(a) for a in hit.values()
+        ):
+            for name, artifact_id in hit.items():
+                self._digests[f"{step.name}.{name}"] = artifact_id
+            result = StepResult(step.name, "cached", key, self.clock() - started, dict(hit))
+            self._record(step, result, inputs, {n: (a, step.outputs[n], -1) for n, a in hit.items()})
+            return result
+
+        explain = explain_change(self.recorder.previous_parts(self.scope, step.name), parts)
+        if self.events:
+            self.events.step_started(step)
+        kwargs: dict[str, Any] = {arg: self.value(ref) for arg, ref in step.inputs.items()}
+        kwargs.update({arg: self._digests[ref] for arg, ref in step.refs.items()})
+        produced = step.fn(params=step.params, **step.bound, **kwargs)
+        if set(produced) != set(step.outputs):
+            raise OutputMismatch(
+                f"step {step.name!r} returned {sorted(produced)} but declares {sorted(step.outputs)}"
+            )
+        written: dict[str, tuple[str, str, int]] = {}
+        for name, obj in produced.items():
+            codec = self.codecs[step.outputs[name]]
+            data = codec.encode(obj)
+            artifact_id = self.artifacts.put(data, codec=codec.name)
+            ref = f"{step.name}.{name}"
+            self._digests[ref] = artifact_id
+            self._values[ref] = obj
+            written[name] = (artifact_id, codec.name, len(data))
+        outputs = {n: w[0] for n, w in written.items()}
+        # Only after every output is durably stored does the cache learn about the result.
+        self.recorder.remember(key=key, scope=self.scope, step=step.name, outputs=outputs,
+                               parts=parts, run_id=self.run_id)
+        result = StepResult(step.name, "ran", key, self.clock() - started, outputs, explain)
+        self._record(step, result, inputs, written)
+        return result
+
+    def _record(self, step: Step, result: StepResult, inputs: Mapping[str, str],
+                outputs: Mapping[str, tuple[str, str, int]]) -> None:
+        self.recorder.record_step(
+            run_id=self.run_id, name=step.name, status=result.status, key=result.key,
+            duration_s=result.duration_s, explain=result.explain, inputs=inputs,
+            outputs={n: o for n, o in outputs.items() if o[2] >= 0},
+        )
+        if self.events:
+            self.events.step_finished(result)

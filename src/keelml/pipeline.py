@@ -1,0 +1,217 @@
+"""Compile a spec into the standard graph and run it: the Python API's entry point.
+
+    ingest -> validate -> split -> train -> evaluate -> gate -> register
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keelml import steps
+from keelml.engine.codecs import BUILTIN, Codec
+from keelml.engine.graph import Graph
+from keelml.engine.runner import Events, Runner, StepResult
+from keelml.engine.step import Step
+from keelml.errors import DataError, SpecError
+from keelml.project import Project, open_project
+from keelml.registry import Registration, build_bundle
+from keelml.spec import LoadedSpec, SourceSpec, load_spec
+
+STEP_VERSION = "1"
+
+
+def codecs() -> dict[str, Codec]:
+    """Built-in codecs plus the data-plane ones; their libraries load only when used."""
+
+    def enc_table(obj: Any) -> bytes:
+        from keelml.data.frames import encode_table
+
+        return encode_table(obj)
+
+    def dec_table(data: bytes) -> Any:
+        from keelml.data.frames import decode_table
+
+        return decode_table(data)
+
+    def enc_model(obj: Any) -> bytes:
+        from keelml.model.persist import dump_model
+
+        return dump_model(obj)
+
+    def dec_model(data: bytes) -> Any:
+        from keelml.model.persist import load_model
+
+        return load_model(data)
+
+    return {**BUILTIN, "table": Codec("table", enc_table, dec_table),
+            "model": Codec("model", enc_model, dec_model)}
+
+
+def _source_location(loaded: LoadedSpec, source: SourceSpec, role: str) -> tuple[str, str]:
+    from keelml.data.sources import file_digest
+
+    location = loaded.resolve(source.path)
+    if "://" not in location and not Path(location).is_file():
+        raise DataError(
+            f"data.{role}.path: file not found: {location}",
+            expected=f"a {source.resolved_format()} file (paths are relative to {loaded.base_dir})",
+            fix=f"fix data.{role}.path in {loaded.path.name}",
+        )
+    return location, file_digest(location)
+
+
+def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
+    """The standard graph for a spec. Reads only file digests, never the data itself."""
+    spec = loaded.spec
+    data = spec.data
+    train_location, train_digest = _source_location(loaded, data.train, "train")
+    ingest_steps = [Step("ingest", steps.ingest, outputs={"raw": "table"}, version=STEP_VERSION,
+                         params={"source": data.train.model_dump(mode="json"), "digest": train_digest},
+                         bound={"location": train_location})]
+    digests = {"train": train_digest}
+    validate_inputs = {"raw": "ingest.raw"}
+    validate_outputs = {"contract": "json", "train": "table", "quarantine": "table", "report": "json"}
+    split_inputs = {"train": "validate.train"}
+    if data.test is not None:
+        test_location, test_digest = _source_location(loaded, data.test, "test")
+        digests["test"] = test_digest
+        ingest_steps.append(Step("ingest_test", steps.ingest, outputs={"raw": "table"}, version=STEP_VERSION,
+                                 params={"source": data.test.model_dump(mode="json"), "digest": test_digest},
+                                 bound={"location": test_location}))
+        validate_inputs["raw_test"] = "ingest_test.raw"
+        validate_outputs["test"] = "table"
+        split_inputs["test"] = "validate.test"
+    declared: dict[str, Any] = {}
+    if spec.contract.path:
+        contract_path = Path(loaded.resolve(spec.contract.path))
+        if not contract_path.is_file():
+            raise SpecError(f"contract.path: file not found: {contract_path}",
+                            expected="a contract YAML file (e.g. one written by a previous run's report)",
+                            fix="fix contract.path or remove it to infer the contract from the data")
+        declared = {"declared_contract": contract_path.read_text(encoding="utf-8"),
+                    "declared_contract_path": str(spec.contract.path)}
+    codec_of = {"model": "model", "contract": "json", "metrics": "json", "cv": "json", "verdict": "json"}
+    sign = functools.partial(build_bundle, keys=project.keys)
+    return Graph([
+        *ingest_steps,
+        Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=STEP_VERSION,
+             params={"target": data.target, "drop_columns": data.drop_columns,
+                     "sensitive_columns": data.sensitive_columns,
+                     "options": spec.contract.model_dump(mode="json"), **declared}),
+        Step("split", steps.split, inputs=split_inputs, outputs={"train": "table", "test": "table"},
+             version=STEP_VERSION, params={"target": data.target, **spec.split.model_dump(mode="json")}),
+        Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
+             outputs={"model": "model", "cv": "json"}, version=STEP_VERSION,
+             params=spec.model.model_dump(mode="json")),
+        Step("evaluate", steps.evaluate,
+             inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
+             outputs={"metrics": "json", "predictions": "table"}, version=STEP_VERSION,
+             params=spec.evaluate.model_dump(mode="json")),
+        Step("gate", steps.gate, inputs={"metrics": "evaluate.metrics"}, outputs={"verdict": "json"},
+             version=STEP_VERSION, params=spec.gate.model_dump(mode="json")),
+        Step("register", steps.register,
+             refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
+                   "cv": "train.cv", "verdict": "gate.verdict"},
+             outputs={"bundle": "json"}, version=STEP_VERSION, bound={"sign": sign},
+             params={"name": spec.name, "codecs": codec_of, "data_digests": digests,
+                     "signing_key": project.keys.key_id}),
+    ])
+
+
+@dataclass
+class RunOutcome:
+    """What `keel run` reports: every step's status, the model, the metrics and the report."""
+
+    run_id: str
+    pipeline: str
+    steps: list[StepResult]
+    wall_s: float
+    metrics: Mapping[str, Any] | None = None
+    verdict: Mapping[str, Any] | None = None
+    registration: Registration | None = None
+    report_path: Path | None = None
+    validation: Mapping[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        primary = (self.metrics or {}).get("primary")
+        return {
+            "run_id": self.run_id,
+            "pipeline": self.pipeline,
+            "wall_s": round(self.wall_s, 3),
+            "steps": [{"name": s.name, "status": s.status, "duration_s": round(s.duration_s, 3),
+                       "cache_key": s.key, "outputs": s.outputs,
+                       **({"explain": s.explain} if s.status == "ran" else {})} for s in self.steps],
+            "primary_metric": primary,
+            "gate": dict(self.verdict) if self.verdict else None,
+            "model": ({"name": self.registration.name, "version": self.registration.version,
+                       "bundle": self.registration.bundle_id, "new_version": self.registration.created}
+                      if self.registration else None),
+            "report": str(self.report_path) if self.report_path else None,
+            "notes": self.notes,
+        }
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: str | None = None) -> RunOutcome:
+    """Run a pipeline spec end to end (or up to step `only`), reusing every cached step."""
+    from keelml.report.run_report import write_run_report
+
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    project = open_project(loaded)
+    try:
+        graph = compile_graph(loaded, project)
+        if only is not None and only not in graph.steps:
+            raise SpecError(f"no step named {only!r}", expected="one of: " + ", ".join(graph.steps),
+                            fix="pass one of those names to --step")
+        run_id = new_run_id()
+        started = time.perf_counter()
+        project.metadata.start_run(run_id, pipeline=loaded.spec.name, spec_path=str(loaded.path),
+                                   spec_digest=loaded.digest)
+        runner = Runner(project.artifacts, project.metadata, codecs(), scope=loaded.spec.name,
+                        run_id=run_id, events=events)
+        try:
+            results = runner.run(graph, only=only)
+            outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0)
+            if project.created_keys:
+                outcome.notes.append(f"created new project keys in {project.root / 'keys'} (mode 0600)")
+            done = {r.name for r in results}
+            if "evaluate" in done:
+                outcome.metrics = runner.value("evaluate.metrics")
+                outcome.validation = runner.value("validate.report")
+            if "gate" in done:
+                outcome.verdict = runner.value("gate.verdict")
+            if "register" in done and outcome.verdict is not None:
+                if outcome.verdict["passed"]:
+                    primary = (outcome.metrics or {}).get("primary", {})
+                    outcome.registration = project.registry.register(
+                        loaded.spec.name, runner.digest("register.bundle"), run_id=run_id,
+                        summary={"primary": primary})
+                else:
+                    outcome.notes.append(f"gate refused the model ({outcome.verdict['reason']}); not registered")
+            if "evaluate" in done:
+                outcome.report_path = write_run_report(
+                    project.reports_dir / run_id, run_id=run_id, pipeline=loaded.spec.name,
+                    contract=runner.value("validate.contract"), validation=outcome.validation or {},
+                    cv=runner.value("train.cv"), metrics=outcome.metrics or {}, verdict=outcome.verdict,
+                    data_digests={k: v for k, v in graph.steps["register"].params["data_digests"].items()},
+                    registration=(outcome.registration.name, outcome.registration.version)
+                    if outcome.registration else None)
+            outcome.wall_s = time.perf_counter() - started
+            project.metadata.finish_run(run_id, status="succeeded", summary=outcome.as_json())
+            return outcome
+        except BaseException as exc:
+            what = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+            project.metadata.finish_run(run_id, status="failed", error=str(what)[:2000])
+            raise
+    finally:
+        project.close()

@@ -1,0 +1,139 @@
+"""A run's self-contained HTML report: data quality, contract, cross-validation, held-out metrics."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from keelml.store.atomic import atomic_write_bytes
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1000px;
+color:#1d2733;padding:0 1rem}h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{padding:.25rem .7rem;border-bottom:1px solid #eef;
+text-align:left}th{background:#f5f7fa}.pass{color:#137333;font-weight:600}.fail{color:#b3261e;font-weight:600}
+.meta{color:#5f6b7a;font-size:.85rem}code{background:#f5f7fa;padding:0 .25rem}figure{margin:1rem 0}
+figcaption{font-size:.8rem;color:#5f6b7a}
+"""
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if isinstance(value, bool) or value is None:
+        return _e(value)
+    if isinstance(value, int | float):
+        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+    return _e(value)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{_e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fold_chart(name: str, test: list[float], train: list[float], caption: str) -> str:
+    """An inline SVG bar chart of per-fold train and validation scores."""
+    if not test:
+        return ""
+    width, height, pad = 60 * len(test) + 60, 180, 30
+    low = min([*test, *train]) if train else min(test)
+    high = max([*test, *train]) if train else max(test)
+    span = (high - low) or 1.0
+    base = low - span * 0.5
+
+    def y(v: float) -> float:
+        return height - pad - (v - base) / (high - base) * (height - 2 * pad)
+
+    bars = []
+    for i, value in enumerate(test):
+        x = 40 + i * 60
+        if train:
+            bars.append(f'<rect x="{x}" y="{y(train[i]):.1f}" width="20" height="{height - pad - y(train[i]):.1f}" '
+                        f'fill="#9ab6d8"><title>fold {i + 1} train {train[i]:.4f}</title></rect>')
+        bars.append(f'<rect x="{x + 22}" y="{y(value):.1f}" width="20" height="{height - pad - y(value):.1f}" '
+                    f'fill="#1a5fb4"><title>fold {i + 1} validation {value:.4f}</title></rect>'
+                    f'<text x="{x + 10}" y="{height - 10}" font-size="11">fold {i + 1}</text>')
+    return (f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
+            f'aria-label="{_e(name)} per fold">{"".join(bars)}</svg>'
+            f"<figcaption>{_e(name)} per fold: light = train, dark = validation. {caption}</figcaption></figure>")
+
+
+def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any],
+                      validation: Mapping[str, Any], cv: Mapping[str, Any], metrics: Mapping[str, Any],
+                      verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
+                      registration: tuple[str, int] | None) -> str:
+    """Pure function: the report's HTML from the run's artifacts."""
+    from keelml.data.contract import Contract
+
+    version = Contract.model_validate(dict(contract)).version
+    provenance = (f"run <code>{_e(run_id)}</code> · data " +
+                  ", ".join(f"{_e(k)} <code>{_e(v[:12])}</code>" for k, v in data_digests.items()) +
+                  f" · contract <code>{_e(version)}</code>")
+    primary = metrics.get("primary", {})
+    parts = [f"<h1>keelml run report: {_e(pipeline)}</h1><p class='meta'>{provenance}</p>"]
+    if verdict is not None:
+        cls = "pass" if verdict.get("passed") else "fail"
+        parts.append(f"<p>Gate: <span class='{cls}'>{'passed' if verdict.get('passed') else 'refused'}</span>"
+                     f" ({_e(verdict.get('reason'))})</p>")
+    if registration:
+        parts.append(f"<p>Registered as <code>{_e(registration[0])}</code> version {registration[1]}.</p>")
+    parts.append("<h2>Held-out evaluation</h2>")
+    if primary:
+        parts.append(f"<p>Primary metric <b>{_e(primary.get('name'))} = {_num(primary.get('value'))}</b>, "
+                     f"{_num(primary.get('confidence', 0.95), 2)} bootstrap interval "
+                     f"[{_num(primary.get('ci_low'))}, {_num(primary.get('ci_high'))}] over "
+                     f"{_e(metrics.get('n_test'))} rows. <span class='meta'>{provenance}</span></p>")
+    scalar = [[_e(k), _num(v)] for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
+    parts.append(_table(["metric", "value"], scalar))
+    parts.append("<h2>Cross-validation on the training split</h2>")
+    scores = cv.get("scores", {}) if isinstance(cv.get("scores"), dict) else {}
+    cv_rows = []
+    for metric, entry in scores.items():
+        if isinstance(entry, dict):
+            cv_rows.append([_e(metric), _num(entry.get("mean")), _num(entry.get("std")),
+                            _num(entry.get("train_mean"))])
+    if cv_rows:
+        parts.append(_table(["metric", "validation mean", "std", "train mean"], cv_rows))
+    for metric, entry in list(scores.items())[:1]:
+        if isinstance(entry, dict):
+            parts.append(_fold_chart(metric, [float(v) for v in entry.get("test", [])],
+                                     [float(v) for v in entry.get("train", [])], provenance))
+    parts.append(f"<p class='meta'>model family {_e(cv.get('family'))}, {_e(cv.get('folds'))} folds, "
+                 f"{_e(cv.get('n_train'))} training rows; train-validation gap {_num(cv.get('fit_gap'))}</p>")
+    parts.append("<h2>Data quality</h2>")
+    rows = []
+    for source, rep in validation.items():
+        if isinstance(rep, dict):
+            rows.append([_e(source), _e(rep.get("rows_in")), _e(rep.get("rows_valid")),
+                         _e(rep.get("rows_quarantined"))])
+    parts.append(_table(["source", "rows in", "valid", "quarantined (kept with reason)"], rows))
+    parts.append("<h2>Data contract</h2>")
+    col_rows = []
+    for col in contract.get("columns", []):
+        domain = (f"{len(col['categories'])} categories" if col.get("categories")
+                  else f"[{_num(col.get('min'), 2)}, {_num(col.get('max'), 2)}]" if col.get("min") is not None else "")
+        col_rows.append([_e(col["name"]), _e(col["type"]), _e(col["role"]),
+                         _e("yes" if col.get("nullable") else "no"), _e(domain)])
+    parts.append(_table(["column", "type", "role", "nullable", "domain"], col_rows))
+    parts.append(f"<p class='meta'>task {_e(contract.get('task'))}, target <code>{_e(contract.get('target'))}"
+                 f"</code>. The full contract is in contract.yaml next to this page.</p>")
+    body = "\n".join(parts)
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>keelml: {_e(pipeline)}"
+            f"</title><style>{_CSS}</style></head><body>{body}</body></html>")
+
+
+def write_run_report(directory: Path, **context: Any) -> Path:
+    """Write index.html and contract.yaml for a run; returns the HTML path."""
+    from keelml.data.contract import Contract, contract_to_yaml
+
+    page = render_run_report(**context)
+    atomic_write_bytes(directory / "index.html", page.encode("utf-8"))
+    contract = Contract.model_validate(dict(context["contract"]))
+    atomic_write_bytes(directory / "contract.yaml", contract_to_yaml(contract).encode("utf-8"))
+    return directory / "index.html"

@@ -1,0 +1,265 @@
+"""PipelineSpec: the pydantic model of pipeline.yaml. Every default lives here."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from keelml.errors import SpecError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+
+
+class StrictModel(BaseModel):
+    """A spec section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CsvOptions(StrictModel):
+    """How to read a delimited text file."""
+
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    has_header: bool = True
+    columns: list[str] | None = None
+    skip_rows: int = Field(0, ge=0)
+    comment_prefix: str | None = None
+    null_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "NaN", "null", "NULL"])
+    strip_whitespace: bool = True
+    encoding: Literal["utf8", "utf8-lossy"] = "utf8"
+    quote_char: str | None = '"'
+
+
+class SourceSpec(StrictModel):
+    """One data source: a file (local or any fsspec URL) and how to read it."""
+
+    path: str
+    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    csv: CsvOptions = Field(default_factory=CsvOptions)
+    replace: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="per column, values to rewrite (e.g. '>50K.' -> '>50K')"
+    )
+
+    def resolved_format(self) -> Literal["csv", "parquet", "jsonl"]:
+        if self.format != "auto":
+            return self.format
+        lower = self.path.lower()
+        if lower.endswith((".parquet", ".pq")):
+            return "parquet"
+        if lower.endswith((".jsonl", ".ndjson")):
+            return "jsonl"
+        return "csv"
+
+
+class DataSpec(StrictModel):
+    """Where the training (and optionally test) data comes from and what to predict."""
+
+    train: SourceSpec
+    test: SourceSpec | None = None
+    target: str
+    drop_columns: list[str] = Field(default_factory=list)
+    sensitive_columns: list[str] = Field(default_factory=list)
+
+
+class ContractSpec(StrictModel):
+    """How the data contract is inferred (or which declared contract file to enforce)."""
+
+    path: str | None = None
+    max_categories: int = Field(100, ge=2)
+    range_quantiles: tuple[float, float] = (0.001, 0.999)
+    range_margin: float = Field(0.5, ge=0.0)
+    null_fraction_margin: float = Field(0.05, ge=0.0, le=1.0)
+
+    @field_validator("range_quantiles")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError("range_quantiles must be two numbers 0 <= low < high <= 1, e.g. [0.001, 0.999]")
+        return value
+
+
+class SplitSpec(StrictModel):
+    """How the held-out test set is made when no test file is given."""
+
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    stratify: bool = True
+    seed: int = 42
+
+
+ModelFamily = Literal["hist_gradient_boosting", "logistic_regression", "random_forest"]
+
+
+class ModelSpec(StrictModel):
+    """The estimator, its hyperparameters and the cross-validation used to check it."""
+
+    family: ModelFamily = "hist_gradient_boosting"
+    params: dict[str, Any] = Field(default_factory=dict)
+    cv_folds: int = Field(5, ge=2, le=20)
+    seed: int = 42
+
+
+class EvaluateSpec(StrictModel):
+    """Held-out evaluation: the primary metric and its bootstrap confidence interval."""
+
+    metric: str | None = Field(None, description="primary metric; default roc_auc (binary), accuracy, r2")
+    bootstrap_rounds: int = Field(200, ge=0, le=10_000)
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    seed: int = 42
+
+
+class GateSpec(StrictModel):
+    """A model whose primary metric is below min_score is not registered."""
+
+    min_score: float | None = None
+
+
+class StoreSpec(StrictModel):
+    """Where artifacts and metadata live; paths are relative to the spec file."""
+
+    path: str = ".keel"
+    metadata_url: str | None = None
+    encryption: bool = True
+
+
+class PipelineSpec(StrictModel):
+    """The whole pipeline.yaml."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    store: StoreSpec = Field(default_factory=StoreSpec)
+    data: DataSpec
+    contract: ContractSpec = Field(default_factory=ContractSpec)
+    split: SplitSpec = Field(default_factory=SplitSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    gate: GateSpec = Field(default_factory=GateSpec)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _empty_sections_default(cls, data: Any) -> Any:
+        """A section with every key commented out (`gate:`) means its defaults."""
+        if isinstance(data, dict):
+            return {k: v for k, v in data.items() if not (v is None and k in _SECTIONS)}
+        return data
+
+    @model_validator(mode="after")
+    def _target_not_dropped(self) -> PipelineSpec:
+        if self.data.target in self.data.drop_columns:
+            raise ValueError(f"the target {self.data.target!r} is also listed in data.drop_columns")
+        return self
+
+
+_SECTIONS = ("store", "contract", "split", "model", "evaluate", "gate")
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    """A parsed spec, the directory its relative paths resolve against, and its digest."""
+
+    spec: PipelineSpec
+    path: Path
+    digest: str
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    def resolve(self, path: str) -> str:
+        """An absolute path for a spec-relative local path; URLs (s3://...) unchanged."""
+        if "://" in path:
+            return path
+        candidate = Path(path).expanduser()
+        return str(candidate if candidate.is_absolute() else (self.base_dir / candidate).resolve())
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    """Read and validate pipeline.yaml; every problem becomes one SpecError."""
+    spec_path = Path(path)
+    if spec_path.is_dir():
+        spec_path = spec_path / "pipeline.yaml"
+    if not spec_path.is_file():
+        raise SpecError(
+            f"spec file not found: {spec_path}",
+            expected="a pipeline.yaml file",
+            fix="give the path to your pipeline.yaml, or create one with `keel init DIR`",
+        )
+    raw = spec_path.read_bytes()
+    return LoadedSpec(spec=parse_spec(raw, source=str(spec_path)), path=spec_path.resolve(),
+                      digest=hashlib.sha256(raw).hexdigest())
+
+
+def parse_spec(raw: bytes | str, *, source: str = "pipeline.yaml") -> PipelineSpec:
+    """Parse YAML text into a PipelineSpec, turning errors into helpful SpecErrors."""
+    try:
+        data = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(
+            f"{source} is not valid YAML{where}: {getattr(exc, 'problem', exc)}",
+            expected="a YAML mapping of spec sections (name, data, model, ...)",
+            fix="fix the YAML syntax (indentation, colons, quotes) at that place",
+        ) from None
+    if not isinstance(data, dict):
+        raise SpecError(
+            f"{source} must be a YAML mapping, got {type(data).__name__}",
+            expected="keys such as name:, data:, model:",
+            fix="start from the file written by `keel init DIR`",
+        )
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as exc:
+        raise _spec_error(exc, source) from None
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The spec section class found by following a pydantic error location."""
+    model: type[BaseModel] | None = PipelineSpec
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return model if isinstance(part, int) else None
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *getattr(annotation, "__args__", ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return model
+
+
+def _spec_error(exc: ValidationError, source: str) -> SpecError:
+    errors = exc.errors()
+    first = errors[0]
+    loc = tuple(first["loc"])
+    where = ".".join(str(p) for p in loc) or "(top level)"
+    extra = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if first["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        section = _model_at(loc[:-1])
+        valid = sorted(section.model_fields) if section else []
+        close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+        parent = ".".join(str(p) for p in loc[:-1]) or "the top level"
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return SpecError(
+            f"{source}: unknown key {key!r} in {parent}{extra}",
+            expected="one of: " + ", ".join(valid),
+            fix=f"{hint}rename or remove {key!r}",
+        )
+    if first["type"] == "missing":
+        section = _model_at(loc[:-1])
+        return SpecError(
+            f"{source}: required key {where!r} is missing{extra}",
+            expected=f"{where} to be set" + (f" in the {section.__name__} section" if section else ""),
+            fix=f"add {loc[-1]}: ... (see `keel init` for a commented example)",
+        )
+    given = first.get("input")
+    shown = "" if isinstance(given, dict | list) else f" (got {given!r})"
+    return SpecError(
+        f"{source}: invalid value for {where}{shown}: {first['msg']}{extra}",
+        expected=first["msg"],
+        fix=f"change {where} in {source}",
+    )

@@ -1,0 +1,1 @@
+"""Storage: keys and crypto, the content-addressed artifact store, the metadata database."""

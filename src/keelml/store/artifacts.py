@@ -1,0 +1,163 @@
+"""Content-addressed artifact store over a local directory or any fsspec filesystem."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from keelml.errors import IntegrityError, NotFoundError
+from keelml.store import envelope
+from keelml.store.atomic import atomic_write_bytes, is_temp
+from keelml.store.keys import KeyRing
+
+_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass
+class VerifyReport:
+    """Outcome of re-hashing and re-checking every artifact in the store."""
+
+    checked: int = 0
+    problems: list[str] = field(default_factory=list)
+    leftover_temp_files: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+class _Files:
+    """Byte-level file access: pathlib for local roots, fsspec for URLs (s3://, gs://, memory://)."""
+
+    def __init__(self, root: str) -> None:
+        self.remote = "://" in root and not root.startswith("file://")
+        if self.remote:
+            import fsspec
+
+            self.fs, self.root = fsspec.core.url_to_fs(root)
+        else:
+            self.root = str(Path(root.removeprefix("file://")).resolve())
+
+    def join(self, *parts: str) -> str:
+        return "/".join([self.root.rstrip("/"), *parts])
+
+    def write(self, path: str, data: bytes) -> None:
+        if self.remote:
+            self.fs.pipe_file(path, data)  # object stores: a put is atomic
+        else:
+            atomic_write_bytes(Path(path), data)
+
+    def read(self, path: str) -> bytes:
+        if self.remote:
+            return bytes(self.fs.cat_file(path))
+        return Path(path).read_bytes()
+
+    def exists(self, path: str) -> bool:
+        return bool(self.fs.exists(path)) if self.remote else Path(path).is_file()
+
+    def list(self, directory: str) -> Iterator[str]:
+        if self.remote:
+            if self.fs.exists(directory):
+                yield from (str(p) for p in self.fs.find(directory))
+            return
+        base = Path(directory)
+        if base.is_dir():
+            yield from (str(p) for p in sorted(base.rglob("*")) if p.is_file())
+
+
+class ArtifactStore:
+    """put() bytes, get() them back verified: signature, digest, then decryption."""
+
+    def __init__(
+        self,
+        root: str,
+        keys: KeyRing,
+        *,
+        encrypt: bool = True,
+        trusted_keys: list[Ed25519PublicKey] | None = None,
+    ) -> None:
+        self._files = _Files(root)
+        self._keys = keys
+        self._encrypt = encrypt
+        self._trusted = envelope.trusted_from(keys, trusted_keys)
+
+    @property
+    def root(self) -> str:
+        return str(self._files.root)
+
+    def _path(self, artifact_id: str) -> str:
+        if not _ID.match(artifact_id):
+            raise NotFoundError(
+                f"{artifact_id!r} is not an artifact id",
+                expected="64 lowercase hex characters (a SHA-256 digest)",
+                fix="copy the id from `keel runs show RUN`",
+            )
+        return self._files.join("objects", artifact_id[:2], artifact_id)
+
+    def put(self, data: bytes, *, codec: str) -> str:
+        """Store bytes (deduplicated by content) and return their artifact id."""
+        artifact_id = envelope.sha256_hex(data)
+        path = self._path(artifact_id)
+        if not self._files.exists(path):
+            _, blob = envelope.seal(data, codec=codec, keys=self._keys, encrypt=self._encrypt)
+            self._files.write(path, blob)
+        return artifact_id
+
+    def exists(self, artifact_id: str) -> bool:
+        return self._files.exists(self._path(artifact_id))
+
+    def _blob(self, artifact_id: str) -> bytes:
+        path = self._path(artifact_id)
+        try:
+            return self._files.read(path)
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"artifact {artifact_id[:12]} is missing from the store {self.root}",
+                expected="every artifact recorded in the metadata to be present",
+                fix="re-run the pipeline to recreate it (`keel run SPEC`)",
+            ) from None
+
+    def header(self, artifact_id: str) -> dict[str, Any]:
+        """The verified header (codec, size, encryption info) of an artifact."""
+        where = f"artifact {artifact_id[:12]}"
+        return envelope.check(self._blob(artifact_id), expected_id=artifact_id, trusted=self._trusted, where=where)
+
+    def get(self, artifact_id: str) -> bytes:
+        """The artifact's plaintext, after signature, digest and decryption checks."""
+        where = f"artifact {artifact_id[:12]}"
+        blob = self._blob(artifact_id)
+        header = envelope.check(blob, expected_id=artifact_id, trusted=self._trusted, where=where)
+        return envelope.open_payload(blob, header, self._keys, where=where)
+
+    def ids(self) -> Iterator[str]:
+        for path in self._files.list(self._files.join("objects")):
+            name = path.rsplit("/", 1)[-1]
+            if _ID.match(name):
+                yield name
+
+    def verify_all(self, *, decrypt: bool = True) -> VerifyReport:
+        """Re-check every artifact; collect problems instead of stopping at the first."""
+        report = VerifyReport()
+        for path in self._files.list(self._files.join("objects")):
+            name = path.rsplit("/", 1)[-1]
+            if is_temp(name):
+                report.leftover_temp_files += 1
+                continue
+            report.checked += 1
+            if not _ID.match(name):
+                report.problems.append(f"unexpected file in the store: {path}")
+                continue
+            try:
+                blob = self._files.read(path)
+                where = f"artifact {name[:12]}"
+                header = envelope.check(blob, expected_id=name, trusted=self._trusted, where=where)
+                if decrypt:
+                    envelope.open_payload(blob, header, self._keys, where=where)
+            except IntegrityError as exc:
+                report.problems.append(exc.what)
+        return report

@@ -1,0 +1,118 @@
+"""Project keys: an AES-256 master key and an Ed25519 signing key, from 0600 files or the environment."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from keelml.errors import KeyMaterialError
+from keelml.store.atomic import atomic_write_bytes
+
+MASTER_ENV = "KEEL_MASTER_KEY"
+SIGNING_ENV = "KEEL_SIGNING_KEY"
+MASTER_FILE = "master.key"
+SIGNING_FILE = "signing.key"
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    """The keys a project needs. repr() never shows key material."""
+
+    master_key: bytes = field(repr=False)
+    signing_key: Ed25519PrivateKey = field(repr=False)
+    source: str = "file"
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.signing_key.public_key()
+
+    @property
+    def key_id(self) -> str:
+        """Fingerprint of the signing public key (safe to log and store)."""
+        return public_key_id(self.public_key)
+
+    def sign(self, data: bytes) -> bytes:
+        return self.signing_key.sign(data)
+
+
+def public_key_id(key: Ed25519PublicKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+    return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _decode(value: str, what: str, length: int) -> bytes:
+    try:
+        raw = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != length:
+        raise KeyMaterialError(
+            f"the {what} is not valid",
+            expected=f"{length} bytes, base64-encoded",
+            fix="restore the key from your backup, or create a new project with `keel init`",
+        )
+    return raw
+
+
+def _read_key_file(path: Path, what: str, length: int) -> bytes:
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise KeyMaterialError(
+            f"the {what} file {path} is readable by other users (mode {oct(mode)})",
+            expected="mode 0600 (only the owner may read it)",
+            fix=f"run: chmod 600 {path}",
+        )
+    return _decode(path.read_text(encoding="ascii"), what, length)
+
+
+def key_files_exist(keys_dir: Path) -> bool:
+    return (keys_dir / MASTER_FILE).exists() or (keys_dir / SIGNING_FILE).exists()
+
+
+def load_keys(keys_dir: Path, environ: Mapping[str, str] | None = None) -> KeyRing:
+    """Keys from the environment when both variables are set, else from the key files."""
+    env = os.environ if environ is None else environ
+    if env.get(MASTER_ENV) and env.get(SIGNING_ENV):
+        master = _decode(env[MASTER_ENV], f"master key in ${MASTER_ENV}", 32)
+        seed = _decode(env[SIGNING_ENV], f"signing key in ${SIGNING_ENV}", 32)
+        return KeyRing(master, Ed25519PrivateKey.from_private_bytes(seed), source="env")
+    master_path, signing_path = keys_dir / MASTER_FILE, keys_dir / SIGNING_FILE
+    if not (master_path.exists() and signing_path.exists()):
+        raise KeyMaterialError(
+            f"the project keys are missing from {keys_dir}",
+            expected=f"{MASTER_FILE} and {SIGNING_FILE} there, or ${MASTER_ENV} and ${SIGNING_ENV} set",
+            fix="run `keel init DIR` for a new project, or restore the keys of this store from your backup",
+        )
+    master = _read_key_file(master_path, "master key", 32)
+    seed = _read_key_file(signing_path, "signing key", 32)
+    return KeyRing(master, Ed25519PrivateKey.from_private_bytes(seed), source="file")
+
+
+def create_keys(keys_dir: Path) -> KeyRing:
+    """Create fresh keys as 0600 files; refuses to overwrite existing ones."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    if key_files_exist(keys_dir):
+        raise KeyMaterialError(
+            f"keys already exist in {keys_dir}",
+            expected="an empty keys directory",
+            fix="keep the existing keys (data encrypted with them needs them), or move them away first",
+        )
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(keys_dir, 0o700)
+    master = os.urandom(32)
+    signing = Ed25519PrivateKey.generate()
+    seed = signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    atomic_write_bytes(keys_dir / MASTER_FILE, base64.b64encode(master) + b"\n", mode=0o600)
+    atomic_write_bytes(keys_dir / SIGNING_FILE, base64.b64encode(seed) + b"\n", mode=0o600)
+    return KeyRing(master, signing, source="file")

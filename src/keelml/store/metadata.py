@@ -1,0 +1,163 @@
+"""The metadata store: runs, steps, the step cache, artifacts and lineage on any SQLAlchemy URL."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+from keelml.errors import NotFoundError
+from keelml.store import schema
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _pid_alive(pid: int | None, host: str | None) -> bool:
+    if pid is None or host != socket.gethostname():
+        return True  # cannot tell for another machine: assume it may still run
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class MetadataStore:
+    """Thin, explicit SQL over the tables in schema.py. Every write is its own transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        schema.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # runs -----------------------------------------------------------------------------------
+    def start_run(self, run_id: str, *, pipeline: str, spec_path: str, spec_digest: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(schema.runs).values(
+                id=run_id, pipeline=pipeline, spec_path=spec_path, spec_digest=spec_digest,
+                status="running", started_at=time.time(), pid=os.getpid(), host=socket.gethostname(),
+            ))
+
+    def finish_run(self, run_id: str, *, status: str, error: str | None = None,
+                   summary: Mapping[str, Any] | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(
+                status=status, finished_at=time.time(), error=error,
+                summary=json.dumps(summary) if summary is not None else None,
+            ))
+
+    def list_runs(self, *, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+        query = select(schema.runs).order_by(schema.runs.c.started_at.desc()).limit(limit)
+        if pipeline:
+            query = query.where(schema.runs.c.pipeline == pipeline)
+        with self.engine.connect() as conn:
+            return [self._run_row(dict(r._mapping)) for r in conn.execute(query)]
+
+    def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        if row["status"] == "running" and not _pid_alive(row.get("pid"), row.get("host")):
+            row["status"] = "interrupted"
+        row["summary"] = json.loads(row["summary"]) if row.get("summary") else None
+        return row
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        """A run (by id or unique id prefix) with its steps and lineage."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(schema.runs).where(schema.runs.c.id.startswith(run_id))).all()
+            if len(rows) != 1:
+                raise NotFoundError(
+                    f"no run matches {run_id!r}" if not rows else f"{run_id!r} matches {len(rows)} runs",
+                    expected="a run id or a unique prefix of one",
+                    fix="list the runs with `keel runs list`",
+                )
+            run = self._run_row(dict(rows[0]._mapping))
+            steps = conn.execute(select(schema.steps).where(schema.steps.c.run_id == run["id"])
+                                 .order_by(schema.steps.c.id)).all()
+            edges = conn.execute(select(schema.lineage).where(schema.lineage.c.run_id == run["id"])
+                                 .order_by(schema.lineage.c.id)).all()
+        run["steps"] = [
+            {**dict(s._mapping), "explain": json.loads(s.explain) if s.explain else []} for s in steps
+        ]
+        run["lineage"] = [dict(e._mapping) for e in edges]
+        return run
+
+    # cache (the engine's CacheIndex protocol) -----------------------------------------------
+    def lookup(self, key: str) -> dict[str, str] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(schema.step_cache.c.outputs)
+                               .where(schema.step_cache.c.cache_key == key)).first()
+        return dict(json.loads(row.outputs)) if row else None
+
+    def previous_parts(self, scope: str, step: str) -> dict[str, Any] | None:
+        query = (select(schema.step_cache.c.parts)
+                 .where(schema.step_cache.c.scope == scope, schema.step_cache.c.step == step)
+                 .order_by(schema.step_cache.c.created_at.desc()).limit(1))
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return dict(json.loads(row.parts)) if row else None
+
+    def remember(self, *, key: str, scope: str, step: str, outputs: Mapping[str, str],
+                 parts: Mapping[str, Any], run_id: str) -> None:
+        values = {"scope": scope, "step": step, "outputs": json.dumps(dict(outputs), sort_keys=True),
+                  "parts": json.dumps(dict(parts), sort_keys=True), "created_at": time.time(),
+                  "run_id": run_id}
+        with self.engine.begin() as conn:
+            done = conn.execute(update(schema.step_cache)
+                                .where(schema.step_cache.c.cache_key == key).values(**values))
+            if done.rowcount == 0:
+                conn.execute(insert(schema.step_cache).values(cache_key=key, **values))
+
+    def record_step(self, *, run_id: str, name: str, status: str, key: str, duration_s: float,
+                    explain: list[str], inputs: Mapping[str, str],
+                    outputs: Mapping[str, tuple[str, str, int]]) -> None:
+        """One step's outcome, its lineage edges and the artifacts it wrote, in one transaction."""
+        now = time.time()
+        with self.engine.begin() as conn:
+            conn.execute(insert(schema.steps).values(
+                run_id=run_id, name=name, status=status, cache_key=key, duration_s=duration_s,
+                finished_at=now, explain=json.dumps(explain)))
+            edges = [{"run_id": run_id, "step": name, "direction": "in", "name": n, "artifact_id": a}
+                     for n, a in inputs.items()]
+            edges += [{"run_id": run_id, "step": name, "direction": "out", "name": n, "artifact_id": a}
+                      for n, (a, _, _) in outputs.items()]
+            if edges:
+                conn.execute(insert(schema.lineage), edges)
+            for out_name, (artifact_id, codec, size) in outputs.items():
+                known = conn.execute(select(schema.artifacts.c.id)
+                                     .where(schema.artifacts.c.id == artifact_id)).first()
+                if known is None:
+                    try:
+                        with conn.begin_nested():
+                            conn.execute(insert(schema.artifacts).values(
+                                id=artifact_id, codec=codec, size=size, created_at=now, run_id=run_id,
+                                step=name, name=out_name))
+                    except SqlIntegrityError:
+                        pass  # another process recorded the same content first
+
+    def referenced_artifacts(self) -> set[str]:
+        """Every artifact id that metadata points at (cache entries and lineage)."""
+        ids: set[str] = set()
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(schema.step_cache.c.outputs)):
+                ids.update(json.loads(row.outputs).values())
+            ids.update(r.bundle_id for r in conn.execute(select(schema.model_versions.c.bundle_id)))
+        return ids

@@ -1,0 +1,102 @@
+"""The metadata database's tables (SQLAlchemy Core): runs, steps, cache, artifacts, lineage, models."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    Column,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("pipeline", String(64), nullable=False, index=True),
+    Column("spec_path", Text, nullable=False),
+    Column("spec_digest", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("pid", Integer),
+    Column("host", String(255)),
+    Column("error", Text),
+    Column("summary", Text),  # JSON
+)
+
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), ForeignKey("runs.id"), nullable=False, index=True),
+    Column("name", String(64), nullable=False),
+    Column("status", String(16), nullable=False),  # ran | cached | failed
+    Column("cache_key", String(64), nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("explain", Text),  # JSON list of reasons
+)
+
+step_cache = Table(
+    "step_cache",
+    metadata,
+    Column("cache_key", String(64), primary_key=True),
+    Column("scope", String(64), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("outputs", Text, nullable=False),  # JSON {output name: artifact id}
+    Column("parts", Text, nullable=False),  # JSON of what the key was computed from
+    Column("created_at", Float, nullable=False, index=True),
+    Column("run_id", String(40), nullable=False),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("codec", String(32), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("step", String(64), nullable=False),
+    Column("name", String(64), nullable=False),
+)
+
+lineage = Table(
+    "lineage",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("step", String(64), nullable=False),
+    Column("direction", String(3), nullable=False),  # in | out
+    Column("name", String(64), nullable=False),
+    Column("artifact_id", String(64), nullable=False, index=True),
+)
+
+models = Table(
+    "models",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("created_at", Float, nullable=False),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(64), ForeignKey("models.name"), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("bundle_id", String(64), nullable=False),
+    Column("run_id", String(40), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("metrics", Text, nullable=False),  # JSON summary for listings
+    PrimaryKeyConstraint("name", "version"),
+    UniqueConstraint("name", "bundle_id"),
+)
