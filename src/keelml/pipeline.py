@@ -112,7 +112,7 @@ def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
              outputs={"metrics": "json", "predictions": "table"}, version=STEP_VERSION,
-             params=spec.evaluate.model_dump(mode="json")),
+             params={"evaluate": spec.evaluate.model_dump(mode="json"), "threads": spec.model.threads}),
         Step("gate", steps.gate, inputs={"metrics": "evaluate.metrics"}, outputs={"verdict": "json"},
              version=STEP_VERSION, params=spec.gate.model_dump(mode="json")),
         Step("register", steps.register,

@@ -103,6 +103,11 @@ class ModelSpec(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     cv_folds: int = Field(5, ge=2, le=20)
     seed: int = 42
+    n_jobs: int = Field(1, ge=1, le=64, description="processes for cross-validation folds")
+    threads: int = Field(
+        1, ge=1, le=64,
+        description="OpenMP/BLAS threads per process; 1 avoids oversubscription on shared machines",
+    )
 
 
 class EvaluateSpec(StrictModel):

@@ -25,7 +25,9 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None) -> di
     """Infer (or load) the contract from training data; split every source into valid and quarantined rows."""
     import polars as pl
 
-    from keelml.data.contract import contract_from_yaml, infer_contract, validate_frame
+    from keelml.data.contract import contract_from_yaml
+    from keelml.data.infer import infer_contract
+    from keelml.data.validate import validate_frame
 
     if params.get("declared_contract"):
         contract = contract_from_yaml(params["declared_contract"], source=params["declared_contract_path"])
@@ -61,21 +63,28 @@ def split(*, params: Mapping[str, Any], train: Any, test: Any = None) -> dict[st
 
 def train(*, params: Mapping[str, Any], train: Any, contract: Mapping[str, Any]) -> dict[str, Any]:
     """Fit the preprocessing + estimator pipeline on the training split, with k-fold CV."""
+    from threadpoolctl import threadpool_limits
+
     from keelml.data.contract import Contract
     from keelml.model.train import train_model
 
-    model, report = train_model(train, Contract.model_validate(contract), ModelSpec.model_validate(params))
+    spec = ModelSpec.model_validate(params)
+    with threadpool_limits(limits=spec.threads):
+        model, report = train_model(train, Contract.model_validate(contract), spec)
     return {"model": model, "cv": report}
 
 
 def evaluate(*, params: Mapping[str, Any], model: Any, test: Any,
              contract: Mapping[str, Any]) -> dict[str, Any]:
     """Score the held-out data: metrics with a bootstrap interval, and the predictions."""
+    from threadpoolctl import threadpool_limits
+
     from keelml.data.contract import Contract
     from keelml.model.evaluate import evaluate_model
 
-    metrics, predictions = evaluate_model(model, test, Contract.model_validate(contract),
-                                          EvaluateSpec.model_validate(params))
+    with threadpool_limits(limits=params["threads"]):
+        metrics, predictions = evaluate_model(model, test, Contract.model_validate(contract),
+                                              EvaluateSpec.model_validate(params["evaluate"]))
     return {"metrics": metrics, "predictions": predictions}
 
 
@@ -85,11 +94,12 @@ def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
     floor = params.get("min_score")
     value = float(primary["value"])
     if floor is None:
-        return {"passed": True, "reason": "no gate configured (gate.min_score unset)", "checks": []}
+        return {"verdict": {"passed": True, "reason": "no gate configured (gate.min_score unset)",
+                            "checks": []}}
     passed = value >= float(floor)
-    reason = (f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}")
-    return {"passed": passed, "reason": reason,
-            "checks": [{"metric": primary["name"], "value": value, "min": float(floor), "passed": passed}]}
+    reason = f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}"
+    checks = [{"metric": primary["name"], "value": value, "min": float(floor), "passed": passed}]
+    return {"verdict": {"passed": passed, "reason": reason, "checks": checks}}
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,

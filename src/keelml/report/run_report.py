@@ -92,7 +92,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
     scalar = [[_e(k), _num(v)] for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
     parts.append(_table(["metric", "value"], scalar))
     parts.append("<h2>Cross-validation on the training split</h2>")
-    scores = cv.get("scores", {}) if isinstance(cv.get("scores"), dict) else {}
+    scores = cv.get("cv", {}) if isinstance(cv.get("cv"), dict) else {}
     cv_rows = []
     for metric, entry in scores.items():
         if isinstance(entry, dict):

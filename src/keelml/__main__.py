@@ -1,0 +1,5 @@
+"""`python -m keelml` is the same as `keel`."""
+
+from keelml.cli.main import main
+
+main()

@@ -1,0 +1,203 @@
+"""Leak-free feature preprocessing built from the data contract; it lives inside the model pipeline."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from keelml.errors import DataError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from keelml.data.contract import ColumnContract, Contract
+
+BOOLEAN_CATEGORIES = ["false", "true"]
+MAX_FREE_CATEGORIES = 50  # one-hot width cap for categorical columns the contract gives no domain for
+
+
+class FrameCoercer(TransformerMixin, BaseEstimator):  # type: ignore[misc]
+    """Select the contract's feature columns and give them stable dtypes and one missing marker.
+
+    Numeric columns become float64 and categorical columns object dtype holding str values
+    (booleans as "true"/"false"); every missing marker (None, pd.NA, NaN, NaT) becomes np.nan,
+    so that a JSON null is imputed exactly like a NaN.
+    """
+
+    def __init__(self, numeric: list[str], categorical: list[str]) -> None:
+        self.numeric = numeric
+        self.categorical = categorical
+
+    def fit(self, X: Any, y: Any = None) -> FrameCoercer:
+        frame = _as_pandas(X)
+        self._check_columns(frame)
+        self.feature_names_out_ = [*self.numeric, *self.categorical]
+        self.n_features_in_ = len(frame.columns)
+        return self
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        frame = _as_pandas(X)
+        self._check_columns(frame)
+        data: dict[str, Any] = {}
+        for name in self.numeric:
+            data[name] = pd.Series(_numeric(frame[name], name), index=frame.index, dtype=np.float64)
+        for name in self.categorical:
+            data[name] = pd.Series(_categorical(frame[name]), index=frame.index, dtype=object)
+        # explicit object dtype: pandas >= 3 would otherwise infer its "str" dtype
+        return pd.DataFrame(data, index=frame.index, columns=[*self.numeric, *self.categorical])
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        return np.asarray([*self.numeric, *self.categorical], dtype=object)
+
+    def _check_columns(self, frame: pd.DataFrame) -> None:
+        present = set(map(str, frame.columns))
+        missing = [c for c in [*self.numeric, *self.categorical] if c not in present]
+        if missing:
+            raise ValueError(
+                f"missing required feature column(s): {', '.join(map(repr, missing))}; "
+                f"got columns: {', '.join(map(repr, frame.columns))}"
+            )
+
+
+def _as_pandas(X: Any) -> pd.DataFrame:
+    if isinstance(X, pd.DataFrame):
+        return X
+    if type(X).__module__.split(".")[0] == "polars":
+        frame: pd.DataFrame = X.to_pandas()
+        return frame
+    raise TypeError(f"expected a pandas or polars DataFrame, got {type(X).__name__}")
+
+
+def _numeric(series: pd.Series, name: str) -> np.ndarray:
+    values = series.to_numpy(dtype=object, na_value=np.nan)
+    missing = pd.isna(values)
+    out = np.full(len(values), np.nan, dtype=np.float64)
+    try:
+        out[~missing] = np.asarray(values[~missing], dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"column {name!r} must be numeric: {exc}") from None
+    return out
+
+
+def _categorical(series: pd.Series) -> np.ndarray:
+    values = series.to_numpy(dtype=object, na_value=np.nan)
+    missing = pd.isna(values)
+    out = np.empty(len(values), dtype=object)
+    out[missing] = np.nan
+    present = values[~missing]
+    kind = pd.api.types.infer_dtype(present, skipna=False)
+    if kind == "string":  # the common case, without a Python-level loop
+        out[~missing] = present
+        return out
+    if kind == "boolean":
+        out[~missing] = np.where(present.astype(bool), "true", "false").astype(object)
+        return out
+    for i in np.flatnonzero(~missing):
+        value = values[i]
+        out[i] = str(bool(value)).lower() if isinstance(value, bool | np.bool_) else str(value)
+    return out
+
+
+def split_features(contract: Contract) -> tuple[list[str], list[str], list[str]]:
+    """The feature names as (numeric, categorical with a known domain, categorical without one)."""
+    numeric: list[str] = []
+    known: list[str] = []
+    free: list[str] = []
+    for col in contract.features:
+        if col.type in ("integer", "float"):
+            numeric.append(col.name)
+        elif col.type == "boolean" or col.categories is not None:
+            known.append(col.name)
+        else:
+            free.append(col.name)
+    return numeric, known, free
+
+
+def _domain(col: ColumnContract) -> list[str]:
+    if col.type == "boolean":
+        return list(BOOLEAN_CATEGORIES)
+    return [str(c) for c in col.categories or []]
+
+
+def build_preprocessor(contract: Contract) -> Pipeline:
+    """FrameCoercer, then impute + scale numerics and impute + one-hot categoricals.
+
+    Categorical columns use the contract's categories (booleans ["false", "true"]); string or
+    category columns without a declared domain are one-hot encoded on the categories seen in
+    training, capped at MAX_FREE_CATEGORIES. Unknown values at predict time encode as all zeros.
+    """
+    numeric, known, free = split_features(contract)
+    if not (numeric or known or free):
+        raise DataError(
+            "the contract has no feature columns",
+            expected="at least one column with role: feature",
+            fix="set role: feature on the columns the model should use",
+        )
+    transformers: list[tuple[str, Any, list[str]]] = []
+    if numeric:
+        transformers.append((
+            "numeric",
+            Pipeline([
+                ("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
+                ("scale", StandardScaler()),
+            ]),
+            numeric,
+        ))
+    if known:
+        domains = [_domain(contract.column(name)) for name in known]
+        transformers.append((
+            "categorical",
+            Pipeline([
+                ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                ("onehot", OneHotEncoder(categories=domains, handle_unknown="ignore", sparse_output=False)),
+            ]),
+            known,
+        ))
+    if free:
+        transformers.append((
+            "free_categorical",
+            Pipeline([
+                ("impute", SimpleImputer(strategy="most_frequent", keep_empty_features=True)),
+                ("onehot", OneHotEncoder(handle_unknown="infrequent_if_exist", sparse_output=False,
+                                         max_categories=MAX_FREE_CATEGORIES)),
+            ]),
+            free,
+        ))
+    return Pipeline([
+        ("coerce", FrameCoercer(numeric=numeric, categorical=[*known, *free])),
+        ("columns", ColumnTransformer(transformers, remainder="drop")),
+    ])
+
+
+def to_xy(df: pl.DataFrame, contract: Contract) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """The feature columns as pandas and the target as numpy (str or float), None if absent."""
+    names = [c.name for c in contract.features]
+    missing = [n for n in names if n not in df.columns]
+    if missing:
+        raise DataError(
+            f"the data lacks feature column(s) {', '.join(map(repr, missing))}",
+            expected="every feature column of the contract: " + ", ".join(names),
+            fix="supply those columns, or set their role to ignore in the contract",
+        )
+    X = df.select(names).to_pandas()
+    if contract.target not in df.columns:
+        return X, None
+    target = df.get_column(contract.target)
+    if target.null_count():
+        raise DataError(
+            f"the target {contract.target!r} has {target.null_count()} missing value(s)",
+            expected="a value in every row of the target column",
+            fix="drop the rows without a target before training or evaluating",
+        )
+    if contract.task == "regression":
+        y = target.cast(float).to_numpy().astype(np.float64)
+    else:
+        y = np.asarray([str(v) for v in target.to_list()], dtype=str)
+    return X, y

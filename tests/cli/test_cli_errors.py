@@ -1,0 +1,108 @@
+"""Bad input: exit code 2, one message saying what was wrong, what was expected and how to fix it."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from tests.helpers import ADULT, keel
+
+SPEC = """name: errs
+data:
+  target: {target}
+  train:
+    path: {path}
+    csv: {{has_header: true}}
+"""
+
+
+def _project(tmp_path: Path, *, target: str = "label", rows: str = "a,b,label\n1,x,yes\n2,y,no\n3,x,yes\n4,y,no\n",
+             extra: str = "") -> Path:
+    (tmp_path / "data.csv").write_text(rows)
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(SPEC.format(target=target, path="data.csv") + extra)
+    return spec
+
+
+def _assert_user_error(result: object, *fragments: str) -> None:
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)  # type: ignore[attr-defined]
+    err = result.stderr  # type: ignore[attr-defined]
+    assert "Traceback" not in err
+    assert "expected:" in err and "fix:" in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_spec_typo(tmp_path: Path) -> None:
+    spec = _project(tmp_path, extra="modle: {family: random_forest}\n")
+    _assert_user_error(keel("run", str(spec)), "unknown key 'modle'", "did you mean 'model'?")
+
+
+def test_missing_data_file(tmp_path: Path) -> None:
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(SPEC.format(target="label", path="nowhere.csv"))
+    _assert_user_error(keel("run", str(spec)), "file not found", "nowhere.csv", "data.train.path")
+    assert not (tmp_path / ".keel" / "store").exists()  # nothing half-written
+
+
+def test_missing_spec(tmp_path: Path) -> None:
+    _assert_user_error(keel("run", str(tmp_path / "absent.yaml")), "spec file not found", "keel init")
+
+
+def test_target_column_does_not_exist(tmp_path: Path) -> None:
+    spec = _project(tmp_path, target="lable")
+    _assert_user_error(keel("run", str(spec)), "lable", "label")
+
+
+def test_target_with_one_class(tmp_path: Path) -> None:
+    spec = _project(tmp_path, rows="a,b,label\n1,x,yes\n2,y,yes\n3,x,yes\n4,y,yes\n")
+    _assert_user_error(keel("run", str(spec)), "one class")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    spec = _project(tmp_path, target="lable")
+    result = keel("--debug", "run", str(spec))
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_failed_run_is_recorded_as_failed(tmp_path: Path) -> None:
+    spec = _project(tmp_path, rows="a,b,label\n1,x,yes\n2,y,yes\n3,x,yes\n4,y,yes\n")
+    keel("run", str(spec))
+    listing = keel("runs", "list", "-f", str(spec))
+    assert "failed" in listing.stdout
+
+
+def test_reading_commands_do_not_invent_a_store(tmp_path: Path) -> None:
+    spec = _project(tmp_path)
+    _assert_user_error(keel("models", "list", "-f", str(spec)), "keys are missing")
+    assert not (tmp_path / ".keel" / "keys").exists()
+
+
+def test_unknown_model(tmp_path: Path) -> None:
+    spec = _project(tmp_path)
+    keel("init", str(tmp_path))
+    _assert_user_error(keel("models", "show", "ghost", "-f", str(spec)), "no model named 'ghost'")
+
+
+def test_init_writes_a_runnable_starter_and_private_keys(tmp_path: Path) -> None:
+    result = keel("init", str(tmp_path / "proj"))
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "proj" / "pipeline.yaml").is_file()
+    for name in ("master.key", "signing.key"):
+        assert stat.S_IMODE((tmp_path / "proj" / ".keel" / "keys" / name).stat().st_mode) == 0o600
+    assert ".keel/" in (tmp_path / "proj" / ".gitignore").read_text()
+    again = keel("init", str(tmp_path / "proj"))
+    assert again.returncode == 0 and "kept existing keys" in again.stdout
+    # the starter spec names data.csv, which does not exist yet: a clear error, not a crash
+    _assert_user_error(keel("run", str(tmp_path / "proj" / "pipeline.yaml")), "data.csv")
+
+
+def test_help_is_fast_to_import() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, keelml.cli.main; heavy = {'sklearn', 'polars', 'pandas', 'sqlalchemy', 'pyarrow', "
+            "'skops', 'numpy'}; print(sorted(heavy & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    assert ADULT.is_dir()

@@ -1,0 +1,32 @@
+"""Helpers for end-to-end tests: a small Adult project in a temp dir, and running `keel`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+ADULT = ROOT / "examples" / "adult"
+
+
+def small_adult_project(directory: Path, *, train_rows: int = 6000, test_rows: int = 3000,
+                        extra: str = "") -> Path:
+    """Copy the head of the real Adult files and the example spec (3 folds) into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    train = (ADULT / "adult.data").read_text().splitlines()[:train_rows]
+    test = (ADULT / "adult.test").read_text().splitlines()[: test_rows + 1]
+    (directory / "adult.data").write_text("\n".join(train) + "\n")
+    (directory / "adult.test").write_text("\n".join(test) + "\n")
+    spec = (ADULT / "pipeline.yaml").read_text()
+    spec = spec.replace("cv_folds: 5", "cv_folds: 3").replace("min_score: 0.85", "min_score: 0.80")
+    path = directory / "pipeline.yaml"
+    path.write_text(spec + "\nevaluate:\n  bootstrap_rounds: 50\n" + extra)
+    return path
+
+
+def keel(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "keelml", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=timeout, env=env, check=False)

@@ -1,0 +1,101 @@
+"""Safe persistence: skops round trips, and refusal of pickles and untrusted types."""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from keelml.errors import IntegrityError
+from keelml.model.catalog import make_pipeline_for
+from keelml.model.features import to_xy
+from keelml.model.persist import TRUSTED_TYPES, dump_model, load_model
+
+FAMILIES = ["hist_gradient_boosting", "logistic_regression", "random_forest"]
+SMALL = {"hist_gradient_boosting": {"max_iter": 20}, "logistic_regression": {},
+         "random_forest": {"n_estimators": 10}}
+
+
+class Doubler(TransformerMixin, BaseEstimator):
+    """A custom transformer that keelml has not allowlisted."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return X * 2
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("family", FAMILIES)
+def test_round_trip_gives_identical_predictions(synthetic, family: str, task: str, monkeypatch) -> None:
+    frame, contract = synthetic(task, n=150)
+    X, y = to_xy(frame, contract)
+    model = make_pipeline_for(contract, family, SMALL[family], seed=0).fit(X, y)
+    data = dump_model(model)
+    assert data[:2] == b"PK" and not data.startswith(b"\x80")
+    assert set(sio.get_untrusted_types(data=data)) <= set(TRUSTED_TYPES)
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("pickle must never be used to load a model")
+
+    monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(pickle, "load", no_pickle)
+    loaded = load_model(data)
+    assert type(loaded) is type(model)
+    if task == "regression":
+        np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
+    else:
+        np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+        np.testing.assert_array_equal(loaded.classes_, model.classes_)
+
+
+def test_raw_pickle_is_refused() -> None:
+    payload = pickle.dumps({"model": [1, 2, 3]})
+    with pytest.raises(IntegrityError, match="never loads pickles"):
+        load_model(payload)
+
+
+@pytest.mark.parametrize("data", [b"", b"not a model at all", b"\x00" * 64])
+def test_garbage_is_refused(data: bytes) -> None:
+    with pytest.raises(IntegrityError, match="not a skops model"):
+        load_model(data)
+
+
+def test_zip_without_skops_schema_is_refused() -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("data.pkl", pickle.dumps(1))
+    with pytest.raises(IntegrityError, match="not a skops model"):
+        load_model(buffer.getvalue())
+
+
+def test_custom_class_is_refused_with_its_name() -> None:
+    model = Pipeline([("double", Doubler())])
+    data = sio.dumps(model)
+    with pytest.raises(IntegrityError) as info:
+        load_model(data)
+    assert f"{Doubler.__module__}.Doubler" in str(info.value)
+    assert "never loads pickles" in str(info.value)
+
+
+def test_function_transformer_is_refused_with_the_function_name() -> None:
+    model = Pipeline([("run", FunctionTransformer(os.system))])  # never fitted, never called
+    with pytest.raises(IntegrityError, match=r"(posix|os|nt)\.system"):
+        load_model(sio.dumps(model))
+
+
+def test_truncated_model_is_refused(synthetic) -> None:
+    frame, contract = synthetic("binary", n=80)
+    X, y = to_xy(frame, contract)
+    data = dump_model(make_pipeline_for(contract, "logistic_regression", {}, seed=0).fit(X, y))
+    with pytest.raises(IntegrityError):
+        load_model(data[: len(data) // 2])

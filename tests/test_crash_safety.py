@@ -1,0 +1,62 @@
+"""SIGKILL `keel run` at several points; every time a re-run completes and `keel verify` passes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tests.helpers import keel, small_adult_project
+
+KILL_POINTS = [
+    ("ingest", 0.0),
+    ("validate", 0.05),
+    ("train", 0.3),
+    ("train", 1.5),
+    ("evaluate", 0.1),
+    ("register", 0.0),
+]
+
+
+def _run_and_kill(spec: Path, step: str, delay: float) -> bool:
+    """Start `keel run`, SIGKILL it `delay` s after `step` starts; True if it was killed mid-run."""
+    env = {**os.environ, "NO_COLOR": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "keelml", "run", str(spec)], stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, env=env)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if line.startswith(f"keel: step {step} started"):
+            time.sleep(delay)
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait(timeout=300)
+    return proc.returncode == -signal.SIGKILL
+
+
+@pytest.mark.slow
+def test_sigkill_at_any_step_leaves_a_resumable_verifiable_store(tmp_path: Path) -> None:
+    spec = small_adult_project(tmp_path / "p", train_rows=4000, test_rows=2000)
+    killed = 0
+    for step, delay in KILL_POINTS:
+        # a fresh store for each kill point, so each kill happens during the named step
+        work = tmp_path / f"{step}-{delay}"
+        spec_copy = small_adult_project(work, train_rows=4000, test_rows=2000)
+        killed += _run_and_kill(spec_copy, step, delay)
+        verify = keel("verify", str(spec_copy))
+        assert verify.returncode in (0, 2), verify.stderr  # 2: the kill came before the keys existed
+        rerun = keel("run", str(spec_copy), "--json")
+        assert rerun.returncode == 0, f"re-run after kill in {step}: {rerun.stderr}"
+        outcome = json.loads(rerun.stdout)
+        assert outcome["model"]["version"] == 1
+        assert keel("verify", str(spec_copy)).returncode == 0
+        runs = json.loads(keel("runs", "list", "-f", str(spec_copy), "--json").stdout)
+        assert runs[0]["status"] == "succeeded"
+        if len(runs) > 1:
+            assert runs[1]["status"] == "interrupted"
+    assert killed >= len(KILL_POINTS) - 1, "most kills must land while the run is still going"
+    assert spec.exists()

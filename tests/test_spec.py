@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from keelml.errors import SpecError
+from keelml.spec import PipelineSpec, load_spec, parse_spec
+
+MINIMAL = "name: demo\ndata:\n  target: y\n  train: {path: data.csv}\n"
+
+
+def test_defaults_live_in_the_spec() -> None:
+    spec = parse_spec(MINIMAL)
+    assert spec.model.family == "hist_gradient_boosting"
+    assert spec.model.cv_folds == 5
+    assert spec.store.encryption is True
+    assert spec.split.test_size == 0.2
+    assert spec.data.train.resolved_format() == "csv"
+
+
+def test_unknown_key_names_valid_keys_and_did_you_mean() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(MINIMAL + "modle: {}\n")
+    text = str(info.value)
+    assert "unknown key 'modle'" in text
+    assert "did you mean 'model'?" in text
+    assert "contract, data, description, evaluate" in text
+
+
+def test_nested_unknown_key() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec(MINIMAL + "model: {cv_fold: 3}\n")
+    assert "unknown key 'cv_fold' in model" in str(info.value)
+    assert "did you mean 'cv_folds'?" in str(info.value)
+
+
+def test_invalid_value_says_where() -> None:
+    with pytest.raises(SpecError, match=r"model\.cv_folds.*greater than or equal to 2"):
+        parse_spec(MINIMAL + "model: {cv_folds: 1}\n")
+    with pytest.raises(SpecError, match="split.test_size"):
+        parse_spec(MINIMAL + "split: {test_size: 1.5}\n")
+
+
+def test_missing_required_key() -> None:
+    with pytest.raises(SpecError, match="required key 'data.target' is missing"):
+        parse_spec("name: demo\ndata:\n  train: {path: x.csv}\n")
+
+
+def test_yaml_syntax_error_has_a_line_number() -> None:
+    with pytest.raises(SpecError, match="line [23]"):
+        parse_spec("name: demo\ndata: [unclosed, x\nother: 1\n")
+
+
+def test_encryption_off_is_yaml_false() -> None:
+    assert parse_spec(MINIMAL + "store: {encryption: off}\n").store.encryption is False
+
+
+def test_relative_paths_resolve_against_the_spec(tmp_path: Path) -> None:
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "pipeline.yaml").write_text(MINIMAL)
+    loaded = load_spec(tmp_path / "p")
+    assert loaded.resolve("data.csv") == str((tmp_path / "p" / "data.csv").resolve())
+    assert loaded.resolve("s3://bucket/x.csv") == "s3://bucket/x.csv"
+    assert len(loaded.digest) == 64
+
+
+def test_missing_spec_file(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="keel init"):
+        load_spec(tmp_path / "nope.yaml")
+
+
+def test_starter_template_is_a_valid_spec() -> None:
+    text = resources.files("keelml").joinpath("templates/pipeline.yaml").read_text()
+    spec = parse_spec(text)
+    assert isinstance(spec, PipelineSpec)
+    assert spec.name == "my-model"
+
+
+def test_target_cannot_be_dropped() -> None:
+    with pytest.raises(SpecError, match="also listed in data.drop_columns"):
+        parse_spec(MINIMAL.replace("target: y", "target: y\n  drop_columns: [y]"))
