@@ -81,3 +81,15 @@ def test_starter_template_is_a_valid_spec() -> None:
 def test_target_cannot_be_dropped() -> None:
     with pytest.raises(SpecError, match="also listed in data.drop_columns"):
         parse_spec(MINIMAL.replace("target: y", "target: y\n  drop_columns: [y]"))
+
+
+def test_duplicate_keys_are_refused() -> None:
+    with pytest.raises(SpecError, match="duplicate key 'model'"):
+        parse_spec(MINIMAL + "model: {cv_folds: 3}\nmodel: {cv_folds: 4}\n")
+
+
+def test_yaml_merge_keys_still_work() -> None:
+    spec = parse_spec(MINIMAL.replace("train: {path: data.csv}",
+                                      "train: {path: a.csv, csv: &o {delimiter: ';'}}\n"
+                                      "  test: {path: b.csv, csv: {<<: *o, skip_rows: 1}}"))
+    assert spec.data.test is not None and spec.data.test.csv.delimiter == ";"

@@ -54,7 +54,7 @@ def codecs() -> dict[str, Codec]:
 
 
 def _source_location(loaded: LoadedSpec, source: SourceSpec, role: str) -> tuple[str, str]:
-    from keelml.data.sources import file_digest
+    from keelml.data.files import file_digest
 
     location = loaded.resolve(source.path)
     if "://" not in location and not Path(location).is_file():

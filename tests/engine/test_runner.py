@@ -133,3 +133,16 @@ def test_graph_validation() -> None:
     with pytest.raises(GraphError, match="two steps"):
         Graph([Step("a", load, outputs={"o": "json"}), Step("a", load, outputs={"o": "json"})])
     assert [s.name for s in graph().upstream("report")] == ["load", "total", "report"]
+
+
+def test_explain_names_nested_parameters() -> None:
+    from keelml.engine.cache import explain_change
+
+    old = {"version": "1", "params": {"model": {"params": {}}, "seed": 1}, "inputs": {"a": "x" * 64}}
+    new = {"version": "2", "params": {"model": {"params": {"max_iter": 5}}}, "inputs": {"a": "y" * 64}}
+    assert explain_change(old, new) == [
+        "step version changed: 1 -> 2",
+        "parameter model.params.max_iter added: 5",
+        "parameter seed removed (was 1)",
+        "input a changed: xxxxxxxxxxxx -> yyyyyyyyyyyy",
+    ]

@@ -99,3 +99,11 @@ def test_truncated_model_is_refused(synthetic) -> None:
     data = dump_model(make_pipeline_for(contract, "logistic_regression", {}, seed=0).fit(X, y))
     with pytest.raises(IntegrityError):
         load_model(data[: len(data) // 2])
+
+
+def test_partial_over_a_dangerous_function_is_refused() -> None:
+    import functools
+
+    model = Pipeline([("step", FunctionTransformer(functools.partial(os.system, "true")))])
+    with pytest.raises(IntegrityError, match="os.system|posix.system"):
+        load_model(sio.dumps(model))

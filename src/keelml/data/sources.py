@@ -3,70 +3,23 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import io
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import IO
 
-import fsspec
 import polars as pl
 
+from keelml.data.files import file_digest, read_bytes
 from keelml.errors import DataError
 from keelml.spec import CsvOptions, SourceSpec
 
-CHUNK_SIZE = 1 << 20
-_PATH_FIX = (
-    "check data.train.path (or data.test.path); relative paths are resolved against "
-    "the directory that holds the spec file"
-)
-
-
-def _is_url(location: str) -> bool:
-    return "://" in location
-
-
-@contextmanager
-def _open_binary(location: str) -> Iterator[IO[bytes]]:
-    """Open a local path or an fsspec URL for binary reading; a missing file is a DataError."""
-    try:
-        if _is_url(location):
-            with fsspec.open(location, "rb") as handle:
-                yield handle
-        else:
-            path = Path(location)
-            if not path.is_file():
-                raise FileNotFoundError(location)
-            with path.open("rb") as handle:
-                yield handle
-    except (FileNotFoundError, IsADirectoryError):
-        raise DataError(
-            f"data file not found: {location}",
-            expected="an existing, readable data file at that resolved path",
-            fix=_PATH_FIX,
-        ) from None
-
-
-def _read_bytes(location: str) -> bytes:
-    with _open_binary(location) as handle:
-        return handle.read()
-
-
-def file_digest(location: str) -> str:
-    """SHA-256 hex digest of a file's bytes, streamed in 1 MiB chunks (local path or fsspec URL)."""
-    digest = hashlib.sha256()
-    with _open_binary(location) as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
+__all__ = ["file_digest", "read_source"]
 
 def read_source(source: SourceSpec, location: str) -> pl.DataFrame:
     """Read one source from its resolved location; CSV cells stay strings, Parquet/JSONL stay typed."""
     fmt = source.resolved_format()
     if fmt == "csv":
-        df = _read_csv(_read_bytes(location), source.csv, location)
+        df = _read_csv(read_bytes(location), source.csv, location)
     elif fmt == "parquet":
         df = _read_typed(location, "Parquet", lambda f: pl.read_parquet(f))
     else:
@@ -82,7 +35,7 @@ def read_source(source: SourceSpec, location: str) -> pl.DataFrame:
 
 def _read_typed(location: str, kind: str, reader: Callable[[IO[bytes]], pl.DataFrame]) -> pl.DataFrame:
     """Read a Parquet or JSONL file with ``reader``; parse failures become DataErrors."""
-    data = _read_bytes(location)
+    data = read_bytes(location)
     if not data.strip():
         raise DataError(
             f"{location} is empty",

@@ -30,7 +30,7 @@ def _flatten(value: Any, prefix: str) -> dict[str, Any]:
         flat: dict[str, Any] = {}
         for key, item in value.items():
             flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat or {prefix: {}}
+        return flat  # an empty mapping contributes nothing: {} -> {x: 1} reads as "x added"
     return {prefix: value}
 
 

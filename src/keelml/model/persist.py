@@ -40,6 +40,11 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "sklearn._loss.link.LogLink",
     "sklearn._loss.link.MultinomialLogit",
     "sklearn._loss.link.Interval",
+    # Native categorical support in histogram boosting keeps a validation callable:
+    # functools.partial over check_array. The partial's target is audited separately, so only
+    # partials of allowlisted functions load.
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
 )
 
 
