@@ -174,7 +174,11 @@ def _allowed_nulls(observed: float, options: ContractSpec) -> float:
 
 
 def _range(present: pl.Series, kind: ColumnType, options: ContractSpec) -> tuple[float | None, float | None]:
-    """Widened quantile bounds of the finite values; rounded outward (integers to whole numbers)."""
+    """Widened quantile bounds of the finite values; rounded outward (integers to whole numbers).
+
+    The bounds are the `range_quantiles` widened by `range_margin` times their span on each side;
+    a column with no negative value keeps a lower bound of at least 0.
+    """
     if kind not in ("integer", "float"):
         return None, None
     finite = present.filter(present.is_finite()) if kind == "float" else present
@@ -185,7 +189,10 @@ def _range(present: pl.Series, kind: ColumnType, options: ContractSpec) -> tuple
     high = finite.quantile(q_high, interpolation="linear")
     assert low is not None and high is not None
     pad = options.range_margin * (high - low)
+    observed_min = finite.min()
     low, high = low - pad, high + pad
+    if isinstance(observed_min, int | float) and observed_min >= 0:
+        low = max(low, 0.0)  # a column never seen negative (ages, counts, amounts) stays non-negative
     if kind == "integer":
         return float(math.floor(low)), float(math.ceil(high))
     span = high - low or abs(high) or 1.0

@@ -100,7 +100,8 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
                             _num(entry.get("train_mean"))])
     if cv_rows:
         parts.append(_table(["metric", "validation mean", "std", "train mean"], cv_rows))
-    for metric, entry in list(scores.items())[:1]:
+    chart_metric = str(cv.get("primary_metric") or next(iter(scores), ""))
+    for metric, entry in [(chart_metric, scores.get(chart_metric))]:
         if isinstance(entry, dict):
             parts.append(_fold_chart(metric, [float(v) for v in entry.get("test", [])],
                                      [float(v) for v in entry.get("train", [])], provenance))
@@ -117,10 +118,11 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
     col_rows = []
     for col in contract.get("columns", []):
         domain = (f"{len(col['categories'])} categories" if col.get("categories")
-                  else f"[{_num(col.get('min'), 2)}, {_num(col.get('max'), 2)}]" if col.get("min") is not None else "")
+                  else f"[{col.get('min'):g}, {col.get('max'):g}]" if col.get("min") is not None else "")
         col_rows.append([_e(col["name"]), _e(col["type"]), _e(col["role"]),
-                         _e("yes" if col.get("nullable") else "no"), _e(domain)])
-    parts.append(_table(["column", "type", "role", "nullable", "domain"], col_rows))
+                         _e("yes" if col.get("nullable") else "no"), _e(domain),
+                         _e("yes" if col.get("sensitive") else "")])
+    parts.append(_table(["column", "type", "role", "nullable", "domain", "sensitive"], col_rows))
     parts.append(f"<p class='meta'>task {_e(contract.get('task'))}, target <code>{_e(contract.get('target'))}"
                  f"</code>. The full contract is in contract.yaml next to this page.</p>")
     body = "\n".join(parts)

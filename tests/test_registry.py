@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from keelml.errors import IntegrityError, NotFoundError
+from keelml.registry import Registry, build_bundle
+from keelml.store.artifacts import ArtifactStore
+from keelml.store.keys import KeyRing, create_keys, load_keys
+from keelml.store.metadata import MetadataStore
+
+
+def _bundle(artifacts: ArtifactStore, keys: KeyRing, payload: bytes) -> str:
+    components = {name: artifacts.put(payload + name.encode(), codec="bytes")
+                  for name in ("model", "contract", "metrics")}
+    bundle = build_bundle(name="m", components=components, codecs={k: "bytes" for k in components},
+                          info={"data_digests": {}}, keys=keys)
+    return artifacts.put(json.dumps(bundle).encode(), codec="json")
+
+
+def test_versions_are_numbered_and_content_is_registered_once(
+        artifacts: ArtifactStore, metadata: MetadataStore, keys: KeyRing) -> None:
+    registry = Registry(metadata, artifacts, keys)
+    first = registry.register("m", _bundle(artifacts, keys, b"one"), run_id="r1", summary={})
+    second = registry.register("m", _bundle(artifacts, keys, b"two"), run_id="r2", summary={})
+    again = registry.register("m", first.bundle_id, run_id="r3", summary={})
+    assert (first.version, second.version) == (1, 2)
+    assert again.version == 1 and not again.created
+    assert [r["version"] for r in registry.versions("m")] == [1, 2]
+    row, bundle = registry.bundle("m")
+    assert row["version"] == 2 and bundle["manifest"]["signed_by"] == keys.key_id
+    assert registry.verify_all() == (2, [])
+
+
+def test_altered_manifest_is_refused(artifacts: ArtifactStore, metadata: MetadataStore, keys: KeyRing) -> None:
+    bundle_id = _bundle(artifacts, keys, b"x")
+    bundle = json.loads(artifacts.get(bundle_id))
+    bundle["manifest"]["info"]["data_digests"] = {"train": "forged"}
+    forged_id = artifacts.put(json.dumps(bundle).encode(), codec="json")
+    with pytest.raises(IntegrityError, match="signature is invalid"):
+        Registry(metadata, artifacts, keys).register("m", forged_id, run_id="r", summary={})
+
+
+def test_bundle_signed_by_another_key_is_refused(tmp_path: Path, artifacts: ArtifactStore,
+                                                 metadata: MetadataStore, keys: KeyRing) -> None:
+    stranger = create_keys(tmp_path / "stranger")
+    components = {"model": artifacts.put(b"m", codec="bytes")}
+    bundle = build_bundle(name="m", components=components, codecs={"model": "bytes"}, info={}, keys=stranger)
+    bundle_id = artifacts.put(json.dumps(bundle).encode(), codec="json")
+    with pytest.raises(IntegrityError, match="untrusted key"):
+        Registry(metadata, artifacts, keys).register("m", bundle_id, run_id="r", summary={})
+
+
+def test_missing_component_is_detected(artifacts: ArtifactStore, metadata: MetadataStore, keys: KeyRing) -> None:
+    registry = Registry(metadata, artifacts, keys)
+    reg = registry.register("m", _bundle(artifacts, keys, b"y"), run_id="r", summary={})
+    _, bundle = registry.bundle("m", reg.version)
+    model_id = bundle["manifest"]["components"]["model"]["sha256"]
+    (Path(artifacts.root) / "objects" / model_id[:2] / model_id).unlink()
+    count, problems = registry.verify_all()
+    assert count == 1 and len(problems) == 1 and "missing" in problems[0]
+
+
+def test_unknown_names_and_versions(artifacts: ArtifactStore, metadata: MetadataStore, keys: KeyRing) -> None:
+    registry = Registry(metadata, artifacts, keys)
+    with pytest.raises(NotFoundError, match="no model named 'ghost'"):
+        registry.versions("ghost")
+    registry.register("m", _bundle(artifacts, keys, b"z"), run_id="r", summary={})
+    with pytest.raises(NotFoundError, match="has no version 7"):
+        registry.bundle("m", 7)
+
+
+CONCURRENT = """
+import json, sys
+from pathlib import Path
+from keelml.registry import Registry, build_bundle
+from keelml.store.artifacts import ArtifactStore
+from keelml.store.keys import load_keys
+from keelml.store.metadata import MetadataStore
+root, tag = Path(sys.argv[1]), sys.argv[2]
+keys = load_keys(root / "keys", environ={})
+artifacts = ArtifactStore(str(root / "store"), keys)
+registry = Registry(MetadataStore(f"sqlite:///{root / 'keel.db'}"), artifacts, keys)
+for i in range(15):
+    comp = {"model": artifacts.put(f"{tag}-{i}".encode(), codec="bytes")}
+    bundle = build_bundle(name="m", components=comp, codecs={"model": "bytes"}, info={}, keys=keys)
+    registry.register("m", artifacts.put(json.dumps(bundle).encode(), codec="json"), run_id=tag, summary={})
+"""
+
+
+def test_two_processes_registering_at_once_get_distinct_versions(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    create_keys(tmp_path / "keys")
+    MetadataStore(f"sqlite:///{tmp_path / 'keel.db'}").close()
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(tmp_path), tag]) for tag in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    keys = load_keys(tmp_path / "keys", environ={})
+    registry = Registry(MetadataStore(f"sqlite:///{tmp_path / 'keel.db'}"),
+                        ArtifactStore(str(tmp_path / "store"), keys), keys)
+    versions = registry.versions("m")
+    assert [v["version"] for v in versions] == list(range(1, 31))
+    assert len({v["bundle_id"] for v in versions}) == 30
