@@ -12,7 +12,7 @@ ADULT = ROOT / "examples" / "adult"
 
 
 def small_adult_project(directory: Path, *, train_rows: int = 6000, test_rows: int = 3000,
-                        cv_folds: int = 3, extra: str = "") -> Path:
+                        cv_folds: int = 3, bootstrap_rounds: int = 50, extra: str = "") -> Path:
     """Copy the head of the real Adult files and the example spec (3 folds) into `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     train = (ADULT / "adult.data").read_text().splitlines()[:train_rows]
@@ -22,7 +22,7 @@ def small_adult_project(directory: Path, *, train_rows: int = 6000, test_rows: i
     spec = (ADULT / "pipeline.yaml").read_text()
     spec = spec.replace("cv_folds: 5", f"cv_folds: {cv_folds}").replace("min_score: 0.85", "min_score: 0.80")
     path = directory / "pipeline.yaml"
-    path.write_text(spec + "\nevaluate:\n  bootstrap_rounds: 50\n" + extra)
+    path.write_text(spec + f"\nevaluate:\n  bootstrap_rounds: {bootstrap_rounds}\n" + extra)
     return path
 
 

@@ -73,6 +73,9 @@ def test_runs_and_models_listings(project: tuple[Path, dict, dict]) -> None:
     shown = json.loads(keel("runs", "show", first["run_id"][:17], "-f", str(spec), "--json").stdout)
     writes = {e["artifact_id"] for e in shown["lineage"] if e["direction"] == "out"}
     assert first["model"]["bundle"] in writes
+    cached = json.loads(keel("runs", "show", second["run_id"], "-f", str(spec), "--json").stdout)
+    assert {s["status"] for s in cached["steps"]} == {"cached"}
+    assert writes == {e["artifact_id"] for e in cached["lineage"] if e["direction"] == "out"}
     models = json.loads(keel("models", "list", "-f", str(spec), "--json").stdout)
     assert models[0]["name"] == "adult-income" and models[0]["latest"] == 1
     version = keel("models", "show", "adult-income/1", "-f", str(spec))

@@ -93,3 +93,9 @@ def test_yaml_merge_keys_still_work() -> None:
                                       "train: {path: a.csv, csv: &o {delimiter: ';'}}\n"
                                       "  test: {path: b.csv, csv: {<<: *o, skip_rows: 1}}"))
     assert spec.data.test is not None and spec.data.test.csv.delimiter == ";"
+
+
+def test_typo_in_a_required_key_gets_a_did_you_mean() -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec("name: demo\ndata:\n  target: y\n  trian: {path: data.csv}\n")
+    assert "unknown key 'trian'" in str(info.value) and "did you mean 'train'?" in str(info.value)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keelml import steps
+from keelml import __version__, steps
 from keelml.engine.codecs import BUILTIN, Codec
 from keelml.engine.graph import Graph
 from keelml.engine.runner import Events, Runner, StepResult
@@ -23,7 +23,13 @@ from keelml.project import Project, open_project
 from keelml.registry import Registration, build_bundle
 from keelml.spec import LoadedSpec, SourceSpec, load_spec
 
-STEP_VERSION = "1"
+# A step's version is part of its cache key: the package version (any release invalidates caches)
+# and a per-step number to bump when a step's behaviour changes between releases.
+STEP_VERSIONS = {"ingest": 1, "validate": 2, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1}
+
+
+def _version(step: str) -> str:
+    return f"{__version__}/{STEP_VERSIONS[step]}"
 
 
 def codecs() -> dict[str, Codec]:
@@ -71,7 +77,7 @@ def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
     spec = loaded.spec
     data = spec.data
     train_location, train_digest = _source_location(loaded, data.train, "train")
-    ingest_steps = [Step("ingest", steps.ingest, outputs={"raw": "table"}, version=STEP_VERSION,
+    ingest_steps = [Step("ingest", steps.ingest, outputs={"raw": "table"}, version=_version("ingest"),
                          params={"source": data.train.model_dump(mode="json"), "digest": train_digest},
                          bound={"location": train_location})]
     digests = {"train": train_digest}
@@ -81,7 +87,7 @@ def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
     if data.test is not None:
         test_location, test_digest = _source_location(loaded, data.test, "test")
         digests["test"] = test_digest
-        ingest_steps.append(Step("ingest_test", steps.ingest, outputs={"raw": "table"}, version=STEP_VERSION,
+        ingest_steps.append(Step("ingest_test", steps.ingest, outputs={"raw": "table"}, version=_version("ingest"),
                                  params={"source": data.test.model_dump(mode="json"), "digest": test_digest},
                                  bound={"location": test_location}))
         validate_inputs["raw_test"] = "ingest_test.raw"
@@ -98,30 +104,36 @@ def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
                     "declared_contract_path": str(spec.contract.path)}
     codec_of = {"model": "model", "contract": "json", "metrics": "json", "cv": "json", "verdict": "json"}
     sign = functools.partial(build_bundle, keys=project.keys)
+    # How many processes and threads to use changes speed, not results: kept out of the cache key.
+    resources = spec.model.model_dump(include=RESOURCE_KEYS)
     return Graph([
         *ingest_steps,
-        Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=STEP_VERSION,
+        Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=_version("validate"),
              params={"target": data.target, "drop_columns": data.drop_columns,
                      "sensitive_columns": data.sensitive_columns,
                      "options": spec.contract.model_dump(mode="json"), **declared}),
         Step("split", steps.split, inputs=split_inputs, outputs={"train": "table", "test": "table"},
-             version=STEP_VERSION, params={"target": data.target, **spec.split.model_dump(mode="json")}),
+             version=_version("split"), params={"target": data.target, **spec.split.model_dump(mode="json")}),
         Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
-             outputs={"model": "model", "cv": "json"}, version=STEP_VERSION,
-             params=spec.model.model_dump(mode="json")),
+             outputs={"model": "model", "cv": "json"}, version=_version("train"),
+             params=spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS),
+             bound={"resources": resources}),
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
-             outputs={"metrics": "json", "predictions": "table"}, version=STEP_VERSION,
-             params={"evaluate": spec.evaluate.model_dump(mode="json"), "threads": spec.model.threads}),
+             outputs={"metrics": "json", "predictions": "table"}, version=_version("evaluate"),
+             params=spec.evaluate.model_dump(mode="json"), bound={"resources": resources}),
         Step("gate", steps.gate, inputs={"metrics": "evaluate.metrics"}, outputs={"verdict": "json"},
-             version=STEP_VERSION, params=spec.gate.model_dump(mode="json")),
+             version=_version("gate"), params=spec.gate.model_dump(mode="json")),
         Step("register", steps.register,
              refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
                    "cv": "train.cv", "verdict": "gate.verdict"},
-             outputs={"bundle": "json"}, version=STEP_VERSION, bound={"sign": sign},
+             outputs={"bundle": "json"}, version=_version("register"), bound={"sign": sign},
              params={"name": spec.name, "codecs": codec_of, "data_digests": digests,
                      "signing_key": project.keys.key_id}),
     ])
+
+
+RESOURCE_KEYS = {"n_jobs", "threads"}
 
 
 @dataclass
@@ -211,7 +223,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             return outcome
         except BaseException as exc:
             what = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
-            project.metadata.finish_run(run_id, status="failed", error=str(what)[:2000])
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            project.metadata.finish_run(run_id, status=status, error=str(what)[:2000])
             raise
     finally:
         project.close()

@@ -43,6 +43,14 @@ def store_root(loaded: LoadedSpec) -> Path:
     return Path(location)
 
 
+def _keys_in_environment() -> bool:
+    import os
+
+    from keelml.store.keys import MASTER_ENV, SIGNING_ENV
+
+    return bool(os.environ.get(MASTER_ENV) and os.environ.get(SIGNING_ENV))
+
+
 def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     """Open the spec's store; a brand-new store gets fresh keys (when `create`)."""
     root = store_root(loaded)
@@ -50,8 +58,9 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     db_path = root / "keel.db"
     url = loaded.spec.store.metadata_url or f"sqlite:///{db_path}"
     created = False
+    # A brand-new store (no artifacts, no local metadata, no keys) gets fresh keys on first use.
     fresh = not db_path.exists() and not (root / "store").exists() and not key_files_exist(keys_dir)
-    if fresh and create and loaded.spec.store.metadata_url is None:
+    if fresh and create and not _keys_in_environment():
         root.mkdir(parents=True, exist_ok=True)
         keys = create_keys(keys_dir)
         created = True

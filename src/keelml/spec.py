@@ -120,7 +120,11 @@ class EvaluateSpec(StrictModel):
 
 
 class GateSpec(StrictModel):
-    """A model whose primary metric is below min_score is not registered."""
+    """A model whose primary metric is worse than min_score is not registered.
+
+    "Worse" follows the metric: below the limit for scores (roc_auc, r2), above it for losses
+    (log_loss, brier, rmse, mae).
+    """
 
     min_score: float | None = None
 
@@ -257,7 +261,8 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
 
 
 def _spec_error(exc: ValidationError, source: str) -> SpecError:
-    errors = exc.errors()
+    # An unknown key explains a "missing" one (a typo such as data.trian), so it is reported first.
+    errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     loc = tuple(first["loc"])
     where = ".".join(str(p) for p in loc) or "(top level)"

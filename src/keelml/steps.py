@@ -11,6 +11,7 @@ import platform
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from keelml.errors import DataError
 from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, SourceSpec
 
 
@@ -31,6 +32,13 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None) -> di
 
     if params.get("declared_contract"):
         contract = contract_from_yaml(params["declared_contract"], source=params["declared_contract_path"])
+        if contract.target != params["target"]:
+            raise DataError(
+                f"{params['declared_contract_path']} declares target {contract.target!r} "
+                f"but data.target is {params['target']!r}",
+                expected="the same target column in the spec and the contract",
+                fix="make data.target and the contract's target agree",
+            )
     else:
         contract = infer_contract(
             raw, target=params["target"], options=ContractSpec.model_validate(params["options"]),
@@ -61,20 +69,21 @@ def split(*, params: Mapping[str, Any], train: Any, test: Any = None) -> dict[st
     return {"train": fit, "test": held_out}
 
 
-def train(*, params: Mapping[str, Any], train: Any, contract: Mapping[str, Any]) -> dict[str, Any]:
+def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any,
+          contract: Mapping[str, Any]) -> dict[str, Any]:
     """Fit the preprocessing + estimator pipeline on the training split, with k-fold CV."""
     from threadpoolctl import threadpool_limits
 
     from keelml.data.contract import Contract
     from keelml.model.train import train_model
 
-    spec = ModelSpec.model_validate(params)
+    spec = ModelSpec.model_validate({**params, **resources})
     with threadpool_limits(limits=spec.threads):
         model, report = train_model(train, Contract.model_validate(contract), spec)
     return {"model": model, "cv": report}
 
 
-def evaluate(*, params: Mapping[str, Any], model: Any, test: Any,
+def evaluate(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
              contract: Mapping[str, Any]) -> dict[str, Any]:
     """Score the held-out data: metrics with a bootstrap interval, and the predictions."""
     from threadpoolctl import threadpool_limits
@@ -82,9 +91,9 @@ def evaluate(*, params: Mapping[str, Any], model: Any, test: Any,
     from keelml.data.contract import Contract
     from keelml.model.evaluate import evaluate_model
 
-    with threadpool_limits(limits=params["threads"]):
+    with threadpool_limits(limits=resources["threads"]):
         metrics, predictions = evaluate_model(model, test, Contract.model_validate(contract),
-                                              EvaluateSpec.model_validate(params["evaluate"]))
+                                              EvaluateSpec.model_validate(params))
     return {"metrics": metrics, "predictions": predictions}
 
 
@@ -96,9 +105,15 @@ def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
     if floor is None:
         return {"verdict": {"passed": True, "reason": "no gate configured (gate.min_score unset)",
                             "checks": []}}
-    passed = value >= float(floor)
-    reason = f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}"
-    checks = [{"metric": primary["name"], "value": value, "min": float(floor), "passed": passed}]
+    higher_is_better = bool(primary.get("greater_is_better", True))
+    if higher_is_better:
+        passed = value >= float(floor)
+        reason = f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}"
+    else:
+        passed = value <= float(floor)
+        reason = f"{primary['name']} {value:.4f} {'<=' if passed else '>'} allowed {float(floor):.4f}"
+    checks = [{"metric": primary["name"], "value": value, "limit": float(floor),
+               "higher_is_better": higher_is_better, "passed": passed}]
     return {"verdict": {"passed": passed, "reason": reason, "checks": checks}}
 
 

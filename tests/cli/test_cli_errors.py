@@ -106,3 +106,26 @@ def test_help_is_fast_to_import() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
     assert ADULT.is_dir()
+
+
+def test_brackets_in_messages_survive(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text("a,label\n1,x\n")
+    spec = tmp_path / "pipeline.yaml"
+    spec.write_text(SPEC.replace("name: errs", "name: Bad Name!").format(target="label", path="data.csv"))
+    _assert_user_error(keel("run", str(spec)), "name", "[a-z0-9]")
+
+
+def test_gate_refusal_fails_the_command_and_registers_nothing(tmp_path: Path) -> None:
+    import json
+
+    from tests.helpers import small_adult_project
+
+    spec = small_adult_project(tmp_path, train_rows=1500, test_rows=600, cv_folds=2, bootstrap_rounds=0)
+    spec.write_text(spec.read_text().replace("min_score: 0.80", "min_score: 0.999"))
+    result = keel("run", str(spec))
+    assert result.returncode == 4, result.stderr
+    assert "gate refused the model" in result.stderr and "no bootstrap interval" in result.stdout
+    as_json = keel("run", str(spec), "--json")
+    assert as_json.returncode == 4 and json.loads(as_json.stdout)["model"] is None
+    listing = keel("models", "list", "-f", str(spec), "--json")
+    assert json.loads(listing.stdout) == []

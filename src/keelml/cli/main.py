@@ -46,13 +46,15 @@ def main(argv: list[str] | None = None) -> None:
     except KeelError as exc:
         if debug:
             raise
+        from rich.markup import escape
+
         from keelml.cli.output import err
 
-        err.print(f"[bold red]error:[/bold red] {exc.what}", soft_wrap=True, markup=True)
+        err.print(f"[bold red]error:[/bold red] {escape(exc.what)}", soft_wrap=True)
         if exc.expected:
-            err.print(f"  [bold]expected:[/bold] {exc.expected}", soft_wrap=True)
+            err.print(f"  [bold]expected:[/bold] {escape(exc.expected)}", soft_wrap=True)
         if exc.fix:
-            err.print(f"  [bold]fix:[/bold] {exc.fix}", soft_wrap=True)
+            err.print(f"  [bold]fix:[/bold] {escape(exc.fix)}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted: finished steps are cached; run the same command again to resume\n")

@@ -22,6 +22,7 @@ def run(
     report = outcome.as_json()
     if as_json:
         print_json(report)
+        _exit_if_refused(outcome.verdict)
         return
     ran = [s for s in outcome.steps if s.status == "ran"]
     if not ran:
@@ -33,9 +34,13 @@ def run(
                 out.print(f"  - {reason}", soft_wrap=True)
     primary = report["primary_metric"]
     if primary:
-        out.print(f"{primary['name']} on held-out data: [bold]{primary['value']:.4f}[/bold] "
-                  f"({primary.get('confidence', 0.95):.0%} CI {primary['ci_low']:.4f}-{primary['ci_high']:.4f},"
-                  f" {report.get('gate') and report['gate']['reason']})", soft_wrap=True)
+        interval = (f"{primary.get('confidence', 0.95):.0%} CI {primary['ci_low']:.4f}-{primary['ci_high']:.4f}"
+                    if primary.get("ci_low") is not None and primary.get("ci_high") is not None
+                    else "no bootstrap interval")
+        gate = report.get("gate")
+        verdict = f"; gate: {gate['reason']}" if gate else ""
+        out.print(f"{primary['name']} on held-out data: [bold]{primary['value']:.4f}[/bold] ({interval}{verdict})",
+                  soft_wrap=True, markup=True)
     for note in outcome.notes:
         out.print(f"note: {note}", soft_wrap=True)
     if outcome.registration:
@@ -45,3 +50,13 @@ def run(
     if outcome.report_path:
         out.print(f"report: {outcome.report_path}", soft_wrap=True)
     out.print(f"run: {outcome.run_id}")
+    _exit_if_refused(outcome.verdict)
+
+
+def _exit_if_refused(verdict: object) -> None:
+    """A model refused by the gate fails the command (exit 4), so CI stops there."""
+    if isinstance(verdict, dict) and not verdict.get("passed", True):
+        from keelml.cli.output import err
+
+        err.print(f"gate refused the model: {verdict.get('reason')}; it was not registered", markup=False)
+        raise typer.Exit(code=4)

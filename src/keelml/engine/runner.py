@@ -30,7 +30,8 @@ class Recorder(Protocol):
                  parts: Mapping[str, Any], run_id: str) -> None: ...
     def record_step(self, *, run_id: str, name: str, status: str, key: str, duration_s: float,
                     explain: list[str], inputs: Mapping[str, str],
-                    outputs: Mapping[str, tuple[str, str, int]]) -> None: ...
+                    outputs: Mapping[str, tuple[str, str, int]]) -> None:
+        """Record a step; outputs are (artifact id, codec, size), size -1 for cached outputs."""
 
 
 @dataclass
@@ -104,7 +105,10 @@ class Runner:
             self._record(step, result, inputs, {n: (a, step.outputs[n], -1) for n, a in hit.items()})
             return result
 
-        explain = explain_change(self.recorder.previous_parts(self.scope, step.name), parts)
+        if hit is not None:
+            explain = ["same key as before, but its cached outputs are missing from the store"]
+        else:
+            explain = explain_change(self.recorder.previous_parts(self.scope, step.name), parts)
         if self.events:
             self.events.step_started(step)
         kwargs: dict[str, Any] = {arg: self.value(ref) for arg, ref in step.inputs.items()}
@@ -136,7 +140,7 @@ class Runner:
         self.recorder.record_step(
             run_id=self.run_id, name=step.name, status=result.status, key=result.key,
             duration_s=result.duration_s, explain=result.explain, inputs=inputs,
-            outputs={n: o for n, o in outputs.items() if o[2] >= 0},
+            outputs=outputs,
         )
         if self.events:
             self.events.step_finished(result)

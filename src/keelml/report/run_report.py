@@ -117,8 +117,10 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
     parts.append("<h2>Data contract</h2>")
     col_rows = []
     for col in contract.get("columns", []):
+        low, high = col.get("min"), col.get("max")
         domain = (f"{len(col['categories'])} categories" if col.get("categories")
-                  else f"[{col.get('min'):g}, {col.get('max'):g}]" if col.get("min") is not None else "")
+                  else f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+                  if low is not None or high is not None else "")
         col_rows.append([_e(col["name"]), _e(col["type"]), _e(col["role"]),
                          _e("yes" if col.get("nullable") else "no"), _e(domain),
                          _e("yes" if col.get("sensitive") else "")])

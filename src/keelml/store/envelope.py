@@ -93,7 +93,7 @@ def check(blob: bytes, *, expected_id: str, trusted: dict[str, Ed25519PublicKey]
         raise IntegrityError(
             f"{where} is signed by an untrusted key {header.get('key_id')!r}",
             expected="a signature by this project's signing key",
-            fix="import artifacts only through `keel models import` with the exporter's public key",
+            fix="artifacts from another project cannot be read here; copy the data, not the store's files",
         )
     unsigned = {k: v for k, v in header.items() if k != "sig"}
     try:
@@ -111,7 +111,8 @@ def check(blob: bytes, *, expected_id: str, trusted: dict[str, Ed25519PublicKey]
         raise IntegrityError(
             f"{where}: payload digest mismatch (bytes changed on disk)",
             expected=f"SHA-256 {header.get('payload_sha256')}",
-            fix="treat the store as tampered with or corrupt; restore it from a backup or re-run the pipeline",
+            fix=("treat the store as tampered with; if the damage is accidental, delete that file from the "
+                 "store's objects/ folder (`keel verify` lists them) and re-run the pipeline to recreate it"),
         )
     return header
 

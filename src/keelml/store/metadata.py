@@ -142,6 +142,8 @@ class MetadataStore:
             if edges:
                 conn.execute(insert(schema.lineage), edges)
             for out_name, (artifact_id, codec, size) in outputs.items():
+                if size < 0:
+                    continue  # a cached output: already recorded when it was written
                 known = conn.execute(select(schema.artifacts.c.id)
                                      .where(schema.artifacts.c.id == artifact_id)).first()
                 if known is None:
