@@ -58,9 +58,10 @@ def test_types_roles_and_ranges_on_a_small_frame() -> None:
     ]
     assert c.task == "multiclass" and c.classes == ["a", "b", "c"]
     x = c.column("x")
-    assert (x.min, x.max) == (0.0 - 0.5 * 19.5, 19.5 + 0.5 * 19.5)
+    # widened by half the span on each side, but a column never seen negative keeps min >= 0
+    assert (x.min, x.max) == (0.0, 19.5 + 0.5 * 19.5)
     k = c.column("k")
-    assert (k.min, k.max, k.unique) == (-20.0, 59.0, True)
+    assert (k.min, k.max, k.unique) == (0.0, 59.0, True)
     assert not c.column("y").nullable
 
 
@@ -121,3 +122,9 @@ def test_yaml_errors_name_the_field_and_source(adult_contract: Contract) -> None
     data["target"] = "age"
     with pytest.raises(DataError, match="role: target"):
         contract_from_yaml(yaml.safe_dump(data), "c.yaml")
+
+
+def test_columns_with_negative_values_keep_a_widened_negative_bound() -> None:
+    df = pl.DataFrame({"t": [str(v) for v in range(-10, 10)], "y": ["a", "b"] * 10})
+    c = infer_contract(df, target="y", options=ContractSpec(range_quantiles=(0.0, 1.0)))
+    assert (c.column("t").min, c.column("t").max) == (-20.0, 19.0)  # integers round outward
