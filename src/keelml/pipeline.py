@@ -219,7 +219,9 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                     registration=(outcome.registration.name, outcome.registration.version)
                     if outcome.registration else None)
             outcome.wall_s = time.perf_counter() - started
-            project.metadata.finish_run(run_id, status="succeeded", summary=outcome.as_json())
+            refused = outcome.verdict is not None and not outcome.verdict["passed"]
+            project.metadata.finish_run(run_id, status="refused" if refused else "succeeded",
+                                        summary=outcome.as_json())
             return outcome
         except BaseException as exc:
             what = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"

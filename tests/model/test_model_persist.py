@@ -107,3 +107,33 @@ def test_partial_over_a_dangerous_function_is_refused() -> None:
     model = Pipeline([("step", FunctionTransformer(functools.partial(os.system, "true")))])
     with pytest.raises(IntegrityError, match="os.system|posix.system"):
         load_model(sio.dumps(model))
+
+
+def test_same_model_gives_the_same_bytes(synthetic, monkeypatch) -> None:
+    import time as time_module
+
+    df, contract = synthetic("binary")
+    X, y = to_xy(df, contract)
+    model = make_pipeline_for(contract, "hist_gradient_boosting", {"max_iter": 5}, 0).fit(X, y)
+    first = dump_model(model)
+    real_time = time_module.time
+    monkeypatch.setattr(time_module, "time", lambda: real_time() + 3600)  # an hour later
+    assert dump_model(model) == first
+    assert load_model(first).predict(X).tolist() == model.predict(X).tolist()
+
+
+def test_same_model_in_another_process_gives_the_same_bytes() -> None:
+    import subprocess
+    import sys
+
+    code = ("import hashlib, sys; sys.path.insert(0, '.');"
+            "from tests.model.conftest import make_synthetic;"
+            "from keelml.model.catalog import make_pipeline_for;"
+            "from keelml.model.features import to_xy;"
+            "from keelml.model.persist import dump_model;"
+            "df, c = make_synthetic('multiclass'); X, y = to_xy(df, c);"
+            "m = make_pipeline_for(c, 'hist_gradient_boosting', {'max_iter': 5}, 0).fit(X, y);"
+            "print(hashlib.sha256(dump_model(m)).hexdigest())")
+    digests = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+               for _ in range(2)}
+    assert len(digests) == 1

@@ -69,9 +69,10 @@ def show_model(name: str = typer.Argument(..., help="NAME or NAME/VERSION"), spe
     if as_json:
         print_json(rows)
         return
-    table = Table("version", "created", "run", "primary metric", "bundle")
+    table = Table("version", "created", "primary metric", "bundle")
+    table.add_column("run", no_wrap=True)
     for row in rows:
         primary = row["metrics"].get("primary") or {}
         metric = f"{primary.get('name')} {primary.get('value', 0):.4f}" if primary else "-"
-        table.add_row(str(row["version"]), _when(row["created_at"]), row["run_id"], metric, row["bundle_id"][:12])
+        table.add_row(str(row["version"]), _when(row["created_at"]), metric, row["bundle_id"][:12], row["run_id"])
     out.print(table)

@@ -32,13 +32,15 @@ def list_runs(spec: Path = SPEC_OPTION, limit: int = typer.Option(20, min=1),
     if as_json:
         print_json([{k: v for k, v in r.items() if k != "summary"} for r in rows])
         return
-    table = Table("run", "pipeline", "status", "started", "seconds", "steps ran/cached")
+    table = Table("status", "started", "seconds", "ran/cached")
+    table.add_column("run", no_wrap=True)
+    table.add_column("pipeline", no_wrap=True)
     for row in rows:
         steps = (row.get("summary") or {}).get("steps", [])
         ran = sum(1 for s in steps if s["status"] == "ran")
         secs = f"{row['finished_at'] - row['started_at']:.1f}" if row.get("finished_at") else "-"
-        table.add_row(row["id"], row["pipeline"], row["status"], _when(row["started_at"]), secs,
-                      f"{ran}/{len(steps) - ran}" if steps else "-")
+        table.add_row(row["status"], _when(row["started_at"]), secs,
+                      f"{ran}/{len(steps) - ran}" if steps else "-", row["id"], row["pipeline"])
     out.print(table)
 
 

@@ -60,7 +60,56 @@ def dump_model(model: Any) -> bytes:
             expected="a model built from keelml's catalog with default early-stopping scoring",
             fix="remove model.params entries such as `scoring` that store callables on the model",
         ) from None
-    return data
+    return _deterministic_zip(data)
+
+
+def _deterministic_zip(data: bytes) -> bytes:
+    """The same archive in a canonical form, so the same model always has the same digest.
+
+    skops names arrays and shared objects after Python object ids (memory addresses) and stamps
+    zip entries with the current time. Ids are renumbered in schema order, array files renamed to
+    match, and timestamps fixed; loading is unaffected. Without this, re-training an identical
+    model would produce a new artifact id and a new registry version.
+    """
+    import json
+
+    with zipfile.ZipFile(io.BytesIO(data)) as src:
+        schema = json.loads(src.read("schema.json"))
+        ids: dict[int, int] = {}
+        files: dict[str, str] = {}
+
+        def canon(node: Any) -> Any:
+            if isinstance(node, dict):
+                out: dict[str, Any] = {}
+                for key, value in node.items():
+                    if key == "__id__" and isinstance(value, int):
+                        out[key] = ids.setdefault(value, len(ids) + 1)
+                    elif key == "file" and isinstance(value, str) and value in src.namelist():
+                        out[key] = files.setdefault(value, f"{len(files) + 1}{value[value.rfind('.'):]}")
+                    else:
+                        out[key] = canon(value)
+                return out
+            if isinstance(node, list):
+                return [canon(item) for item in node]
+            return node
+
+        schema = canon(schema)
+        schema_bytes = json.dumps(schema, sort_keys=True, separators=(",", ":")).encode()
+        entries: list[tuple[str, bytes, int]] = [("schema.json", schema_bytes, zipfile.ZIP_STORED)]
+        for info in src.infolist():
+            if info.filename == "schema.json":
+                continue
+            if info.filename not in files:
+                raise DataError(f"unexpected entry {info.filename!r} in the skops archive",
+                                expected="arrays referenced by the schema", fix="report this as a keelml bug")
+            entries.append((files[info.filename], src.read(info.filename), info.compress_type))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for name, payload, compression in sorted(entries, key=lambda e: e[0]):
+            fixed = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            fixed.compress_type = compression
+            dst.writestr(fixed, payload)
+    return out.getvalue()
 
 
 def _refuse(what: str) -> IntegrityError:
