@@ -11,7 +11,7 @@ import numpy.typing as npt
 import polars as pl
 
 from keelml.errors import DataError
-from keelml.model.features import to_xy
+from keelml.model.features import to_labelled_xy
 
 if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
@@ -55,13 +55,7 @@ def evaluate_model(
     """Score the model on the held-out rows; return (metrics, predictions table)."""
     task = contract.task
     name = primary_metric(task, spec.metric)
-    X, y = to_xy(test, contract)
-    if y is None:
-        raise DataError(
-            f"the test data has no target column {contract.target!r}",
-            expected="held-out rows with their true target values",
-            fix="include the target column in the test data",
-        )
+    X, y = to_labelled_xy(test, contract, what="test")
     if len(y) == 0:
         raise DataError("the test data has no rows", expected="at least one held-out row",
                         fix="give a larger test set (split.test_size or data.test)")

@@ -229,3 +229,15 @@ def to_xy(df: pl.DataFrame, contract: Contract) -> tuple[pd.DataFrame, np.ndarra
     else:
         y = np.asarray([str(v) for v in target.to_list()], dtype=str)
     return X, y
+
+
+def to_labelled_xy(df: pl.DataFrame, contract: Contract, *, what: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Like to_xy, but the target must be present (`what` names the data in the error)."""
+    X, y = to_xy(df, contract)
+    if y is None:
+        raise DataError(
+            f"the {what} data has no target column {contract.target!r}",
+            expected="the target column next to the feature columns",
+            fix=f"include the target column in the {what} data",
+        )
+    return X, y

@@ -11,7 +11,7 @@ import numpy as np
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
-from keelml.model.features import to_xy
+from keelml.model.features import to_labelled_xy
 
 if TYPE_CHECKING:
     import polars as pl
@@ -41,13 +41,7 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec) -> tup
     from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
     task = contract.task
-    X, y = to_xy(train, contract)
-    if y is None:
-        raise DataError(
-            f"the training data has no target column {contract.target!r}",
-            expected="the target column next to the feature columns",
-            fix="include the target column in the training data",
-        )
+    X, y = to_labelled_xy(train, contract, what="training")
     pipeline = make_pipeline_for(contract, spec.family, spec.params, spec.seed)
     classes: list[str] | None = None
     splitter: KFold | StratifiedKFold
