@@ -113,10 +113,15 @@ def test_tampered_artifact_fails_verify(project: tuple[Path, dict, dict], tmp_pa
     target.write_bytes(bytes(blob))
     result = keel("verify", str(copy / "pipeline.yaml"))
     assert result.returncode == 3
-    assert "digest mismatch" in result.stderr and "restore" in result.stderr
+    assert "digest mismatch" in result.stderr and "tampered" in result.stderr
     assert "Traceback" not in result.stderr
-    rerun = keel("run", str(copy / "pipeline.yaml"))
-    assert rerun.returncode == 3 and "digest mismatch" in rerun.stderr
+    rerun = keel("run", str(copy / "pipeline.yaml"), "--json")
+    assert rerun.returncode == 0, rerun.stderr
+    steps = {s["name"]: s for s in json.loads(rerun.stdout)["steps"]}
+    assert steps["evaluate"]["status"] == "ran"
+    assert "failed its integrity check" in steps["evaluate"]["explain"][0]
+    assert steps["train"]["status"] == "cached"
+    assert keel("verify", str(copy / "pipeline.yaml")).returncode == 0
 
 
 @pytest.mark.slow

@@ -12,12 +12,24 @@ from keelml.store.keys import KeyRing, create_keys, load_keys
 from keelml.store.metadata import MetadataStore
 
 
-def _bundle(artifacts: ArtifactStore, keys: KeyRing, payload: bytes) -> str:
-    components = {name: artifacts.put(payload + name.encode(), codec="bytes")
-                  for name in ("model", "contract", "metrics")}
-    bundle = build_bundle(name="m", components=components, codecs={k: "bytes" for k in components},
+def _bundle(artifacts: ArtifactStore, keys: KeyRing, payload: bytes, *, passed: bool = True,
+            name: str = "m") -> str:
+    components = {part: artifacts.put(payload + part.encode(), codec="bytes")
+                  for part in ("model", "contract", "metrics")}
+    components["verdict"] = artifacts.put(json.dumps({"passed": passed, "reason": "test"}).encode(), codec="json")
+    bundle = build_bundle(name=name, components=components, codecs={k: "bytes" for k in components},
                           info={"data_digests": {}}, keys=keys)
     return artifacts.put(json.dumps(bundle).encode(), codec="json")
+
+
+def test_refused_or_foreign_bundles_are_not_registered(
+        artifacts: ArtifactStore, metadata: MetadataStore, keys: KeyRing) -> None:
+    registry = Registry(metadata, artifacts, keys)
+    with pytest.raises(IntegrityError, match="gate refused"):
+        registry.register("m", _bundle(artifacts, keys, b"r", passed=False), run_id="r", summary={})
+    with pytest.raises(IntegrityError, match="for model 'other', not 'm'"):
+        registry.register("m", _bundle(artifacts, keys, b"o", name="other"), run_id="r", summary={})
+    assert registry.models() == []
 
 
 def test_versions_are_numbered_and_content_is_registered_once(
@@ -84,8 +96,10 @@ keys = load_keys(root / "keys", environ={})
 artifacts = ArtifactStore(str(root / "store"), keys)
 registry = Registry(MetadataStore(f"sqlite:///{root / 'keel.db'}"), artifacts, keys)
 for i in range(15):
-    comp = {"model": artifacts.put(f"{tag}-{i}".encode(), codec="bytes")}
-    bundle = build_bundle(name="m", components=comp, codecs={"model": "bytes"}, info={}, keys=keys)
+    comp = {"model": artifacts.put(f"{tag}-{i}".encode(), codec="bytes"),
+            "verdict": artifacts.put(b'{"passed": true}', codec="json")}
+    bundle = build_bundle(name="m", components=comp, codecs={"model": "bytes", "verdict": "json"}, info={},
+                          keys=keys)
     registry.register("m", artifacts.put(json.dumps(bundle).encode(), codec="json"), run_id=tag, summary={})
 """
 

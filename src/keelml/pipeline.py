@@ -72,11 +72,43 @@ def _source_location(loaded: LoadedSpec, source: SourceSpec, role: str) -> tuple
     return location, file_digest(location)
 
 
-def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
+@dataclass(frozen=True)
+class Inputs:
+    """What a run reads from outside the store: data files (location, SHA-256) and a declared contract."""
+
+    sources: dict[str, tuple[str, str]]
+    declared: dict[str, Any]
+
+
+def resolve_inputs(loaded: LoadedSpec) -> Inputs:
+    """Check and digest every input file before anything is written (bad input leaves no trace)."""
+    spec = loaded.spec
+    sources = {"train": _source_location(loaded, spec.data.train, "train")}
+    if spec.data.test is not None:
+        sources["test"] = _source_location(loaded, spec.data.test, "test")
+    declared: dict[str, Any] = {}
+    if spec.contract.path:
+        contract_path = Path(loaded.resolve(spec.contract.path))
+        if not contract_path.is_file():
+            raise SpecError(f"contract.path: file not found: {contract_path}",
+                            expected="a contract YAML file (e.g. one written by a previous run's report)",
+                            fix="fix contract.path or remove it to infer the contract from the data")
+        try:
+            text = contract_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"contract.path: cannot read {contract_path}: {type(exc).__name__}",
+                            expected="a readable UTF-8 YAML contract file",
+                            fix="fix contract.path, the file's permissions or its encoding") from None
+        declared = {"declared_contract": text, "declared_contract_path": str(spec.contract.path)}
+    return Inputs(sources, declared)
+
+
+def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None) -> Graph:
     """The standard graph for a spec. Reads only file digests, never the data itself."""
     spec = loaded.spec
     data = spec.data
-    train_location, train_digest = _source_location(loaded, data.train, "train")
+    inputs = inputs or resolve_inputs(loaded)
+    train_location, train_digest = inputs.sources["train"]
     ingest_steps = [Step("ingest", steps.ingest, outputs={"raw": "table"}, version=_version("ingest"),
                          params={"source": data.train.model_dump(mode="json"), "digest": train_digest},
                          bound={"location": train_location})]
@@ -85,7 +117,7 @@ def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
     validate_outputs = {"contract": "json", "train": "table", "quarantine": "table", "report": "json"}
     split_inputs = {"train": "validate.train"}
     if data.test is not None:
-        test_location, test_digest = _source_location(loaded, data.test, "test")
+        test_location, test_digest = inputs.sources["test"]
         digests["test"] = test_digest
         ingest_steps.append(Step("ingest_test", steps.ingest, outputs={"raw": "table"}, version=_version("ingest"),
                                  params={"source": data.test.model_dump(mode="json"), "digest": test_digest},
@@ -93,15 +125,7 @@ def compile_graph(loaded: LoadedSpec, project: Project) -> Graph:
         validate_inputs["raw_test"] = "ingest_test.raw"
         validate_outputs["test"] = "table"
         split_inputs["test"] = "validate.test"
-    declared: dict[str, Any] = {}
-    if spec.contract.path:
-        contract_path = Path(loaded.resolve(spec.contract.path))
-        if not contract_path.is_file():
-            raise SpecError(f"contract.path: file not found: {contract_path}",
-                            expected="a contract YAML file (e.g. one written by a previous run's report)",
-                            fix="fix contract.path or remove it to infer the contract from the data")
-        declared = {"declared_contract": contract_path.read_text(encoding="utf-8"),
-                    "declared_contract_path": str(spec.contract.path)}
+    declared = inputs.declared
     codec_of = {"model": "model", "contract": "json", "metrics": "json", "cv": "json", "verdict": "json"}
     sign = functools.partial(build_bundle, keys=project.keys)
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
@@ -179,9 +203,10 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
     from keelml.report.run_report import write_run_report
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    inputs = resolve_inputs(loaded)
     project = open_project(loaded)
     try:
-        graph = compile_graph(loaded, project)
+        graph = compile_graph(loaded, project, inputs)
         if only is not None and only not in graph.steps:
             raise SpecError(f"no step named {only!r}", expected="one of: " + ", ".join(graph.steps),
                             fix="pass one of those names to --step")

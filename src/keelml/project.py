@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from keelml.errors import SpecError
+from keelml.errors import KeyMaterialError, SpecError
 from keelml.registry import Registry
 from keelml.spec import LoadedSpec
 from keelml.store.artifacts import ArtifactStore
-from keelml.store.keys import KeyRing, create_keys, key_files_exist, load_keys
+from keelml.store.keys import KeyRing, create_keys, key_files_exist, keys_in_environment, load_keys
 from keelml.store.metadata import MetadataStore
 
 
@@ -43,31 +43,46 @@ def store_root(loaded: LoadedSpec) -> Path:
     return Path(location)
 
 
-def _keys_in_environment() -> bool:
-    import os
-
-    from keelml.store.keys import MASTER_ENV, SIGNING_ENV
-
-    return bool(os.environ.get(MASTER_ENV) and os.environ.get(SIGNING_ENV))
-
-
 def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     """Open the spec's store; a brand-new store gets fresh keys (when `create`)."""
     root = store_root(loaded)
+    if root.exists() and not root.is_dir():
+        raise SpecError(f"store.path {loaded.spec.store.path!r} is a file: {root}",
+                        expected="a directory (created if missing) for keys, artifacts and metadata",
+                        fix="point store.path at a directory, e.g. .keel")
     keys_dir = root / "keys"
     db_path = root / "keel.db"
     url = loaded.spec.store.metadata_url or f"sqlite:///{db_path}"
     created = False
     # A brand-new store (no artifacts, no local metadata, no keys) gets fresh keys on first use.
     fresh = not db_path.exists() and not (root / "store").exists() and not key_files_exist(keys_dir)
-    if fresh and create and not _keys_in_environment():
+    if fresh and create and not keys_in_environment():
         root.mkdir(parents=True, exist_ok=True)
-        keys = create_keys(keys_dir)
-        created = True
+        try:
+            keys = create_keys(keys_dir)
+            created = True
+        except KeyMaterialError:
+            keys = load_keys(keys_dir)  # another process created them a moment ago
     else:
         keys = load_keys(keys_dir)
     if not loaded.spec.store.metadata_url:
         root.mkdir(parents=True, exist_ok=True)
     artifacts = ArtifactStore(str(root / "store"), keys, encrypt=loaded.spec.store.encryption)
-    metadata = MetadataStore(url)
+    metadata = open_metadata(url)
     return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys), created)
+
+
+def open_metadata(url: str) -> MetadataStore:
+    """The metadata store at a SQLAlchemy URL; a malformed or unreachable URL is a SpecError."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    try:
+        return MetadataStore(url)
+    except ArgumentError as exc:
+        raise SpecError(f"store.metadata_url is not a valid database URL: {exc}",
+                        expected="a SQLAlchemy URL such as sqlite:///keel.db or postgresql+psycopg://user@host/db",
+                        fix="fix store.metadata_url, or remove it to use the SQLite file in the store") from None
+    except (OperationalError, ModuleNotFoundError) as exc:
+        raise SpecError(f"cannot open the metadata database: {str(exc).splitlines()[0]}",
+                        expected="a reachable database (and its driver installed, e.g. keelml[postgres])",
+                        fix="check store.metadata_url, the server, and the credentials") from None

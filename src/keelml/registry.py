@@ -37,8 +37,9 @@ def build_bundle(*, name: str, components: Mapping[str, str], codecs: Mapping[st
     return {"manifest": manifest, "signature": signature}
 
 
-def check_bundle(bundle: Mapping[str, Any], keys: KeyRing, artifacts: ArtifactStore, *, where: str) -> None:
-    """Verify the bundle's signature and that every component is present and intact."""
+def check_bundle(bundle: Mapping[str, Any], keys: KeyRing, artifacts: ArtifactStore, *, where: str,
+                 name: str | None = None) -> None:
+    """Verify the bundle's signature, its model name, and that every component is present and intact."""
     manifest = bundle.get("manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
         raise IntegrityError(f"{where}: not a keelml bundle", expected=BUNDLE_FORMAT,
@@ -54,9 +55,22 @@ def check_bundle(bundle: Mapping[str, Any], keys: KeyRing, artifacts: ArtifactSt
     except (InvalidSignature, ValueError):
         raise IntegrityError(f"{where}: bundle signature is invalid (the manifest was altered)",
                              fix="treat this model version as tampered with; re-run the pipeline") from None
-    for part, entry in manifest["components"].items():
+    if name is not None and manifest.get("name") != name:
+        raise IntegrityError(f"{where}: the bundle is for model {manifest.get('name')!r}, not {name!r}",
+                             expected="a registry entry pointing at a bundle of the same model",
+                             fix="treat the registry as tampered with; re-register with `keel run`")
+    for entry in manifest["components"].values():
         artifacts.header(str(entry["sha256"]))  # raises if missing, altered or foreign
-        del part
+
+
+def _require_gate_passed(bundle: Mapping[str, Any], artifacts: ArtifactStore, *, where: str) -> None:
+    """Only a model its gate passed may be (or stay) registered."""
+    entry = bundle["manifest"]["components"].get("verdict")
+    verdict = json.loads(artifacts.get(str(entry["sha256"]))) if entry else {}
+    if not verdict.get("passed"):
+        raise IntegrityError(f"{where}: the gate refused this model ({verdict.get('reason', 'no verdict')})",
+                             expected="only models that passed the gate in the registry",
+                             fix="improve the model until the gate passes; refused models are never registered")
 
 
 @dataclass(frozen=True)
@@ -78,7 +92,8 @@ class Registry:
     def register(self, name: str, bundle_id: str, *, run_id: str,
                  summary: Mapping[str, Any]) -> Registration:
         bundle = json.loads(self._artifacts.get(bundle_id))
-        check_bundle(bundle, self._keys, self._artifacts, where=f"bundle {bundle_id[:12]}")
+        check_bundle(bundle, self._keys, self._artifacts, where=f"bundle {bundle_id[:12]}", name=name)
+        _require_gate_passed(bundle, self._artifacts, where=f"bundle {bundle_id[:12]}")
         engine = self._meta.engine
         for _attempt in range(20):
             with engine.begin() as conn:
@@ -136,7 +151,9 @@ class Registry:
                                 expected="one of: " + ", ".join(str(r["version"]) for r in rows),
                                 fix=f"list versions with `keel models show {name}`")
         bundle = json.loads(self._artifacts.get(row["bundle_id"]))
-        check_bundle(bundle, self._keys, self._artifacts, where=f"{name} version {row['version']}")
+        where = f"{name} version {row['version']}"
+        check_bundle(bundle, self._keys, self._artifacts, where=where, name=name)
+        _require_gate_passed(bundle, self._artifacts, where=where)
         return row, bundle
 
     def verify_all(self) -> tuple[int, list[str]]:

@@ -199,7 +199,12 @@ def load_spec(path: str | Path) -> LoadedSpec:
             expected="a pipeline.yaml file",
             fix="give the path to your pipeline.yaml, or create one with `keel init DIR`",
         )
-    raw = spec_path.read_bytes()
+    try:
+        raw = spec_path.read_bytes()
+    except PermissionError:
+        raise SpecError(f"spec file is not readable (permission denied): {spec_path}",
+                        expected="a spec file the user running keel may read",
+                        fix="fix the file's permissions, or run keel as its owner") from None
     return LoadedSpec(spec=parse_spec(raw, source=str(spec_path)), path=spec_path.resolve(),
                       digest=hashlib.sha256(raw).hexdigest())
 

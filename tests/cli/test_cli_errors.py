@@ -42,7 +42,7 @@ def test_missing_data_file(tmp_path: Path) -> None:
     spec = tmp_path / "pipeline.yaml"
     spec.write_text(SPEC.format(target="label", path="nowhere.csv"))
     _assert_user_error(keel("run", str(spec)), "file not found", "nowhere.csv", "data.train.path")
-    assert not (tmp_path / ".keel" / "store").exists()  # nothing half-written
+    assert not (tmp_path / ".keel").exists()  # bad input leaves nothing behind
 
 
 def test_missing_spec(tmp_path: Path) -> None:
@@ -129,3 +129,30 @@ def test_gate_refusal_fails_the_command_and_registers_nothing(tmp_path: Path) ->
     assert as_json.returncode == 4 and json.loads(as_json.stdout)["model"] is None
     listing = keel("models", "list", "-f", str(spec), "--json")
     assert json.loads(listing.stdout) == []
+
+
+def test_store_path_that_is_a_file(tmp_path: Path) -> None:
+    spec = _project(tmp_path, extra="store: {path: data.csv}\n")
+    _assert_user_error(keel("run", str(spec)), "is a file", "directory")
+
+
+def test_malformed_metadata_url(tmp_path: Path) -> None:
+    spec = _project(tmp_path, extra="store: {metadata_url: notaurl}\n")
+    _assert_user_error(keel("run", str(spec)), "store.metadata_url is not a valid database URL")
+
+
+def test_hyperparameters_that_fail_at_fit_time(tmp_path: Path) -> None:
+    rows = "a,b,label\n" + "".join(f"{i},{'xy'[i % 2]},{'yes' if i % 3 else 'no'}\n" for i in range(60))
+    spec = _project(tmp_path, rows=rows,
+                    extra="model: {family: logistic_regression, params: {penalty: l1, solver: lbfgs}, cv_folds: 2}\n")
+    _assert_user_error(keel("run", str(spec)), "training logistic_regression failed", "model.params")
+
+
+def test_a_boolean_target_trains(tmp_path: Path) -> None:
+    import json
+
+    rows = "x,c,label\n" + "".join(f"{i % 7},{'abc'[i % 3]},{'true' if i % 7 > 3 else 'false'}\n" for i in range(90))
+    spec = _project(tmp_path, rows=rows, extra="model: {cv_folds: 2}\n")
+    result = keel("run", str(spec), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["model"]["version"] == 1

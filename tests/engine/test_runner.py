@@ -103,7 +103,7 @@ def test_missing_cached_artifact_is_recomputed(artifacts: ArtifactStore, metadat
     results = run(artifacts, metadata, graph(), "r2")
     assert statuses(results)["total"] == "ran"
     rerun = next(r for r in results if r.name == "total")
-    assert rerun.explain == ["same key as before, but its cached outputs are missing from the store"]
+    assert rerun.explain == ["cached output sum is missing from the store; recomputing it"]
     assert artifacts.exists(total_id)
 
 
@@ -146,3 +146,19 @@ def test_explain_names_nested_parameters() -> None:
         "parameter seed removed (was 1)",
         "input a changed: xxxxxxxxxxxx -> yyyyyyyyyyyy",
     ]
+
+
+def test_damaged_cached_artifact_is_recomputed_and_rewritten(artifacts: ArtifactStore,
+                                                            metadata: MetadataStore) -> None:
+    first = run(artifacts, metadata, graph(), "r1")
+    numbers_id = first[0].outputs["numbers"]
+    path = Path(artifacts.root) / "objects" / numbers_id[:2] / numbers_id
+    blob = bytearray(path.read_bytes())
+    blob[-2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    results = run(artifacts, metadata, graph(), "r2")
+    load = next(r for r in results if r.name == "load")
+    assert load.status == "ran"
+    assert load.explain[0].startswith("cached output numbers failed its integrity check")
+    assert statuses(results)["total"] == "cached"  # same content, same id: nothing downstream re-runs
+    assert artifacts.get(numbers_id) == b"[0,1,2,3,4,5,6,7,8,9]"

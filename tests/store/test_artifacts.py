@@ -106,3 +106,23 @@ def test_fsspec_memory_filesystem(keys: KeyRing) -> None:
     artifact_id = store.put(b"remote bytes", codec="bytes")
     assert store.get(artifact_id) == b"remote bytes"
     assert store.verify_all().ok
+
+
+def test_put_replaces_a_damaged_copy(artifacts: ArtifactStore) -> None:
+    artifact_id = artifacts.put(b"payload" * 10, codec="bytes")
+    path = _file(artifacts, artifact_id)
+    path.write_bytes(path.read_bytes()[:-5])  # truncated
+    assert artifacts.problem(artifact_id) is not None
+    assert artifacts.put(b"payload" * 10, codec="bytes") == artifact_id
+    assert artifacts.problem(artifact_id) is None and artifacts.get(artifact_id) == b"payload" * 10
+
+
+def test_turning_encryption_on_reseals_existing_artifacts(tmp_path: Path, keys: KeyRing) -> None:
+    plain = ArtifactStore(str(tmp_path / "s"), keys, encrypt=False)
+    artifact_id = plain.put(b"sensitive rows", codec="bytes")
+    assert b"sensitive rows" in _file(plain, artifact_id).read_bytes()
+    encrypted = ArtifactStore(str(tmp_path / "s"), keys, encrypt=True)
+    assert encrypted.problem(artifact_id) is None  # resealed in place
+    assert b"sensitive rows" not in _file(encrypted, artifact_id).read_bytes()
+    assert encrypted.header(artifact_id)["enc"]["alg"] == "AES-256-GCM"
+    assert encrypted.get(artifact_id) == b"sensitive rows"

@@ -55,3 +55,36 @@ def test_keys_from_environment(tmp_path: Path) -> None:
     bad = {**env, "KEEL_MASTER_KEY": "not base64!"}
     with pytest.raises(KeyMaterialError, match="32 bytes"):
         load_keys(tmp_path / "absent", environ=bad)
+
+
+def test_only_one_key_variable_is_an_error(tmp_path: Path) -> None:
+    env = {"KEEL_MASTER_KEY": base64.b64encode(os.urandom(32)).decode()}
+    with pytest.raises(KeyMaterialError, match=r"\$KEEL_SIGNING_KEY too"):
+        load_keys(tmp_path, environ=env)
+
+
+RACE = """
+import sys
+from pathlib import Path
+from keelml.errors import KeyMaterialError
+from keelml.store.keys import create_keys
+try:
+    print(create_keys(Path(sys.argv[1])).key_id)
+except KeyMaterialError:
+    print("lost")
+"""
+
+
+def test_racing_key_creation_has_exactly_one_winner(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    for attempt in range(5):
+        keys_dir = tmp_path / f"k{attempt}" / "keys"
+        procs = [subprocess.Popen([sys.executable, "-c", RACE, str(keys_dir)], stdout=subprocess.PIPE, text=True)
+                 for _ in range(3)]
+        outcomes = [p.communicate(timeout=60)[0].strip() for p in procs]
+        winners = [o for o in outcomes if o != "lost"]
+        assert len(winners) == 1, outcomes
+        assert load_keys(keys_dir, environ={}).key_id == winners[0]
+        assert [p.name for p in keys_dir.parent.iterdir()] == ["keys"]  # no staging leftovers

@@ -11,6 +11,7 @@ import typer
 def init(directory: Path = typer.Argument(Path("."), help="Project directory (created if missing).")) -> None:
     """Create DIR/pipeline.yaml (if absent) and the project's keys in DIR/.keel/keys."""
     from keelml.cli.output import out
+    from keelml.store.atomic import atomic_write_bytes
     from keelml.store.keys import create_keys, key_files_exist
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -19,7 +20,7 @@ def init(directory: Path = typer.Argument(Path("."), help="Project directory (cr
         out.print(f"kept existing {spec_path}")
     else:
         template = resources.files("keelml").joinpath("templates/pipeline.yaml").read_text(encoding="utf-8")
-        spec_path.write_text(template, encoding="utf-8")
+        atomic_write_bytes(spec_path, template.encode("utf-8"))
         out.print(f"wrote {spec_path} (edit data.train.path and data.target, then `keel run {spec_path}`)")
     keys_dir = directory / ".keel" / "keys"
     if key_files_exist(keys_dir):
@@ -31,4 +32,4 @@ def init(directory: Path = typer.Argument(Path("."), help="Project directory (cr
     gitignore = directory / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
     if ".keel/" not in lines:
-        gitignore.write_text("\n".join([*lines, ".keel/"]) + "\n", encoding="utf-8")
+        atomic_write_bytes(gitignore, ("\n".join([*lines, ".keel/"]) + "\n").encode("utf-8"))

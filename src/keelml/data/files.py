@@ -42,6 +42,12 @@ def open_binary(location: str) -> Iterator[IO[bytes]]:
             expected="an existing, readable data file at that resolved path",
             fix=PATH_FIX,
         ) from None
+    except PermissionError:
+        raise DataError(
+            f"data file is not readable (permission denied): {location}",
+            expected="a data file the user running keel may read",
+            fix="fix the file's permissions (e.g. chmod o+r), or run keel as its owner",
+        ) from None
 
 
 def read_bytes(location: str) -> bytes:

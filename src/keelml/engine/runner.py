@@ -18,7 +18,8 @@ class Artifacts(Protocol):
 
     def put(self, data: bytes, *, codec: str) -> str: ...
     def get(self, artifact_id: str) -> bytes: ...
-    def exists(self, artifact_id: str) -> bool: ...
+    def problem(self, artifact_id: str) -> str | None:
+        """None if the artifact can be used as is; otherwise what is wrong with it."""
 
 
 class Recorder(Protocol):
@@ -96,9 +97,10 @@ class Runner:
         key = cache_key(parts)
         started = self.clock()
         hit = self.recorder.lookup(key)
-        if hit is not None and set(hit) == set(step.outputs) and all(
-            self.artifacts.exists(a) for a in hit.values()
-        ):
+        problems = [f"cached output {name} {problem}; recomputing it"
+                    for name, artifact_id in (hit or {}).items()
+                    if (problem := self.artifacts.problem(artifact_id)) is not None]
+        if hit is not None and set(hit) == set(step.outputs) and not problems:
             for name, artifact_id in hit.items():
                 self._digests[f"{step.name}.{name}"] = artifact_id
             result = StepResult(step.name, "cached", key, self.clock() - started, dict(hit))
@@ -106,7 +108,7 @@ class Runner:
             return result
 
         if hit is not None:
-            explain = ["same key as before, but its cached outputs are missing from the store"]
+            explain = problems or ["same key as before, but the cached result has other outputs than declared"]
         else:
             explain = explain_change(self.recorder.previous_parts(self.scope, step.name), parts)
         if self.events:

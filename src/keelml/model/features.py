@@ -206,6 +206,7 @@ def build_preprocessor(contract: Contract) -> Pipeline:
 
 def to_xy(df: pl.DataFrame, contract: Contract) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The feature columns as pandas and the target as numpy (str or float), None if absent."""
+    import polars as pl
     names = [c.name for c in contract.features]
     missing = [n for n in names if n not in df.columns]
     if missing:
@@ -226,8 +227,10 @@ def to_xy(df: pl.DataFrame, contract: Contract) -> tuple[pd.DataFrame, np.ndarra
         )
     if contract.task == "regression":
         y = target.cast(float).to_numpy().astype(np.float64)
+    elif target.dtype == pl.Boolean:
+        y = np.where(target.to_numpy(), "true", "false")  # the contract's classes for booleans
     else:
-        y = np.asarray([str(v) for v in target.to_list()], dtype=str)
+        y = target.cast(pl.String).to_numpy().astype(str)
     return X, y
 
 

@@ -57,13 +57,21 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec) -> tup
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=spec.seed)
     scoring = CV_SCORING[task]
     started = time.perf_counter()
-    cv = cross_validate(
-        pipeline, X, y, cv=splitter, scoring={name: s for name, (s, _) in scoring.items()},
-        return_train_score=True, error_score="raise", n_jobs=spec.n_jobs if spec.n_jobs > 1 else None,
-    )
-    cv_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    model: Pipeline = clone(pipeline).fit(X, y)
+    try:
+        cv = cross_validate(
+            pipeline, X, y, cv=splitter, scoring={name: s for name, (s, _) in scoring.items()},
+            return_train_score=True, error_score="raise", n_jobs=spec.n_jobs if spec.n_jobs > 1 else None,
+        )
+        cv_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        model: Pipeline = clone(pipeline).fit(X, y)
+    except (ValueError, TypeError) as exc:  # parameters that pass validation but not fitting
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"training {spec.family} failed: {first}",
+            expected="hyperparameters that work together and with this data",
+            fix=f"check model.params {dict(spec.params)!r} against the scikit-learn documentation",
+        ) from exc
     fit_seconds = time.perf_counter() - started
     if classes is not None and [str(c) for c in model.classes_] != classes:
         raise DataError(  # guards the positive class being contract.classes[1]

@@ -100,16 +100,44 @@ class ArtifactStore:
         return self._files.join("objects", artifact_id[:2], artifact_id)
 
     def put(self, data: bytes, *, codec: str) -> str:
-        """Store bytes (deduplicated by content) and return their artifact id."""
+        """Store bytes (deduplicated by content) and return their artifact id.
+
+        An existing copy is kept only if it is intact and sealed as this store seals (encrypted or
+        not); a damaged or differently sealed copy is replaced.
+        """
         artifact_id = envelope.sha256_hex(data)
-        path = self._path(artifact_id)
-        if not self._files.exists(path):
+        if self.problem(artifact_id, reseal=False) is not None:
             _, blob = envelope.seal(data, codec=codec, keys=self._keys, encrypt=self._encrypt)
-            self._files.write(path, blob)
+            self._files.write(self._path(artifact_id), blob)
         return artifact_id
 
     def exists(self, artifact_id: str) -> bool:
         return self._files.exists(self._path(artifact_id))
+
+    def problem(self, artifact_id: str, *, reseal: bool = True) -> str | None:
+        """None if the artifact is present, intact and sealed as configured; else what is wrong.
+
+        With `reseal`, an intact artifact stored unencrypted while encryption is on (or the other
+        way round) is rewritten in place, so turning encryption on covers existing artifacts too.
+        """
+        path = self._path(artifact_id)
+        try:
+            blob = self._files.read(path)
+        except FileNotFoundError:
+            return "is missing from the store"
+        where = f"artifact {artifact_id[:12]}"
+        try:
+            header = envelope.check(blob, expected_id=artifact_id, trusted=self._trusted, where=where)
+            if (header.get("enc") is not None) == self._encrypt:
+                return None
+            if not reseal:
+                return "is sealed differently from the store's encryption setting"
+            plaintext = envelope.open_payload(blob, header, self._keys, where=where)
+        except IntegrityError as exc:
+            return f"failed its integrity check ({exc.what})"
+        _, sealed = envelope.seal(plaintext, codec=str(header["codec"]), keys=self._keys, encrypt=self._encrypt)
+        self._files.write(path, sealed)
+        return None
 
     def _blob(self, artifact_id: str) -> bytes:
         path = self._path(artifact_id)

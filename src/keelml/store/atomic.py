@@ -12,7 +12,9 @@ TEMP_PREFIX = ".tmp-"
 
 def atomic_write_bytes(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     """Write data to path so that a reader (or a crash) sees either nothing or all of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fsync_dir(path.parent.parent)  # make the new directory's entry durable too
     tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:

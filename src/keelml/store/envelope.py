@@ -24,6 +24,8 @@ from keelml.errors import IntegrityError
 from keelml.store.keys import KeyRing, public_key_id
 
 MAGIC = b"KEEL\x01"
+REPAIR = ("if you did not expect this, treat the store as tampered with; otherwise re-run the pipeline: "
+          "a damaged artifact is recomputed and rewritten (`keel verify` lists them all)")
 MAX_HEADER = 64 * 1024
 
 
@@ -70,18 +72,18 @@ def split(blob: bytes, *, where: str) -> tuple[dict[str, Any], bytes]:
         raise IntegrityError(
             f"{where} is not a keelml artifact (bad magic bytes)",
             expected="a file written by keelml's artifact store",
-            fix="the file was replaced or truncated; restore the store from a backup or re-run the pipeline",
+            fix=REPAIR,
         )
     (length,) = struct.unpack(">I", blob[len(MAGIC) : len(MAGIC) + 4])
     start = len(MAGIC) + 4
     if length > MAX_HEADER or start + length > len(blob):
-        raise IntegrityError(f"{where} has a corrupt header", fix="restore it or re-run the pipeline")
+        raise IntegrityError(f"{where} has a corrupt header", fix=REPAIR)
     try:
         header = json.loads(blob[start : start + length])
     except ValueError:
-        raise IntegrityError(f"{where} has an unreadable header", fix="restore it or re-run the pipeline") from None
+        raise IntegrityError(f"{where} has an unreadable header", fix=REPAIR) from None
     if not isinstance(header, dict):
-        raise IntegrityError(f"{where} has a malformed header", fix="restore it or re-run the pipeline")
+        raise IntegrityError(f"{where} has a malformed header", fix=REPAIR)
     return header, blob[start + length :]
 
 
@@ -102,17 +104,16 @@ def check(blob: bytes, *, expected_id: str, trusted: dict[str, Ed25519PublicKey]
         raise IntegrityError(
             f"{where}: signature check failed (the header was altered)",
             expected="an untouched artifact signed by this project",
-            fix="treat the store as tampered with; restore it from a backup or re-run the pipeline",
+            fix=REPAIR,
         ) from None
     if header.get("id") != expected_id:
         raise IntegrityError(f"{where}: holds artifact {header.get('id')!r}, not {expected_id!r}",
-                             fix="the file was moved or swapped; restore it or re-run the pipeline")
+                             fix=REPAIR)
     if sha256_hex(payload) != header.get("payload_sha256"):
         raise IntegrityError(
             f"{where}: payload digest mismatch (bytes changed on disk)",
             expected=f"SHA-256 {header.get('payload_sha256')}",
-            fix=("treat the store as tampered with; if the damage is accidental, delete that file from the "
-                 "store's objects/ folder (`keel verify` lists them) and re-run the pipeline to recreate it"),
+            fix=REPAIR,
         )
     return header
 
@@ -135,7 +136,7 @@ def open_payload(blob: bytes, header: dict[str, Any], keys: KeyRing, *, where: s
                 fix="set the right key file or $KEEL_MASTER_KEY; keys are never stored inside the store",
             ) from None
     if sha256_hex(plaintext) != header["id"]:
-        raise IntegrityError(f"{where}: content digest mismatch", fix="restore it or re-run the pipeline")
+        raise IntegrityError(f"{where}: content digest mismatch", fix=REPAIR)
     return plaintext
 
 

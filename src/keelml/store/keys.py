@@ -6,7 +6,9 @@ import base64
 import binascii
 import hashlib
 import os
+import shutil
 import stat
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from keelml.errors import KeyMaterialError
-from keelml.store.atomic import atomic_write_bytes
+from keelml.store.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir
 
 MASTER_ENV = "KEEL_MASTER_KEY"
 SIGNING_ENV = "KEEL_SIGNING_KEY"
@@ -79,10 +81,24 @@ def key_files_exist(keys_dir: Path) -> bool:
     return (keys_dir / MASTER_FILE).exists() or (keys_dir / SIGNING_FILE).exists()
 
 
+def keys_in_environment(environ: Mapping[str, str] | None = None) -> bool:
+    """True when both key variables are set; one without the other is an error."""
+    env = os.environ if environ is None else environ
+    master, signing = bool(env.get(MASTER_ENV)), bool(env.get(SIGNING_ENV))
+    if master != signing:
+        given, missing = (MASTER_ENV, SIGNING_ENV) if master else (SIGNING_ENV, MASTER_ENV)
+        raise KeyMaterialError(
+            f"${given} is set but ${missing} is not",
+            expected="both key variables, or neither (then the key files are used)",
+            fix=f"set ${missing} too, or unset ${given}",
+        )
+    return master and signing
+
+
 def load_keys(keys_dir: Path, environ: Mapping[str, str] | None = None) -> KeyRing:
     """Keys from the environment when both variables are set, else from the key files."""
     env = os.environ if environ is None else environ
-    if env.get(MASTER_ENV) and env.get(SIGNING_ENV):
+    if keys_in_environment(env):
         master = _decode(env[MASTER_ENV], f"master key in ${MASTER_ENV}", 32)
         seed = _decode(env[SIGNING_ENV], f"signing key in ${SIGNING_ENV}", 32)
         return KeyRing(master, Ed25519PrivateKey.from_private_bytes(seed), source="env")
@@ -99,20 +115,35 @@ def load_keys(keys_dir: Path, environ: Mapping[str, str] | None = None) -> KeyRi
 
 
 def create_keys(keys_dir: Path) -> KeyRing:
-    """Create fresh keys as 0600 files; refuses to overwrite existing ones."""
+    """Create fresh keys as 0600 files, all at once; refuses to overwrite existing ones.
+
+    Both files are written into a private temporary directory that is then renamed into place,
+    so a crash leaves either no keys or both, and of two processes racing only one can win.
+    """
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+    already = KeyMaterialError(
+        f"keys already exist in {keys_dir}",
+        expected="an empty keys directory",
+        fix="keep the existing keys (data encrypted with them needs them), or move them away first",
+    )
     if key_files_exist(keys_dir):
-        raise KeyMaterialError(
-            f"keys already exist in {keys_dir}",
-            expected="an empty keys directory",
-            fix="keep the existing keys (data encrypted with them needs them), or move them away first",
-        )
-    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(keys_dir, 0o700)
+        raise already
+    keys_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = keys_dir.parent / f"{TEMP_PREFIX}keys-{uuid.uuid4().hex}"
+    staging.mkdir(mode=0o700)
     master = os.urandom(32)
     signing = Ed25519PrivateKey.generate()
     seed = signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
-    atomic_write_bytes(keys_dir / MASTER_FILE, base64.b64encode(master) + b"\n", mode=0o600)
-    atomic_write_bytes(keys_dir / SIGNING_FILE, base64.b64encode(seed) + b"\n", mode=0o600)
+    try:
+        atomic_write_bytes(staging / MASTER_FILE, base64.b64encode(master) + b"\n", mode=0o600)
+        atomic_write_bytes(staging / SIGNING_FILE, base64.b64encode(seed) + b"\n", mode=0o600)
+        try:
+            os.rename(staging, keys_dir)  # atomic; fails if another process's keys are already there
+        except OSError:
+            raise already from None
+        fsync_dir(keys_dir.parent)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return KeyRing(master, signing, source="file")

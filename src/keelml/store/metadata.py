@@ -45,7 +45,19 @@ class MetadataStore:
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        schema.metadata.create_all(self.engine)
+        self._create_tables()
+
+    def _create_tables(self) -> None:
+        """Create missing tables; another process creating them at the same moment is fine."""
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        for attempt in range(5):
+            try:
+                schema.metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError) as exc:
+                if "already exists" not in str(exc) or attempt == 4:
+                    raise
 
     def close(self) -> None:
         self.engine.dispose()
@@ -82,7 +94,8 @@ class MetadataStore:
     def get_run(self, run_id: str) -> dict[str, Any]:
         """A run (by id or unique id prefix) with its steps and lineage."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(schema.runs).where(schema.runs.c.id.startswith(run_id))).all()
+            rows = conn.execute(select(schema.runs).where(
+                schema.runs.c.id.startswith(run_id, autoescape=True))).all()
             if len(rows) != 1:
                 raise NotFoundError(
                     f"no run matches {run_id!r}" if not rows else f"{run_id!r} matches {len(rows)} runs",
