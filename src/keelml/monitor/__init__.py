@@ -1,0 +1,1 @@
+"""Production monitoring: drift, live performance, alerts (arrives with the monitoring release)."""

@@ -1,0 +1,1 @@
+"""Security and privacy audits of trained models (arrives with the security release)."""

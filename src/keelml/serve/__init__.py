@@ -1,0 +1,1 @@
+"""Serving registered models over HTTP (the prediction server arrives with the deployment release)."""
