@@ -31,6 +31,11 @@ def _num(value: Any, digits: int = 4) -> str:
     return _e(value)
 
 
+def _bound(value: float) -> str:
+    """A contract bound for people: whole numbers with thousands separators, else 6 significant digits."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:,.6g}"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
@@ -58,10 +63,12 @@ def _fold_chart(name: str, test: list[float], train: list[float], caption: str) 
                         f'fill="#9ab6d8"><title>fold {i + 1} train {train[i]:.4f}</title></rect>')
         bars.append(f'<rect x="{x + 22}" y="{y(value):.1f}" width="20" height="{height - pad - y(value):.1f}" '
                     f'fill="#1a5fb4"><title>fold {i + 1} validation {value:.4f}</title></rect>'
+                    f'<text x="{x + 20}" y="{y(value) - 4:.1f}" font-size="9" text-anchor="middle">{value:.3f}</text>'
                     f'<text x="{x + 10}" y="{height - 10}" font-size="11">fold {i + 1}</text>')
     return (f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
             f'aria-label="{_e(name)} per fold">{"".join(bars)}</svg>'
-            f"<figcaption>{_e(name)} per fold: light = train, dark = validation. {caption}</figcaption></figure>")
+            f"<figcaption>{_e(name)} per fold: light = train, dark = validation; bars start at {base:.3f}, "
+            f"not 0. {caption}</figcaption></figure>")
 
 
 def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any],
@@ -86,7 +93,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
     parts.append("<h2>Held-out evaluation</h2>")
     if primary:
         parts.append(f"<p>Primary metric <b>{_e(primary.get('name'))} = {_num(primary.get('value'))}</b>, "
-                     f"{_num(primary.get('confidence', 0.95), 2)} bootstrap interval "
+                     f"{float(primary.get('confidence', 0.95)):.0%} bootstrap interval "
                      f"[{_num(primary.get('ci_low'))}, {_num(primary.get('ci_high'))}] over "
                      f"{_e(metrics.get('n_test'))} rows. <span class='meta'>{provenance}</span></p>")
     scalar = [[_e(k), _num(v)] for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
@@ -119,7 +126,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
     for col in contract.get("columns", []):
         low, high = col.get("min"), col.get("max")
         domain = (f"{len(col['categories'])} categories" if col.get("categories")
-                  else f"[{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}]"
+                  else f"[{'-inf' if low is None else _bound(low)}, {'inf' if high is None else _bound(high)}]"
                   if low is not None or high is not None else "")
         col_rows.append([_e(col["name"]), _e(col["type"]), _e(col["role"]),
                          _e("yes" if col.get("nullable") else "no"), _e(domain),
