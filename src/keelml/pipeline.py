@@ -240,7 +240,7 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                     project.reports_dir / run_id, run_id=run_id, pipeline=loaded.spec.name,
                     contract=runner.value("validate.contract"), validation=outcome.validation or {},
                     cv=runner.value("train.cv"), metrics=outcome.metrics or {}, verdict=outcome.verdict,
-                    data_digests={k: v for k, v in graph.steps["register"].params["data_digests"].items()},
+                    data_digests={role: digest for role, (_, digest) in inputs.sources.items()},
                     registration=(outcome.registration.name, outcome.registration.version)
                     if outcome.registration else None)
             outcome.wall_s = time.perf_counter() - started

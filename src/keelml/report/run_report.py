@@ -108,10 +108,10 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
     if cv_rows:
         parts.append(_table(["metric", "validation mean", "std", "train mean"], cv_rows))
     chart_metric = str(cv.get("primary_metric") or next(iter(scores), ""))
-    for metric, entry in [(chart_metric, scores.get(chart_metric))]:
-        if isinstance(entry, dict):
-            parts.append(_fold_chart(metric, [float(v) for v in entry.get("test", [])],
-                                     [float(v) for v in entry.get("train", [])], provenance))
+    entry = scores.get(chart_metric)
+    if isinstance(entry, dict):
+        parts.append(_fold_chart(chart_metric, [float(v) for v in entry.get("test", [])],
+                                 [float(v) for v in entry.get("train", [])], provenance))
     parts.append(f"<p class='meta'>model family {_e(cv.get('family'))}, {_e(cv.get('folds'))} folds, "
                  f"{_e(cv.get('n_train'))} training rows; train-validation gap {_num(cv.get('fit_gap'))}</p>")
     parts.append("<h2>Data quality</h2>")
