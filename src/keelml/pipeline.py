@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from keelml import __version__, steps
+from keelml.data.pii import pii_key
 from keelml.engine.codecs import BUILTIN, Codec
 from keelml.engine.graph import Graph
 from keelml.engine.runner import Events, Runner, StepResult
@@ -25,7 +26,7 @@ from keelml.spec import LoadedSpec, SourceSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 1, "validate": 2, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1}
+STEP_VERSIONS = {"ingest": 1, "validate": 3, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1}
 
 
 def _version(step: str) -> str:
@@ -135,7 +136,9 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
         Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=_version("validate"),
              params={"target": data.target, "drop_columns": data.drop_columns,
                      "sensitive_columns": data.sensitive_columns,
-                     "options": spec.contract.model_dump(mode="json"), **declared}),
+                     "options": spec.contract.model_dump(mode="json"),
+                     "validation": spec.validation.model_dump(mode="json"), **declared},
+             bound={"pii_key": pii_key(project.keys.master_key)}),
         Step("split", steps.split, inputs=split_inputs, outputs={"train": "table", "test": "table"},
              version=_version("split"), params={"target": data.target, **spec.split.model_dump(mode="json")}),
         Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
@@ -184,6 +187,8 @@ class RunOutcome:
             "steps": [{"name": s.name, "status": s.status, "duration_s": round(s.duration_s, 3),
                        "cache_key": s.key, "outputs": s.outputs,
                        **({"explain": s.explain} if s.status == "ran" else {})} for s in self.steps],
+            "data": {role: {k: stats.get(k) for k in ("rows_in", "rows_valid", "rows_quarantined")}
+                     for role, stats in (self.validation or {}).items()},
             "primary_metric": primary,
             "gate": dict(self.verdict) if self.verdict else None,
             "model": ({"name": self.registration.name, "version": self.registration.version,

@@ -75,6 +75,11 @@ class ContractSpec(StrictModel):
     range_quantiles: tuple[float, float] = (0.001, 0.999)
     range_margin: float = Field(0.5, ge=0.0)
     null_fraction_margin: float = Field(0.05, ge=0.0, le=1.0)
+    detect_pii: bool = Field(True, description="flag columns that look like emails, phones, national ids, names")
+    pii_action: Literal["drop", "hash", "keep"] = Field(
+        "drop", description="what happens to a flagged PII column before storage (hash: salted HMAC-SHA256)")
+    pii: dict[str, Literal["drop", "hash", "keep"]] = Field(
+        default_factory=dict, description="per column: declare it PII (or override the action for a detected one)")
 
     @field_validator("range_quantiles")
     @classmethod
@@ -83,6 +88,25 @@ class ContractSpec(StrictModel):
         if not 0.0 <= low < high <= 1.0:
             raise ValueError("range_quantiles must be two numbers 0 <= low < high <= 1, e.g. [0.001, 0.999]")
         return value
+
+
+class ValidationSpec(StrictModel):
+    """Dataset-level rules: when validation stops the run instead of only quarantining rows."""
+
+    max_quarantine_fraction: float = Field(
+        0.1, ge=0.0, le=1.0, description="stop the run when a larger share of a source's rows is quarantined")
+    null_fraction: Literal["error", "warn"] = Field(
+        "error", description="a column whose null share exceeds the contract's max_null_fraction")
+    extra_columns: Literal["ignore", "warn", "error"] = "warn"
+    deduplicate: Literal["none", "exact", "keys"] = Field(
+        "none", description="quarantine repeated training rows: whole rows (exact) or by key_columns (keys)")
+    key_columns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _keys_given(self) -> ValidationSpec:
+        if self.deduplicate == "keys" and not self.key_columns:
+            raise ValueError("deduplicate: keys needs key_columns: [...]")
+        return self
 
 
 class SplitSpec(StrictModel):
@@ -145,6 +169,7 @@ class PipelineSpec(StrictModel):
     store: StoreSpec = Field(default_factory=StoreSpec)
     data: DataSpec
     contract: ContractSpec = Field(default_factory=ContractSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
@@ -165,7 +190,7 @@ class PipelineSpec(StrictModel):
         return self
 
 
-_SECTIONS = ("store", "contract", "split", "model", "evaluate", "gate")
+_SECTIONS = ("store", "contract", "validation", "split", "model", "evaluate", "gate")
 
 
 @dataclass(frozen=True)

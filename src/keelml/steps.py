@@ -22,13 +22,19 @@ def ingest(*, params: Mapping[str, Any], location: str) -> dict[str, Any]:
     return {"raw": read_source(SourceSpec.model_validate(params["source"]), location)}
 
 
-def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None) -> dict[str, Any]:
-    """Infer (or load) the contract from training data; split every source into valid and quarantined rows."""
+def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None,
+             pii_key: bytes | None = None) -> dict[str, Any]:
+    """Infer (or load) the contract from training data; split every source into valid and quarantined rows.
+
+    Declared drop_columns are removed first; a dataset-level failure (validation rules) stops the run.
+    """
     import polars as pl
 
+    from keelml.data.anomalies import enforce
     from keelml.data.contract import contract_from_yaml
     from keelml.data.infer import infer_contract
     from keelml.data.validate import validate_frame
+    from keelml.spec import ValidationSpec
 
     if params.get("declared_contract"):
         contract = contract_from_yaml(params["declared_contract"], source=params["declared_contract_path"])
@@ -44,15 +50,18 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None) -> di
             raw, target=params["target"], options=ContractSpec.model_validate(params["options"]),
             drop_columns=params["drop_columns"], sensitive_columns=params["sensitive_columns"],
         )
-    result = validate_frame(raw, contract)
-    outputs: dict[str, Any] = {"contract": contract.model_dump(mode="json"), "train": result.valid}
-    reports = {"train": result.report}
-    quarantines = [result.quarantine.with_columns(pl.lit("train").alias("_source"))]
-    if raw_test is not None:
-        test_result = validate_frame(raw_test, contract)
-        outputs["test"] = test_result.valid
-        reports["test"] = test_result.report
-        quarantines.append(test_result.quarantine.with_columns(pl.lit("test").alias("_source")))
+    rules = ValidationSpec.model_validate(params.get("validation", {}))
+    sources = {"train": raw} if raw_test is None else {"train": raw, "test": raw_test}
+    outputs: dict[str, Any] = {"contract": contract.model_dump(mode="json")}
+    reports: dict[str, Any] = {}
+    quarantines = []
+    for role, frame in sources.items():
+        frame = frame.drop([c for c in params["drop_columns"] if c in frame.columns])
+        result = validate_frame(frame, contract, options=rules, dedupe=role == "train", pii_key=pii_key)
+        enforce(result.report, role)
+        outputs[role] = result.valid
+        reports[role] = result.report
+        quarantines.append(result.quarantine.with_columns(pl.lit(role).alias("_source")))
     outputs["quarantine"] = pl.concat(quarantines, how="diagonal_relaxed")
     outputs["report"] = reports
     return outputs

@@ -82,7 +82,8 @@ def test_report_is_json_with_counts_and_null_fractions() -> None:
     report = validate_frame(_frame(), _contract()).report
     json.dumps(report)
     assert report["extra_columns"] == ["extra"]
-    assert report["columns"]["age"]["violations"] == {"type": 1, "null": 1, "domain": 0, "range": 1}
+    assert report["columns"]["age"]["violations"] == {"type": 1, "non_finite": 0, "null": 1, "domain": 0, "range": 1}
+    assert report["columns"]["score"]["violations"]["non_finite"] == 1
     assert report["columns"]["color"]["violations"]["domain"] == 1
     age = report["columns"]["age"]
     assert age["null_fraction"] == pytest.approx(1 / 6) and age["exceeded"] is True

@@ -32,6 +32,13 @@ def run(
             out.print(f"[bold]{s.name}[/bold] re-ran because:")
             for reason in s.explain:
                 out.print(f"  - {reason}", soft_wrap=True)
+    for role, stats in (outcome.validation or {}).items():
+        out.print(f"data ({role}): {stats['rows_valid']:,} accepted + {stats['rows_quarantined']:,} quarantined "
+                  f"= {stats['rows_in']:,} rows", soft_wrap=True)
+        for anomaly in stats.get("anomalies", []):
+            if anomaly["level"] == "dataset":
+                out.print(f"  warning: {anomaly['column'] or role}: {anomaly['kind']}: {anomaly['observed']} "
+                          f"(expected {anomaly['expected']})", soft_wrap=True, markup=False)
     primary = report["primary_metric"]
     if primary:
         interval = (f"{primary.get('confidence', 0.95):.0%} CI {primary['ci_low']:.4f}-{primary['ci_high']:.4f}"

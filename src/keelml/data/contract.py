@@ -13,9 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from keelml.errors import DataError
 
-ColumnType = Literal["integer", "float", "boolean", "category", "string"]
-Role = Literal["feature", "target", "id", "ignore"]
+ColumnType = Literal["integer", "float", "boolean", "category", "string", "datetime"]
+Role = Literal["feature", "target", "id", "timestamp", "ignore"]
 Task = Literal["binary", "multiclass", "regression"]
+PiiKind = Literal["email", "phone", "national_id", "card_number", "person_name", "declared"]
+PiiAction = Literal["drop", "hash", "keep"]
 
 
 class ColumnContract(BaseModel):
@@ -33,6 +35,10 @@ class ColumnContract(BaseModel):
     max: float | None = None
     unique: bool = False
     sensitive: bool = False
+    format: str | None = Field(None, description="strptime format of a datetime column read from text")
+    pii: PiiKind | None = Field(None, description="what personal data the column holds, if any")
+    pii_action: PiiAction | None = Field(
+        None, description="drop: never stored; hash: salted HMAC-SHA256; keep: stored as is")
 
 
 class Contract(BaseModel):
@@ -69,6 +75,8 @@ YAML_HEADER = """\
 # It was inferred from the training data; you may edit it (types, categories, min/max,
 # nullable, roles) and commit it, then point contract.path in pipeline.yaml at this file.
 # Rows that break it are quarantined with a reason, never silently dropped.
+# Columns flagged `pii` are dropped, hashed (salted) or kept as `pii_action` says, before anything
+# is stored; their values never appear in this file.
 """
 
 
@@ -147,9 +155,24 @@ def _check_consistent(contract: Contract, source: str, fix: str) -> None:
     elif not contract.features:
         problem = ("no column has role: feature", "at least one feature column")
     else:
-        for col in contract.columns:
-            if col.min is not None and col.max is not None and col.min > col.max:
-                problem = (f"column {col.name!r} has min {col.min} > max {col.max}", "min <= max")
-                break
+        problem = _column_problem(contract)
     if problem:
         raise DataError(f"{source}: {problem[0]}", expected=problem[1], fix=fix)
+
+
+def _column_problem(contract: Contract) -> tuple[str, str] | None:
+    """The first per-column inconsistency, as (what, expected)."""
+    for col in contract.columns:
+        if col.min is not None and col.max is not None and col.min > col.max:
+            return f"column {col.name!r} has min {col.min} > max {col.max}", "min <= max"
+        if col.type == "datetime" and col.role in ("feature", "target"):
+            return (f"column {col.name!r} is a datetime with role {col.role}",
+                    "role timestamp, id or ignore for datetime columns (derive features with preprocess functions)")
+        if col.pii is not None and col.role in ("feature", "target") and col.pii_action != "keep":
+            return (f"column {col.name!r} holds personal data ({col.pii}) but has role {col.role} "
+                    f"and pii_action {col.pii_action}",
+                    "pii_action: keep for a PII column used as a feature or target, or role id / ignore")
+        if col.pii is not None and col.categories:
+            return (f"column {col.name!r} holds personal data ({col.pii}) but lists its categories",
+                    "no categories for PII columns (the contract file must not hold personal data)")
+    return None

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
 
-from keelml.data.contract import ColumnContract, ColumnType, Contract, Role, Task, close_match_hint
+from keelml.data.contract import ColumnContract, ColumnType, Contract, PiiAction, PiiKind, Role, Task, close_match_hint
+from keelml.data.pii import detect_pii
 from keelml.errors import DataError
 from keelml.spec import ContractSpec
 
@@ -17,6 +19,10 @@ MAX_INTEGER_CLASSES = 20
 
 _INTEGER_DTYPES = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
 _BOOLEAN_WORDS = {"true": True, "false": False}
+DATETIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f",
+                    "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S%.fZ", "%Y/%m/%d", "%d/%m/%Y")
+"""Text formats recognised as datetimes (the first one that reads every value wins)."""
+_ID_NAME = re.compile(r"(^|_)(id|uuid|key|number|no)$|^(row|record|index)$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,7 @@ class _Typed:
 
     type: ColumnType
     values: pl.Series
+    format: str | None = None
 
 
 def infer_contract(
@@ -43,7 +50,7 @@ def infer_contract(
     Task: a float target, or an integer one with more than 20 distinct values, is regression;
     otherwise 2 classes is binary, more is multiclass (classes sorted as strings).
     """
-    _check_names(df, target, drop_columns, sensitive_columns)
+    _check_names(df, target, drop_columns, sensitive_columns, list(options.pii))
     dropped, sensitive = set(drop_columns), set(sensitive_columns)
     columns = [
         _infer_column(df[name], options, is_target=name == target, sensitive=name in sensitive)
@@ -68,7 +75,8 @@ def infer_contract(
 
 
 def _check_names(
-    df: pl.DataFrame, target: str, drop_columns: Sequence[str], sensitive_columns: Sequence[str]
+    df: pl.DataFrame, target: str, drop_columns: Sequence[str], sensitive_columns: Sequence[str],
+    pii_columns: Sequence[str],
 ) -> None:
     available = ", ".join(df.columns)
     if target not in df.columns:
@@ -77,13 +85,14 @@ def _check_names(
             expected=f"one of the columns: {available}",
             fix=f"{close_match_hint(target, df.columns)}set data.target to the column to predict",
         )
-    for key, names in (("drop_columns", drop_columns), ("sensitive_columns", sensitive_columns)):
+    for key, names in (("data.drop_columns", drop_columns), ("data.sensitive_columns", sensitive_columns),
+                       ("contract.pii", pii_columns)):
         for name in names:
             if name not in df.columns:
                 raise DataError(
-                    f"data.{key} names {name!r}, which is not a column of the data",
+                    f"{key} names {name!r}, which is not a column of the data",
                     expected=f"one of the columns: {available}",
-                    fix=f"{close_match_hint(name, df.columns)}fix or remove it in data.{key}",
+                    fix=f"{close_match_hint(name, df.columns)}fix or remove it in {key}",
                 )
     if target in drop_columns:
         raise DataError(
@@ -109,6 +118,8 @@ def _infer_type(series: pl.Series, options: ContractSpec) -> _Typed:
         return _Typed("float", series.cast(pl.Float64))
     if dtype == pl.Boolean:
         return _Typed("boolean", series)
+    if dtype.is_temporal():
+        return _Typed("datetime", series)
     try:
         text = series.cast(pl.String).str.strip_chars()
     except pl.exceptions.PolarsError:
@@ -130,8 +141,25 @@ def _infer_type(series: pl.Series, options: ContractSpec) -> _Typed:
     if int(lowered.is_in(list(_BOOLEAN_WORDS)).sum()) == present:
         flags = lowered.replace_strict(_BOOLEAN_WORDS, default=None, return_dtype=pl.Boolean)
         return _Typed("boolean", flags)
+    fmt = _datetime_format(text, present)
+    if fmt is not None:
+        return _Typed("datetime", text.str.strptime(pl.Datetime("us"), fmt, strict=False), fmt)
     kind: ColumnType = "category" if text.drop_nulls().n_unique() <= options.max_categories else "string"
     return _Typed(kind, text)
+
+
+def _datetime_format(text: pl.Series, present: int) -> str | None:
+    """The first of DATETIME_FORMATS that reads every present value, if any (only text with a digit)."""
+    sample = text.drop_nulls().head(1000)
+    if sample.len() == 0 or not bool(sample.str.contains(r"^\d").all()):
+        return None
+    for fmt in DATETIME_FORMATS:
+        parsed = sample.str.strptime(pl.Datetime("us"), fmt, strict=False)
+        if parsed.null_count() == 0:
+            full = text.str.strptime(pl.Datetime("us"), fmt, strict=False)
+            if full.len() - full.null_count() == present:
+                return fmt
+    return None
 
 
 def _infer_column(
@@ -143,17 +171,25 @@ def _infer_column(
     n_rows = series.len()
     nulls = series.null_count()
     present = values.drop_nulls()
+    pii, action = (None, None) if is_target else _pii(series, typed, options)
+    if pii is not None and typed.type == "category":
+        typed = _Typed("string", values)  # personal data: no list of its values in the contract
     unique = typed.type in ("integer", "string") and n_rows > 0 and values.n_unique() == n_rows
     role: Role = "feature"
     if is_target:
         role = "target"
-    elif typed.type == "string":
+    elif typed.type == "datetime":
+        role = "timestamp"
+    elif pii is not None and action != "keep":
+        role = "id" if unique else "ignore"
+    elif typed.type == "string" or (typed.type == "integer" and unique and _ID_NAME.search(series.name)):
         role = "id" if unique and present.len() > 0 else "ignore"
     nullable = nulls > 0 and not is_target
     categories: list[str] | None = None
-    if typed.type == "category" and not is_target:
+    if typed.type == "category" and not is_target and pii is None:
         categories = sorted(str(v) for v in present.cast(pl.String).unique().to_list())
-    low, high = (None, None) if is_target else _range(present, typed.type, options)
+    numeric_feature = role == "feature" and pii is None
+    low, high = _range(present, typed.type, options) if numeric_feature else (None, None)
     return ColumnContract(
         name=series.name,
         type=typed.type,
@@ -165,7 +201,21 @@ def _infer_column(
         max=high,
         unique=unique,
         sensitive=sensitive,
+        format=typed.format,
+        pii=pii,
+        pii_action=action,
     )
+
+
+def _pii(series: pl.Series, typed: _Typed, options: ContractSpec) -> tuple[PiiKind | None, PiiAction | None]:
+    """(kind, action) for a column that holds personal data: declared in contract.pii, or detected."""
+    declared = options.pii.get(series.name)
+    if typed.type not in ("string", "category", "integer") and declared is None:
+        return None, None
+    kind = detect_pii(series.cast(pl.String)) if options.detect_pii else None
+    if declared is not None:
+        return kind or "declared", declared
+    return (kind, options.pii_action) if kind is not None else (None, None)
 
 
 def _allowed_nulls(observed: float, options: ContractSpec) -> float:
