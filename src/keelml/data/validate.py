@@ -6,6 +6,7 @@ built only for the failing rows, so clean data costs little more than the casts 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,23 +92,32 @@ def validate_frame(df: pl.DataFrame, contract: Contract, *, require_target: bool
     missing = [c.name for c in contract.columns if c.name not in df.columns]
     typed: list[pl.Expr] = []
     checks: list[_Check] = []
+    fails: list[pl.Expr] = []
     for i, col in enumerate(checked):
         expr, column_checks = _column_checks(i, col, df.schema[col.name])
-        typed.append(expr.alias(f"__keel_t{i}"))
+        typed.append(expr)
         checks.extend(column_checks)
-    dup_check = _duplicate_check(checked, options) if dedupe and options.deduplicate != "none" else None
-    if dup_check is not None:
-        checks.append(dup_check)
-    frame = df.lazy().with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64))
-    frame = frame.with_columns(*typed, *(c.flag.alias(c.alias) for c in checks),
-                               *(c.extra for c in checks if c.extra is not None))
-    failed = pl.any_horizontal(pl.col(c.alias) for c in checks) if checks else pl.lit(False)
-    result = frame.with_columns(failed.alias("__keel_failed")).collect()
-    counts = result.select(pl.col(c.alias).sum() for c in checks).row(0, named=True) if checks else {}
-    valid = result.filter(~pl.col("__keel_failed")).select(
-        pl.col(f"__keel_t{i}").cast(_DTYPES[col.type]).alias(col.name) for i, col in enumerate(checked)
+        fails.extend(_fails(col, df.schema[col.name], column_checks))
+    dup = _duplicate_check(checked, options) if dedupe and options.deduplicate != "none" else None
+    # Pass 1 over all rows: one "row fails" mask (one cheap test per column); nothing typed is built.
+    frame = df.lazy()
+    if dup is not None:
+        frame = frame.with_row_index(_ROW).with_columns(pl.col(_ROW).cast(pl.Int64))
+        fails.append(pl.col(dup.alias))
+        frame = frame.with_columns(dup.flag.alias(dup.alias), dup.extra)
+        checks.append(_Check(dup.column, dup.kind, pl.col(dup.alias), dup.message))
+    mask = frame.select(pl.any_horizontal(fails).alias("failed"), *(
+        [pl.col(dup.alias), pl.col(_FIRST)] if dup else [])).collect() if fails else pl.DataFrame()
+    failed = mask["failed"] if fails else pl.Series("failed", [False] * df.height)
+    rows = failed.arg_true().cast(pl.Int64)
+    # Pass 2: the passing rows cast to their types; every rule, reasons and counts on the failing rows only.
+    valid = _without_rows(df, rows, failed).select(
+        expr.cast(_DTYPES[col.type]).alias(col.name) for expr, col in zip(typed, checked, strict=True)
     )
-    bad = result.filter(pl.col("__keel_failed"))
+    bad = pl.concat([df[rows], mask.drop("failed")[rows]], how="horizontal") if rows.len() \
+        else pl.concat([df.head(0), mask.drop("failed").head(0)], how="horizontal")
+    bad = bad.with_columns(rows.alias(_ROW)).with_columns(c.flag.alias(c.alias) for c in checks)
+    counts = bad.select(pl.col(c.alias).sum() for c in checks).row(0, named=True) if checks else {}
     reason = pl.concat_str([pl.when(pl.col(c.alias)).then(c.message) for c in checks], separator="; ",
                            ignore_nulls=True) if checks else pl.lit("")
     quarantine = bad.select(
@@ -120,6 +130,36 @@ def validate_frame(df: pl.DataFrame, contract: Contract, *, require_target: bool
                      quarantined=bad.height, extra=extra, missing=missing)
     return ValidationResult(valid=protect(valid, contract, pii_key),
                             quarantine=protect(quarantine, contract, pii_key), report=report)
+
+
+def _fails(col: ColumnContract, dtype: pl.DataType, checks: list[_Check]) -> list[pl.Expr]:
+    """One expression that is true where any of the column's rules fails (fast forms for typed input)."""
+    if not checks:
+        return []
+    raw = pl.col(col.name)
+    ok: pl.Expr | None = None
+    numeric = (col.type == "float" and dtype == pl.Float64) or (col.type == "integer" and dtype == pl.Int64)
+    if numeric:
+        low = -float("inf") if col.min is None else col.min
+        high = float("inf") if col.max is None else col.max
+        ok = raw.is_between(low, high)  # NaN sorts above +inf in polars, so it fails here too
+    elif col.type == "category" and dtype == pl.String and col.categories is not None:
+        ok = raw.is_in(pl.Series(col.categories, dtype=pl.String).implode())
+    if ok is None:
+        return [pl.any_horizontal(c.flag for c in checks)]
+    nullable = col.nullable and col.role != "target"
+    return [~(ok | raw.is_null()) if nullable else ~ok.fill_null(False)]
+
+
+def _without_rows(df: pl.DataFrame, rows: pl.Series, failed: pl.Series) -> pl.DataFrame:
+    """``df`` minus the failing ``rows``: zero-copy slices between them when they are few, else a filter."""
+    if rows.len() == 0:
+        return df
+    if rows.len() > 1000:
+        return df.filter(~failed)
+    edges = [-1, *rows.to_list(), df.height]
+    parts = [df.slice(a + 1, b - a - 1) for a, b in itertools.pairwise(edges) if b - a > 1]
+    return pl.concat(parts, rechunk=False) if parts else df.head(0)
 
 
 def _checked_columns(df: pl.DataFrame, contract: Contract, require_target: bool) -> list[ColumnContract]:
@@ -153,8 +193,9 @@ def _cast(col: ColumnContract, dtype: pl.DataType) -> pl.Expr:
     """The column converted to its contract type; a value that cannot be converted becomes null."""
     raw = pl.col(col.name)
     kind = col.type
-    if (kind == "integer" and dtype == pl.Int64) or (kind == "boolean" and dtype == pl.Boolean):
-        return raw
+    if (kind == "integer" and dtype == pl.Int64) or (kind == "boolean" and dtype == pl.Boolean) or (
+            kind == "float" and dtype == pl.Float64):
+        return raw  # already typed (NaN and inf fail the non_finite check, so never reach valid rows)
     if kind == "string":
         return raw.cast(pl.String)
     text = raw.cast(pl.String).str.strip_chars()
@@ -174,7 +215,8 @@ def _cast(col: ColumnContract, dtype: pl.DataType) -> pl.Expr:
             return raw.cast(pl.Datetime("us"), strict=False)
         return text.str.strptime(pl.Datetime("us"), col.format, strict=False) if col.format else \
             text.str.to_datetime(time_unit="us", strict=False)
-    return text  # category: compared with its domain after trimming spaces
+    # category: text input from CSV is already trimmed by the reader; other types are converted
+    return raw if dtype == pl.String else text
 
 
 def _column_checks(i: int, col: ColumnContract, dtype: pl.DataType) -> tuple[pl.Expr, list[_Check]]:
@@ -212,7 +254,10 @@ def _column_checks(i: int, col: ColumnContract, dtype: pl.DataType) -> tuple[pl.
         below = typed < col.min if col.min is not None else pl.lit(False)
         above = typed > col.max if col.max is not None else pl.lit(False)
         bounds = f"[{format_number(col.min)}, {format_number(col.max)}]"
-        checks.append(_Check(i, "range", (below | above).fill_null(False), pl.concat_str(
+        out_of_range = below | above
+        if col.type == "float":
+            out_of_range = out_of_range & typed.is_finite()  # NaN/inf are non_finite, not out of range
+        checks.append(_Check(i, "range", out_of_range.fill_null(False), pl.concat_str(
             prefix, shown, pl.lit(f" is outside the range {bounds}"))))
     return typed, checks
 
