@@ -75,7 +75,7 @@ def dataset_anomalies(checked: Sequence[ColumnContract], columns: Mapping[str, M
     found: list[dict[str, Any]] = []
     for col in checked:
         stats = columns[col.name]
-        if stats["exceeded"]:
+        if stats["exceeded"] and col.nullable and col.role != "target":  # other nulls are quarantined rows
             nulls = round(stats["null_fraction"] * rows)
             found.append(_anomaly(col.name, "null_fraction", nulls, [], f"at most {col.max_null_fraction:.2%} nulls",
                                   f"{stats['null_fraction']:.2%} nulls", rows=rows, level="dataset",
@@ -93,7 +93,8 @@ def dataset_anomalies(checked: Sequence[ColumnContract], columns: Mapping[str, M
 
 def enforce(report: Mapping[str, Any], source: str) -> None:
     """Raise one DataError for the first fatal anomaly of ``source``'s validation report."""
-    fatal = [a for a in report.get("anomalies", []) if a["fatal"]]
+    fatal = sorted((a for a in report.get("anomalies", []) if a["fatal"]),
+                   key=lambda a: a["kind"] != "quarantine_fraction")  # the overall symptom first
     if not fatal:
         return
     first = fatal[0]
