@@ -187,3 +187,16 @@ def test_accepted_plus_quarantined_is_always_the_input() -> None:
     report = result.report
     assert report["rows_valid"] + report["rows_quarantined"] == df.height == 213
     assert result.quarantine["_row"].n_unique() == report["rows_quarantined"]
+
+
+@pytest.mark.parametrize("values", [["77516", "83311", "215646", "2174", "0"], ["12", "13", "40"],
+                                    ["1234567", "7654321", "5550000"]])
+def test_plain_numbers_are_not_phone_numbers(values: list[str]) -> None:
+    assert detect_pii(pl.Series("fnlwgt", values)) is None
+    assert detect_pii(pl.Series("phone", ["5550001", "5550002", "5550003"])) == "phone"
+
+
+def test_the_adult_data_has_no_personal_data_columns(adult_train: pl.DataFrame) -> None:
+    contract = infer_contract(adult_train, target="income", options=ContractSpec())
+    assert [c.name for c in contract.columns if c.pii] == []
+    assert all(c.role in ("feature", "target") for c in contract.columns)

@@ -24,7 +24,8 @@ _PATTERNS: tuple[tuple[PiiKind, str], ...] = (
     ("email", r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$"),
     ("national_id", r"^(\d{3}-\d{2}-\d{4}|[A-CEGHJ-PR-TW-Z]{2}\d{6}[A-D]|\d{2}\.?\d{2}\.?\d{2}[-+ ]?\d{4,5})$"),
     ("card_number", r"^(\d{4}[ -]?){3}\d{1,7}$"),
-    ("phone", r"^\+?\(?\d{1,4}\)?([ .-]?\(?\d{2,4}\)?){2,5}$"),
+    # a phone number has a leading + or separators between digit groups; bare numbers are not phones
+    ("phone", r"^(\+\d{1,3}[ .-]?)?\(?\d{2,4}\)?[ .-]\d{2,4}([ .-]\d{2,5}){0,3}$|^\+\d{7,15}$"),
 )
 _NAME_HINT = re.compile(r"(^|_|\b)(name|first_?name|last_?name|surname|full_?name|given_?name|patient|customer)$",
                         re.IGNORECASE)
@@ -42,6 +43,8 @@ def detect_pii(series: pl.Series) -> PiiKind | None:
 
     if series.dtype != pl.String:
         return None
+    if bool(series.drop_nulls().head(SAMPLE_ROWS).str.contains(r"^[+-]?\d+(\.\d+)?$").all()):
+        return _hinted(series)  # plain numbers: only a column name can say they are personal data
     values = series.drop_nulls().str.strip_chars()
     values = values.filter(values != "").head(SAMPLE_ROWS)
     if values.len() == 0:
@@ -55,8 +58,16 @@ def detect_pii(series: pl.Series) -> PiiKind | None:
         return "person_name"
     if _NAME_HINT.search(series.name) and distinct_share >= 0.5:
         return "person_name"
+    return _hinted(series)
+
+
+def _hinted(series: pl.Series) -> PiiKind | None:
+    """The PII kind a column's name announces (email, phone, ssn...) when its values are mostly distinct."""
+    values = series.drop_nulls().head(SAMPLE_ROWS)
+    if values.len() == 0 or values.n_unique() / values.len() < 0.5:
+        return None
     for kind, hint in _COLUMN_HINTS:
-        if hint.search(series.name) and distinct_share >= 0.5:
+        if hint.search(series.name):
             return kind
     return None
 
