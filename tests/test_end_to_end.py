@@ -51,6 +51,7 @@ def test_store_layout_and_key_modes(project: tuple[Path, dict, dict]) -> None:
     assert report.is_file() and report.parent.name == first["run_id"]
     page = report.read_text()
     assert "roc_auc" in page and first["run_id"] in page and "Data contract" in page
+    assert "Training data profile" in page
     assert (report.parent / "contract.yaml").is_file()
     key_text = (store / "keys" / "master.key").read_text().strip()
     for path in [*store.rglob("*.html"), *store.rglob("*.yaml"), store / "keel.db"]:
@@ -80,6 +81,8 @@ def test_runs_and_models_listings(project: tuple[Path, dict, dict]) -> None:
     assert models[0]["name"] == "adult-income" and models[0]["latest"] == 1
     version = keel("models", "show", "adult-income/1", "-f", str(spec))
     assert version.returncode == 0 and "signature verified" in version.stdout
+    bundle = json.loads(keel("models", "show", "adult-income/1", "-f", str(spec), "--json").stdout)["bundle"]
+    assert set(bundle["manifest"]["components"]) == {"model", "contract", "metrics", "cv", "verdict", "profile"}
 
 
 def test_changed_param_reruns_train_and_explains(project: tuple[Path, dict, dict], tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ The page is self-contained: inline CSS and inline SVG charts, no scripts, nothin
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -19,10 +20,13 @@ border-bottom:1px solid #eef;text-align:left;overflow-wrap:anywhere;max-width:40
 figure{margin:.5rem 0}figcaption{font-size:.8rem;color:#5f6b7a;max-width:560px}code{background:#f5f7fa;padding:0 .25rem}
 """
 _MAX_BARS = 20
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+    """Escaped for HTML text and attributes; control characters shown as \\xNN."""
+    shown = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
+    return html.escape(shown, quote=True)
 
 
 def number(value: Any) -> str:
