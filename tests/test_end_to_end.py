@@ -23,7 +23,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, dict]
 def test_first_run_runs_every_step_and_registers(project: tuple[Path, dict, dict]) -> None:
     _, first, _ = project
     assert [s["name"] for s in first["steps"]] == [
-        "ingest", "ingest_test", "validate", "split", "train", "evaluate", "gate", "register"]
+        "ingest", "ingest_test", "validate", "profile", "split", "train", "evaluate", "gate", "register"]
     assert {s["status"] for s in first["steps"]} == {"ran"}
     assert first["model"] == {"name": "adult-income", "version": 1, "bundle": first["model"]["bundle"],
                               "new_version": True}
@@ -51,6 +51,7 @@ def test_store_layout_and_key_modes(project: tuple[Path, dict, dict]) -> None:
     assert report.is_file() and report.parent.name == first["run_id"]
     page = report.read_text()
     assert "roc_auc" in page and first["run_id"] in page and "Data contract" in page
+    assert "Training data profile" in page
     assert (report.parent / "contract.yaml").is_file()
     key_text = (store / "keys" / "master.key").read_text().strip()
     for path in [*store.rglob("*.html"), *store.rglob("*.yaml"), store / "keel.db"]:
@@ -80,6 +81,8 @@ def test_runs_and_models_listings(project: tuple[Path, dict, dict]) -> None:
     assert models[0]["name"] == "adult-income" and models[0]["latest"] == 1
     version = keel("models", "show", "adult-income/1", "-f", str(spec))
     assert version.returncode == 0 and "signature verified" in version.stdout
+    bundle = json.loads(keel("models", "show", "adult-income/1", "-f", str(spec), "--json").stdout)["bundle"]
+    assert set(bundle["manifest"]["components"]) == {"model", "contract", "metrics", "cv", "verdict", "profile"}
 
 
 def test_changed_param_reruns_train_and_explains(project: tuple[Path, dict, dict], tmp_path: Path) -> None:

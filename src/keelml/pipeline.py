@@ -1,6 +1,6 @@
 """Compile a spec into the standard graph and run it: the Python API's entry point.
 
-    ingest -> validate -> split -> train -> evaluate -> gate -> register
+    ingest -> validate -> profile, split -> train -> evaluate -> gate -> register
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from keelml.spec import LoadedSpec, SourceSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 1, "validate": 3, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1}
+STEP_VERSIONS = {"ingest": 1, "validate": 3, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1,
+                 "profile": 1}
 
 
 def _version(step: str) -> str:
@@ -127,7 +128,8 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
         validate_outputs["test"] = "table"
         split_inputs["test"] = "validate.test"
     declared = inputs.declared
-    codec_of = {"model": "model", "contract": "json", "metrics": "json", "cv": "json", "verdict": "json"}
+    codec_of = {"model": "model", "contract": "json", "metrics": "json", "cv": "json", "verdict": "json",
+                "profile": "json"}
     sign = functools.partial(build_bundle, keys=project.keys)
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
@@ -139,6 +141,8 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
                      "options": spec.contract.model_dump(mode="json"),
                      "validation": spec.validation.model_dump(mode="json"), **declared},
              bound={"pii_key": pii_key(project.keys.master_key)}),
+        Step("profile", steps.profile, inputs={"train": "validate.train", "contract": "validate.contract"},
+             outputs={"profile": "json"}, version=_version("profile"), params=PROFILE_PARAMS),
         Step("split", steps.split, inputs=split_inputs, outputs={"train": "table", "test": "table"},
              version=_version("split"), params={"target": data.target, **spec.split.model_dump(mode="json")}),
         Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
@@ -153,7 +157,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              version=_version("gate"), params=spec.gate.model_dump(mode="json")),
         Step("register", steps.register,
              refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
-                   "cv": "train.cv", "verdict": "gate.verdict"},
+                   "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile"},
              outputs={"bundle": "json"}, version=_version("register"), bound={"sign": sign},
              params={"name": spec.name, "codecs": codec_of, "data_digests": digests,
                      "signing_key": project.keys.key_id}),
@@ -161,6 +165,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
 
 
 RESOURCE_KEYS = {"n_jobs", "threads"}
+PROFILE_PARAMS = {"bins": 20, "top": 50}
 
 
 @dataclass
@@ -246,6 +251,7 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                     contract=runner.value("validate.contract"), validation=outcome.validation or {},
                     cv=runner.value("train.cv"), metrics=outcome.metrics or {}, verdict=outcome.verdict,
                     data_digests={role: digest for role, (_, digest) in inputs.sources.items()},
+                    profile=runner.value("profile.profile") if "profile" in done else None,
                     registration=(outcome.registration.name, outcome.registration.version)
                     if outcome.registration else None)
             outcome.wall_s = time.perf_counter() - started

@@ -20,7 +20,7 @@ from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
 
 BUNDLE_FORMAT = "keelml.bundle/1"
-COMPONENTS = ("model", "contract", "metrics", "cv", "verdict")
+COMPONENTS = ("model", "contract", "metrics", "cv", "verdict", "profile")
 
 
 def build_bundle(*, name: str, components: Mapping[str, str], codecs: Mapping[str, str],

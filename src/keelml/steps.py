@@ -67,6 +67,15 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None,
     return outputs
 
 
+def profile(*, params: Mapping[str, Any], train: Any, contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Profile the validated training table: the reference later data is compared with."""
+    from keelml.data.contract import Contract
+    from keelml.data.profile import profile_frame
+
+    return {"profile": profile_frame(train, Contract.model_validate(contract), bins=params["bins"],
+                                     top=params["top"])}
+
+
 def split(*, params: Mapping[str, Any], train: Any, test: Any = None) -> dict[str, Any]:
     """Hold out a stratified test set, unless a separate test source was given."""
     from keelml.data.split import split_frame
@@ -127,7 +136,7 @@ def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, 
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,
-             metrics: str, cv: str, verdict: str) -> dict[str, Any]:
+             metrics: str, cv: str, verdict: str, profile: str) -> dict[str, Any]:
     """Assemble the signed bundle manifest (component digests, environment, lineage facts)."""
     import importlib.metadata as md
 
@@ -137,7 +146,8 @@ def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], 
         except md.PackageNotFoundError:
             return "not installed"
 
-    components = {"model": model, "contract": contract, "metrics": metrics, "cv": cv, "verdict": verdict}
+    components = {"model": model, "contract": contract, "metrics": metrics, "cv": cv, "verdict": verdict,
+                  "profile": profile}
     environment = {"python": platform.python_version(),
                    **{p: version_of(p) for p in ("keelml", "scikit-learn", "skops", "numpy", "polars")}}
     info = {"data_digests": params["data_digests"], "environment": environment}

@@ -49,3 +49,16 @@ def test_provenance_and_figures() -> None:
 
 def test_registration_line() -> None:
     assert "version 3" in render(registration=("p", 3), verdict={"passed": True, "reason": "ok"})
+
+
+def test_profile_table_is_shown_and_escaped() -> None:
+    import polars as pl
+
+    from keelml.data.profile import profile_frame
+
+    frame = pl.DataFrame({"<b>age</b>": [20, 30, 40, None], "c": ["<i>x</i>", "y", "y", "y"]})
+    page = render(profile=profile_frame(frame))
+    assert "Training data profile" in page and "4 valid training rows" in page
+    assert "<b>age</b>" not in page and "&lt;b&gt;age&lt;/b&gt;" in page
+    assert "median 30" in page and "y 75.0%" in page and "&lt;i&gt;x&lt;/i&gt; 25.0%" in page
+    assert "Training data profile" not in render()

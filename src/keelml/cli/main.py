@@ -6,10 +6,13 @@ import sys
 
 import typer
 
+from keelml.cli import contract as contract_cmd
 from keelml.cli import init as init_cmd
 from keelml.cli import models as models_cmd
+from keelml.cli import profile as profile_cmd
 from keelml.cli import run as run_cmd
 from keelml.cli import runs as runs_cmd
+from keelml.cli import validate as validate_cmd
 from keelml.cli import verify as verify_cmd
 
 app = typer.Typer(
@@ -33,6 +36,9 @@ app.command("run")(run_cmd.run)
 app.command("verify")(verify_cmd.verify)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
+app.command("validate")(validate_cmd.validate)
+app.command("profile")(profile_cmd.profile)
+app.add_typer(contract_cmd.app, name="contract")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ def run(
     explain: bool = typer.Option(False, "--explain", help="Say why each step that re-ran could not be cached."),
     step: str | None = typer.Option(None, "--step", help="Run only this step (and what it needs)."),
 ) -> None:
-    """Run the pipeline: ingest, validate, split, train, evaluate, gate, register."""
+    """Run the pipeline: ingest, validate, profile, split, train, evaluate, gate, register."""
     from keelml.cli.output import StepProgress, err, out, print_json
     from keelml.pipeline import run as run_pipeline
 

@@ -74,9 +74,10 @@ def _fold_chart(name: str, test: list[float], train: list[float], caption: str) 
 def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any],
                       validation: Mapping[str, Any], cv: Mapping[str, Any], metrics: Mapping[str, Any],
                       verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
-                      registration: tuple[str, int] | None) -> str:
+                      registration: tuple[str, int] | None, profile: Mapping[str, Any] | None = None) -> str:
     """Pure function: the report's HTML from the run's artifacts."""
     from keelml.data.contract import Contract
+    from keelml.report.profile_report import profile_table_html
 
     version = Contract.model_validate(dict(contract)).version
     provenance = (f"run <code>{_e(run_id)}</code> · data " +
@@ -121,6 +122,10 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
             rows.append([_e(source), _e(rep.get("rows_in")), _e(rep.get("rows_valid")),
                          _e(rep.get("rows_quarantined"))])
     parts.append(_table(["source", "rows in", "valid", "quarantined (kept with reason)"], rows))
+    if profile:
+        parts.append(f"<h2>Training data profile</h2>{profile_table_html(profile)}<p class='meta'>"
+                     f"{_e(profile.get('rows'))} valid training rows. The full profile (quantiles, histograms, "
+                     "category counts) ships in the model bundle as component <code>profile</code>.</p>")
     parts.append("<h2>Data contract</h2>")
     col_rows = []
     for col in contract.get("columns", []):

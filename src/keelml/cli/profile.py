@@ -1,0 +1,77 @@
+"""`keel profile`: per-column statistics of a data file, as a table, JSON or an offline HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keelml.cli.data_input import (
+    DATA_ARGUMENT,
+    DELIMITER_OPTION,
+    FORMAT_OPTION,
+    NO_HEADER_OPTION,
+    NULL_VALUE_OPTION,
+    ROLE_OPTION,
+    SPEC_OPTION,
+    Role,
+)
+
+
+def profile(
+    data: str | None = DATA_ARGUMENT,
+    as_json: bool = typer.Option(False, "--json", help="Print the profile (keelml.profile/1) as JSON."),
+    html_path: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML page here."),
+    contract_path: Path | None = typer.Option(None, "--contract", help="Take column types, roles and "
+                                              "categories from this contract YAML."),
+    spec: Path | None = SPEC_OPTION,
+    role: Role = ROLE_OPTION,
+    fmt: str | None = FORMAT_OPTION,
+    delimiter: str | None = DELIMITER_OPTION,
+    no_header: bool = NO_HEADER_OPTION,
+    null_value: list[str] | None = NULL_VALUE_OPTION,
+) -> None:
+    """Profile DATA: counts, missing values, distinct values, quantiles, histograms, top categories."""
+    from keelml.cli.data_input import DataOptions, check_writable, load_contract, load_data, write_output
+    from keelml.data.profile import profile_frame
+
+    if html_path is not None:
+        check_writable(html_path, "--html")
+    contract = load_contract(contract_path) if contract_path is not None else None
+    loaded = load_data(DataOptions(data, spec, role, fmt, delimiter, no_header, null_value))
+    result = profile_frame(loaded.frame, contract)
+    if html_path is not None:
+        from keelml.report.profile_report import render_profile_page
+
+        page = render_profile_page(result, source=loaded.location)
+        write_output(html_path, page.encode("utf-8"), "--html")
+    if as_json:
+        from keelml.cli.output import print_json
+
+        print_json(result)
+        return
+    _print_table(result, loaded.location)
+    if html_path is not None:
+        from keelml.cli.output import out
+
+        out.print(f"HTML profile written to {html_path}", markup=False, soft_wrap=True)
+
+
+def _print_table(result: dict[str, Any], location: str) -> None:
+    from rich.table import Table
+
+    from keelml.cli.data_input import clean, safe_text
+    from keelml.cli.output import out
+    from keelml.report.profile_report import column_summary, percent
+
+    version = result["contract_version"]
+    out.print(f"{clean(location)}: {result['rows']} rows, {len(result['columns'])} columns"
+              + (f" (contract {version})" if version else ""), markup=False, soft_wrap=True)
+    table = Table(show_edge=False, header_style="bold")
+    for name in ("column", "type", "missing", "distinct", "summary"):
+        table.add_column(name, justify="right" if name in ("missing", "distinct") else "left")
+    for col in result["columns"]:
+        table.add_row(safe_text(col["name"], 40), safe_text(col["type"]), safe_text(percent(col["null_fraction"])),
+                      safe_text(col["distinct"]), safe_text(column_summary(col)))
+    out.print(table)

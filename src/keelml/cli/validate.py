@@ -1,0 +1,137 @@
+"""`keel validate`: check a data file against a contract; accepted and quarantined rows, with reasons."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from keelml.cli.data_input import (
+    DATA_ARGUMENT,
+    DELIMITER_OPTION,
+    FORMAT_OPTION,
+    NO_HEADER_OPTION,
+    NULL_VALUE_OPTION,
+    ROLE_OPTION,
+    SPEC_OPTION,
+    Role,
+)
+
+EXAMPLES = 10
+
+
+def validate(
+    data: str | None = DATA_ARGUMENT,
+    contract_path: Path | None = typer.Option(None, "--contract", help="The contract YAML (default: the spec's "
+                                              "contract.path)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
+    quarantine: Path | None = typer.Option(None, "--quarantine", help="Write the quarantined rows (every input "
+                                           "column as text, plus _row and _reason) to this .parquet or .csv file."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any row is quarantined."),
+    spec: Path | None = SPEC_OPTION,
+    role: Role = ROLE_OPTION,
+    fmt: str | None = FORMAT_OPTION,
+    delimiter: str | None = DELIMITER_OPTION,
+    no_header: bool = NO_HEADER_OPTION,
+    null_value: list[str] | None = NULL_VALUE_OPTION,
+) -> None:
+    """Validate DATA against a contract: rows that break it are quarantined with every reason."""
+    from keelml.cli.data_input import DataOptions, check_writable, load_contract, load_data
+    from keelml.data.validate import validate_frame
+    from keelml.errors import DataError
+
+    if quarantine is not None:
+        check_writable(quarantine, "--quarantine")
+        if quarantine.suffix.lower() not in (".parquet", ".pq", ".csv"):
+            raise DataError(f"--quarantine {quarantine}: unknown file type {quarantine.suffix or '(none)'!r}",
+                            expected="a file name ending in .parquet or .csv",
+                            fix=f"use e.g. {quarantine.with_suffix('.parquet').name}")
+    if contract_path is None and spec is not None:
+        from keelml.spec import load_spec
+
+        loaded_spec = load_spec(spec)
+        if loaded_spec.spec.contract.path:
+            contract_path = Path(loaded_spec.resolve(loaded_spec.spec.contract.path))
+    if contract_path is None:
+        raise DataError("no contract given", expected="--contract contract.yaml",
+                        fix="write one with `keel contract infer DATA --target COL -o contract.yaml`")
+    contract = load_contract(contract_path)
+    loaded = load_data(DataOptions(data, spec, role, fmt, delimiter, no_header, null_value))
+    result = validate_frame(loaded.frame, contract, require_target=contract.target in loaded.frame.columns)
+    if quarantine is not None:
+        _write_quarantine(result.quarantine, quarantine)
+    summary = _summary(loaded.location, result.report, result.quarantine, quarantine)
+    if as_json:
+        from keelml.cli.output import print_json
+
+        print_json(summary)
+    else:
+        _print_summary(summary)
+    if strict and summary["rows_quarantined"]:
+        raise typer.Exit(1)
+
+
+def _summary(location: str, report: dict[str, Any], rows: Any, path: Path | None) -> dict[str, Any]:
+    """The JSON outcome: counts (accepted + quarantined = input rows), per-column violations, examples."""
+    examples = rows.head(EXAMPLES).select("_row", "_reason").to_dicts()
+    return {
+        "data": location,
+        "contract_version": report["contract_version"],
+        "rows_in": report["rows_in"],
+        "rows_accepted": report["rows_valid"],
+        "rows_quarantined": report["rows_quarantined"],
+        "columns": report["columns"],
+        "extra_columns": report["extra_columns"],
+        "missing_columns": report["missing_columns"],
+        "quarantine_file": str(path) if path is not None else None,
+        "examples": [{"row": e["_row"], "reason": e["_reason"]} for e in examples],
+    }
+
+
+def _write_quarantine(rows: Any, path: Path) -> None:
+    import io
+
+    from keelml.cli.data_input import write_output
+
+    buffer = io.BytesIO()
+    if path.suffix.lower() == ".csv":
+        rows.write_csv(buffer)
+    else:
+        rows.write_parquet(buffer, compression="zstd")
+    write_output(path, buffer.getvalue(), "--quarantine")
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from keelml.cli.data_input import clean, safe_text
+    from keelml.cli.output import out
+
+    accepted, quarantined = summary["rows_accepted"], summary["rows_quarantined"]
+    out.print(f"{clean(summary['data'])}: {summary['rows_in']} rows: {accepted} accepted, {quarantined} quarantined "
+              f"(contract {summary['contract_version']})", markup=False, soft_wrap=True)
+    table = Table(title="violations by kind, per column", show_edge=False, header_style="bold")
+    for name in ("column", "type", "null", "domain", "range", "null fraction", "max allowed"):
+        table.add_column(name, justify="left" if name == "column" else "right")
+    for name, col in summary["columns"].items():
+        counts = col["violations"]
+        fraction = safe_text(f"{col['null_fraction']:.2%}", style="red" if col["exceeded"] else "")
+        table.add_row(safe_text(name, 40), *(safe_text(counts[k], style="red" if counts[k] else "dim")
+                                            for k in ("type", "null", "domain", "range")),
+                      fraction, safe_text(f"{col['max_null_fraction']:.2%}"))
+    out.print(table)
+    if summary["missing_columns"]:
+        out.print("columns of the contract absent from the data: "
+                  + ", ".join(clean(c, 40) for c in summary["missing_columns"]), markup=False, soft_wrap=True)
+    if summary["extra_columns"]:
+        out.print("columns not in the contract (not checked): "
+                  + ", ".join(clean(c, 40) for c in summary["extra_columns"]), markup=False, soft_wrap=True)
+    for example in summary["examples"]:
+        out.print(f"  row {example['row']}: {clean(example['reason'], 200)}", markup=False, soft_wrap=True)
+    if quarantined > len(summary["examples"]):
+        more = quarantined - len(summary["examples"])
+        hint = "" if summary["quarantine_file"] else "; --quarantine FILE writes them all"
+        out.print(f"  ... and {more} more quarantined row(s){hint}", markup=False, soft_wrap=True)
+    if summary["quarantine_file"]:
+        out.print(f"quarantined rows written to {summary['quarantine_file']}", markup=False, soft_wrap=True)
