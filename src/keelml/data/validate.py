@@ -106,8 +106,12 @@ def validate_frame(df: pl.DataFrame, contract: Contract, *, require_target: bool
         fails.append(pl.col(dup.alias))
         frame = frame.with_columns(dup.flag.alias(dup.alias), dup.extra)
         checks.append(_Check(dup.column, dup.kind, pl.col(dup.alias), dup.message))
-    mask = frame.select(pl.any_horizontal(fails).alias("failed"), *(
-        [pl.col(dup.alias), pl.col(_FIRST)] if dup else [])).collect() if fails else pl.DataFrame()
+    # one column per test, evaluated in parallel, then OR-ed together (cheap on bitmaps)
+    tests = [f.alias(f"__keel_fail{j}") for j, f in enumerate(fails)]
+    extras = [pl.col(dup.alias), pl.col(_FIRST)] if dup else []
+    mask = frame.select(*tests, *extras).collect() if fails else pl.DataFrame()
+    if fails:
+        mask = mask.select(pl.any_horizontal("^__keel_fail.*$").alias("failed"), *extras)
     failed = mask["failed"] if fails else pl.Series("failed", [False] * df.height)
     rows = failed.arg_true().cast(pl.Int64)
     # Pass 2: the passing rows cast to their types; every rule, reasons and counts on the failing rows only.
