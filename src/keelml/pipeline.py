@@ -86,6 +86,11 @@ class Inputs:
 def resolve_inputs(loaded: LoadedSpec) -> Inputs:
     """Check and digest every input file before anything is written (bad input leaves no trace)."""
     spec = loaded.spec
+    if spec.preprocess.functions:  # an unimportable user function is a spec error before anything runs
+        from keelml.model.functions import resolve_function
+
+        for ref in spec.preprocess.functions:
+            resolve_function(ref)
     sources = {"train": _source_location(loaded, spec.data.train, "train")}
     if spec.data.test is not None:
         sources["test"] = _source_location(loaded, spec.data.test, "test")

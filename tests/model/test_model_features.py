@@ -570,3 +570,14 @@ def test_every_strategy_saves_and_loads_with_the_allowlist(synthetic, spec: Prep
     data = dump_model(model)
     assert set(sio.get_untrusted_types(data=data)) <= set(TRUSTED_TYPES)
     np.testing.assert_array_equal(load_model(data).predict_proba(X), model.predict_proba(X))
+
+
+def test_an_unimportable_function_stops_a_run_before_anything_is_written(tmp_path) -> None:
+    from keelml.pipeline import run
+
+    (tmp_path / "data.csv").write_text("a,target\n1,x\n2,y\n")
+    (tmp_path / "pipeline.yaml").write_text(
+        SPEC_HEAD.replace("t.csv", "data.csv") + "preprocess:\n  functions: ['acme_features.cleaning:fix_units']\n")
+    with pytest.raises(SpecError, match="cannot import module 'acme_features.cleaning'"):
+        run(tmp_path / "pipeline.yaml")
+    assert not (tmp_path / ".keel").exists()
