@@ -164,14 +164,15 @@ def build_features(contract: Contract, choices: Preprocessing) -> tuple[Pipeline
                              numeric))
         mask += [False] * len(numeric)
     fill = choices.categorical_fill_value
-    impute = _imputer(choices.categorical_impute, fill)
     if known:
         domains = [domain(contract.column(name)) for name in known]
         if choices.categorical_impute == "constant":  # the fill value is a category of its own
             domains = [d if fill in d else [*d, fill] for d in domains]
-        transformers.append(("categorical", _stage([*impute, _encoder(choices, domains)]), known))
+        stage = [*_imputer(choices.categorical_impute, fill), _encoder(choices, domains)]
+        transformers.append(("categorical", _stage(stage), known))
     if free:
-        transformers.append(("free_categorical", _stage([*impute, _encoder(choices, None)]), free))
+        stage = [*_imputer(choices.categorical_impute, fill), _encoder(choices, None)]
+        transformers.append(("free_categorical", _stage(stage), free))
     mask += [choices.native_categorical] * (len(known) + len(free))
     nullable = [c.name for c in contract.features if c.nullable]
     if choices.add_indicator and nullable:
