@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from keelml.engine.step import Step
 from keelml.errors import DataError, SpecError
 from keelml.project import Project, open_project
 from keelml.registry import Registration, build_bundle
-from keelml.spec import LoadedSpec, SourceSpec, load_spec
+from keelml.spec import LoadedSpec, PipelineSpec, SourceSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
@@ -34,8 +34,11 @@ def _version(step: str) -> str:
     return f"{__version__}/{STEP_VERSIONS[step]}"
 
 
-def codecs() -> dict[str, Codec]:
-    """Built-in codecs plus the data-plane ones; their libraries load only when used."""
+def codecs(functions: Sequence[str] = ()) -> dict[str, Codec]:
+    """Built-in codecs plus the data-plane ones; their libraries load only when used.
+
+    ``functions``: the spec's preprocess.functions, the only user functions a model may call.
+    """
 
     def enc_table(obj: Any) -> bytes:
         from keelml.data.frames import encode_table
@@ -55,7 +58,7 @@ def codecs() -> dict[str, Codec]:
     def dec_model(data: bytes) -> Any:
         from keelml.model.persist import load_model
 
-        return load_model(data)
+        return load_model(data, extra_trusted=functions)
 
     return {**BUILTIN, "table": Codec("table", enc_table, dec_table),
             "model": Codec("model", enc_model, dec_model)}
@@ -85,6 +88,11 @@ class Inputs:
 def resolve_inputs(loaded: LoadedSpec) -> Inputs:
     """Check and digest every input file before anything is written (bad input leaves no trace)."""
     spec = loaded.spec
+    if spec.preprocess.functions:  # an unimportable user function is a spec error before anything runs
+        from keelml.model.functions import resolve_function
+
+        for ref in spec.preprocess.functions:
+            resolve_function(ref)
     sources = {"train": _source_location(loaded, spec.data.train, "train")}
     if spec.data.test is not None:
         sources["test"] = _source_location(loaded, spec.data.test, "test")
@@ -147,7 +155,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              version=_version("split"), params={"target": data.target, **spec.split.model_dump(mode="json")}),
         Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
              outputs={"model": "model", "cv": "json"}, version=_version("train"),
-             params=spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS),
+             params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), **_preprocess_params(spec)},
              bound={"resources": resources}),
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
@@ -166,6 +174,16 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
 
 RESOURCE_KEYS = {"n_jobs", "threads"}
 PROFILE_PARAMS = {"bins": 20, "top": 50}
+
+
+def _preprocess_params(spec: PipelineSpec) -> dict[str, Any]:
+    """The train step's preprocess parameters; with user functions, a digest of their source files."""
+    params: dict[str, Any] = {"preprocess": spec.preprocess.model_dump(mode="json")}
+    if spec.preprocess.functions:
+        from keelml.model.functions import sources_digest
+
+        params["preprocess_sources"] = sources_digest(spec.preprocess.functions)
+    return params
 
 
 @dataclass
@@ -224,8 +242,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
         started = time.perf_counter()
         project.metadata.start_run(run_id, pipeline=loaded.spec.name, spec_path=str(loaded.path),
                                    spec_digest=loaded.digest)
-        runner = Runner(project.artifacts, project.metadata, codecs(), scope=loaded.spec.name,
-                        run_id=run_id, events=events)
+        runner = Runner(project.artifacts, project.metadata, codecs(loaded.spec.preprocess.functions),
+                        scope=loaded.spec.name, run_id=run_id, events=events)
         try:
             results = runner.run(graph, only=only)
             outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0)

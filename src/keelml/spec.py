@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from keelml.errors import SpecError
 
@@ -134,6 +144,52 @@ class ModelSpec(StrictModel):
     )
 
 
+FUNCTION_REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+"""A user function reference: `package.module:function`."""
+
+
+class ImputeSpec(StrictModel):
+    """How missing feature values are filled ("auto": by model family, see docs/training.md)."""
+
+    numeric: Literal["auto", "median", "mean", "constant"] = "auto"
+    numeric_fill_value: float = 0.0
+    categorical: Literal["auto", "most_frequent", "constant"] = "auto"
+    categorical_fill_value: str = "missing"
+    add_indicator: bool = False
+
+
+class PreprocessSpec(StrictModel):
+    """Feature preprocessing, fitted inside the model pipeline on training rows only."""
+
+    functions: list[str] = Field(
+        default_factory=list, description="package.module:function, each a pandas frame -> frame function"
+    )
+    impute: ImputeSpec = Field(default_factory=ImputeSpec)
+    scaling: Literal["auto", "none", "standard", "robust", "minmax"] = "auto"
+    encoding: Literal["auto", "onehot", "ordinal"] = "auto"
+    min_frequency: StrictInt | StrictFloat | None = None
+    max_categories: int | None = Field(None, ge=2)
+
+    @field_validator("functions")
+    @classmethod
+    def _function_refs(cls, value: list[str]) -> list[str]:
+        for ref in value:
+            if not re.fullmatch(FUNCTION_REF_PATTERN, ref):
+                raise ValueError(f"{ref!r} is not a function reference: write package.module:function")
+        if len(set(value)) != len(value):
+            raise ValueError("a function is listed twice")
+        return value
+
+    @field_validator("min_frequency")
+    @classmethod
+    def _frequency(cls, value: int | float | None) -> int | float | None:
+        if value is None or (isinstance(value, int) and value >= 1) or (isinstance(value, float) and 0 < value < 1):
+            return value
+        if isinstance(value, float) and value >= 1 and value.is_integer():
+            return int(value)
+        raise ValueError("min_frequency must be a count >= 1 or a fraction between 0 and 1")
+
+
 class EvaluateSpec(StrictModel):
     """Held-out evaluation: the primary metric and its bootstrap confidence interval."""
 
@@ -172,6 +228,7 @@ class PipelineSpec(StrictModel):
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
     split: SplitSpec = Field(default_factory=SplitSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
+    preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
 
@@ -190,7 +247,7 @@ class PipelineSpec(StrictModel):
         return self
 
 
-_SECTIONS = ("store", "contract", "validation", "split", "model", "evaluate", "gate")
+_SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from keelml.errors import DataError
-from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, SourceSpec
+from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, PreprocessSpec, SourceSpec
 
 
 def ingest(*, params: Mapping[str, Any], location: str) -> dict[str, Any]:
@@ -95,9 +95,11 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
     from keelml.data.contract import Contract
     from keelml.model.train import train_model
 
-    spec = ModelSpec.model_validate({**params, **resources})
+    model_params = {k: v for k, v in params.items() if k not in ("preprocess", "preprocess_sources")}
+    spec = ModelSpec.model_validate({**model_params, **resources})
+    preprocess = PreprocessSpec.model_validate(params.get("preprocess", {}))
     with threadpool_limits(limits=spec.threads):
-        model, report = train_model(train, Contract.model_validate(contract), spec)
+        model, report = train_model(train, Contract.model_validate(contract), spec, preprocess)
     return {"model": model, "cv": report}
 
 

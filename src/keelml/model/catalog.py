@@ -17,10 +17,11 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.pipeline import Pipeline
 
 from keelml.errors import DataError
-from keelml.model.features import build_native_preprocessor, build_preprocessor
+from keelml.model.preprocess import preprocessor_for
 
 if TYPE_CHECKING:
     from keelml.data.contract import Contract
+    from keelml.spec import PreprocessSpec
 
 FAMILIES = ("hist_gradient_boosting", "logistic_regression", "random_forest")
 TASKS = ("binary", "multiclass", "regression")
@@ -84,16 +85,15 @@ def make_estimator(family: str, task: str, params: Mapping[str, Any], seed: int)
     return result
 
 
-def make_pipeline_for(contract: Contract, family: str, params: Mapping[str, Any], seed: int) -> Pipeline:
-    """The full model: the contract's preprocessor followed by the estimator.
+def make_pipeline_for(contract: Contract, family: str, params: Mapping[str, Any], seed: int,
+                      preprocess: PreprocessSpec | None = None) -> Pipeline:
+    """The full model: the contract's preprocessing (spec `preprocess:`, None = defaults), then the estimator.
 
     Histogram gradient boosting gets native categorical splits on ordinal codes (unless the spec
-    sets `categorical_features` itself); the other families get imputation, scaling and one-hot.
+    sets `categorical_features` itself or another encoding); see model/preprocess.py.
     """
     estimator = make_estimator(family, contract.task, params, seed)
-    if family == "hist_gradient_boosting" and "categorical_features" not in params:
-        features, mask = build_native_preprocessor(contract)
-        if any(mask):
-            estimator.set_params(categorical_features=mask)
-        return Pipeline([("features", features), ("model", estimator)])
-    return Pipeline([("features", build_preprocessor(contract)), ("model", estimator)])
+    features, mask = preprocessor_for(contract, family, params, preprocess)
+    if mask:
+        estimator.set_params(categorical_features=mask)
+    return Pipeline([("features", features), ("model", estimator)])

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import io
+import json
 import zipfile
+from collections.abc import Sequence
 from typing import Any
 
 from keelml.errors import DataError, IntegrityError
+from keelml.model.functions import trusted_name
 
 # Types skops does not trust by default but that keelml's own pipelines contain (found by dumping
 # every family for binary, multiclass and regression and calling skops.io.get_untrusted_types),
@@ -14,6 +17,7 @@ from keelml.errors import DataError, IntegrityError
 # versions report. Anything else in a model file makes load_model refuse it.
 TRUSTED_TYPES: tuple[str, ...] = (
     "keelml.model.features.FrameCoercer",
+    "keelml.model.functions.apply_frame_function",  # calls user functions, which load only when declared
     "numpy.dtype",
     "numpy.float64",
     "numpy.int64",
@@ -120,10 +124,13 @@ def _refuse(what: str) -> IntegrityError:
     )
 
 
-def load_model(data: bytes) -> Any:
+def load_model(data: bytes, extra_trusted: Sequence[str] = ()) -> Any:
     """Load skops bytes after checking that every type they would build is in TRUSTED_TYPES.
 
-    Raises IntegrityError for pickles, non-skops bytes and files naming any other type.
+    ``extra_trusted`` are the user preprocessing functions the spec declares
+    (``package.module:function``, as in preprocess.functions); they and nothing else are trusted
+    besides TRUSTED_TYPES. Raises IntegrityError for pickles, non-skops bytes and files naming any
+    other type or function (an undeclared function is named, with the spec key that declares it).
     """
     import skops.io as sio
 
@@ -144,8 +151,20 @@ def load_model(data: bytes) -> Any:
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise _refuse(f"refusing to load: the skops model file is malformed ({problem})") from None
-    offending = sorted(t for t in untrusted if t not in TRUSTED_TYPES)
+    allowed = set(TRUSTED_TYPES) | {trusted_name(ref) for ref in extra_trusted}
+    offending = sorted(t for t in untrusted if t not in allowed)
     if offending:
+        functions = _function_refs(data)
+        if all(t in functions for t in offending):  # only functions: name the spec key that declares them
+            refs = ", ".join(repr(functions[t]) for t in offending)
+            raise IntegrityError(
+                "refusing to load a model that calls function(s) not declared in preprocess.functions: "
+                + ", ".join(offending),
+                expected="every function the model calls listed in the spec's preprocess.functions "
+                         "(keelml loads only allowlisted types and declared functions)",
+                fix=f"if you wrote {refs} and trust it, add it to preprocess.functions in the spec; "
+                    "otherwise do not load this model",
+            )
         raise _refuse(
             "refusing to load a model containing untrusted type(s): " + ", ".join(offending)
             + " (keelml only loads allowlisted types and never loads pickles)"
@@ -155,3 +174,21 @@ def load_model(data: bytes) -> Any:
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise _refuse(f"refusing to load: the skops model file is corrupt ({problem})") from None
+
+
+def _function_refs(data: bytes) -> dict[str, str]:
+    """The functions a skops file refers to: skops name (module.function) -> module:function."""
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    found: dict[str, str] = {}
+    pending: list[Any] = [schema]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, dict):
+            if node.get("__loader__") == "FunctionNode":
+                module, name = str(node.get("__module__")), str(node.get("__class__"))
+                found[f"{module}.{name}"] = f"{module}:{name}"
+            pending.extend(node.values())
+        elif isinstance(node, list):
+            pending.extend(node)
+    return found

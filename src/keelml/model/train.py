@@ -12,13 +12,14 @@ from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
 from keelml.model.features import to_labelled_xy
+from keelml.model.preprocess import resolve_preprocessing
 
 if TYPE_CHECKING:
     import polars as pl
     from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import Contract
-    from keelml.spec import ModelSpec
+    from keelml.spec import ModelSpec, PreprocessSpec
 
 # report name -> (sklearn scorer name, sign that makes the reported value the plain metric)
 CV_SCORING: dict[str, dict[str, tuple[str, float]]] = {
@@ -30,19 +31,21 @@ CV_SCORING: dict[str, dict[str, tuple[str, float]]] = {
 }
 
 
-def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec) -> tuple[Pipeline, dict[str, Any]]:
+def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
+                preprocess: PreprocessSpec | None = None) -> tuple[Pipeline, dict[str, Any]]:
     """Cross-validate the pipeline on the training rows, then fit it on all of them.
 
     Returns the fitted pipeline and a JSON-serialisable report: family, params, folds, per-metric
     fold scores (test and train; error metrics reported positive as log_loss / rmse), means, stds,
-    timings, n_train and fit_gap (mean train minus mean test of the primary metric).
+    timings, n_train, fit_gap (mean train minus mean test of the primary metric) and the
+    resolved preprocessing.
     """
     from sklearn.base import clone
     from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 
     task = contract.task
     X, y = to_labelled_xy(train, contract, what="training")
-    pipeline = make_pipeline_for(contract, spec.family, spec.params, spec.seed)
+    pipeline = make_pipeline_for(contract, spec.family, spec.params, spec.seed, preprocess)
     classes: list[str] | None = None
     splitter: KFold | StratifiedKFold
     if task == "regression":
@@ -109,6 +112,7 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec) -> tup
         "n_features": len(contract.features),
         "classes": classes,
         "positive_class": classes[1] if task == "binary" and classes else None,
+        "preprocess": resolve_preprocessing(preprocess, spec.family, spec.params).describe(),
     }
     return model, _jsonable(report)
 
