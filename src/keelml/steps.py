@@ -8,21 +8,39 @@ never loads them.
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from keelml.errors import DataError
 from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, SourceSpec
 
 
-def ingest(*, params: Mapping[str, Any], location: str) -> dict[str, Any]:
-    """Read one source into a table (params carry the source options and the file digest)."""
-    from keelml.data.sources import read_source
+def ingest(*, params: Mapping[str, Any], location: str, files: Sequence[tuple[str, str]] | None = None,
+           frame: Any = None) -> dict[str, Any]:
+    """Read one source into a table, its malformed records into ``rejects``, and per-file counts.
 
-    return {"raw": read_source(SourceSpec.model_validate(params["source"]), location)}
+    params carry the source options and the source's digest; ``files`` are a batch's (name, location)
+    pairs and ``frame`` an already-read SQL result or DataFrame from the API (both as digested).
+    """
+    from keelml.data.sources import frame_with_rejects, read_files
+
+    source = SourceSpec.model_validate(params["source"])
+    if frame is not None:
+        raw, rejects, summary = frame_with_rejects(source, frame, location)
+    else:
+        raw, rejects, summary = read_files(source, files if files is not None else location)
+    return {"raw": raw, "rejects": rejects, "summary": summary}
 
 
-def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None) -> dict[str, Any]:
+def _with_reader_rejects(report: Mapping[str, Any], rejects: Any) -> dict[str, Any]:
+    """A source's validation report counting the records the reader rejected as quarantined rows."""
+    count = 0 if rejects is None else rejects.height
+    return {**report, "rows_in": report["rows_in"] + count,
+            "rows_quarantined": report["rows_quarantined"] + count, "rows_rejected_by_reader": count}
+
+
+def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None, rejects: Any = None,
+             rejects_test: Any = None) -> dict[str, Any]:
     """Infer (or load) the contract from training data; split every source into valid and quarantined rows."""
     import polars as pl
 
@@ -46,13 +64,15 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None) -> di
         )
     result = validate_frame(raw, contract)
     outputs: dict[str, Any] = {"contract": contract.model_dump(mode="json"), "train": result.valid}
-    reports = {"train": result.report}
-    quarantines = [result.quarantine.with_columns(pl.lit("train").alias("_source"))]
+    reports = {"train": _with_reader_rejects(result.report, rejects)}
+    quarantines = [q.with_columns(pl.lit("train").alias("_source"))
+                   for q in (result.quarantine, rejects) if q is not None]
     if raw_test is not None:
         test_result = validate_frame(raw_test, contract)
         outputs["test"] = test_result.valid
-        reports["test"] = test_result.report
-        quarantines.append(test_result.quarantine.with_columns(pl.lit("test").alias("_source")))
+        reports["test"] = _with_reader_rejects(test_result.report, rejects_test)
+        quarantines.extend(q.with_columns(pl.lit("test").alias("_source"))
+                           for q in (test_result.quarantine, rejects_test) if q is not None)
     outputs["quarantine"] = pl.concat(quarantines, how="diagonal_relaxed")
     outputs["report"] = reports
     return outputs
