@@ -129,3 +129,17 @@ def test_a_glob_of_batches_is_one_source_and_a_new_batch_reruns_ingest(tmp_path:
     assert {s.status for s in run(spec, only="validate").steps} == {"cached"}
     _frame(10, 5).to_csv(batches / "part-3.csv", index=False)
     assert run(spec, only="validate").steps[0].status == "ran"
+
+
+def test_an_empty_frame_or_query_result_stops_before_the_store(tmp_path: Path) -> None:
+    from keelml.errors import DataError
+
+    spec = _spec(tmp_path, "  train:\n    format: dataframe")
+    with pytest.raises(DataError, match=r"frames\['train'\] has no rows"):
+        run(spec, frames={"train": _frame(10, 1).iloc[:0]})
+    (tmp_path / "d.db").write_bytes(b"")
+    spec = _spec(tmp_path, "  train:\n    format: sql\n    query: SELECT 1 AS label WHERE 1 = 0\n"
+                           "    url: sqlite:///d.db")
+    with pytest.raises(DataError, match=r"the query of data.train on sqlite:///.*d\.db has no rows"):
+        run(spec)
+    assert not (tmp_path / ".keel").exists()

@@ -33,7 +33,7 @@ class ResolvedSource:
 def resolve_source(loaded: LoadedSpec, source: SourceSpec, role: str, frame: Any = None) -> ResolvedSource:
     """Locate and digest one source; ``frame`` (pandas or polars) replaces whatever the spec names."""
     if frame is not None:
-        polars_frame = to_polars(frame, role)
+        polars_frame = _not_empty(to_polars(frame, role), f"frames[{role!r}]")
         return ResolvedSource("<DataFrame>", frame_digest(polars_frame), {"frame": polars_frame})
     fmt = source.resolved_format()
     if fmt == "dataframe":
@@ -61,8 +61,18 @@ def _resolve_sql(loaded: LoadedSpec, source: SourceSpec, role: str) -> ResolvedS
     from keelml.data.sql import mask_url, read_sql, source_url
 
     url = _spec_relative_sqlite(loaded, source_url(source, role))
-    frame = read_sql(source, url)
+    frame = _not_empty(read_sql(source, url), f"the query of data.{role} on {mask_url(url)}")
     return ResolvedSource(mask_url(url), frame_digest(frame), {"frame": frame})
+
+
+def _not_empty(frame: Any, what: str) -> Any:
+    if frame.height == 0 or frame.width == 0:
+        raise DataError(
+            f"{what} has no rows",
+            expected="at least one row of data",
+            fix="check the query's WHERE clause (or the DataFrame passed to frames=)",
+        )
+    return frame
 
 
 def _spec_relative_sqlite(loaded: LoadedSpec, url: str) -> str:

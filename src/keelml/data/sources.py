@@ -10,14 +10,13 @@ from __future__ import annotations
 import difflib
 import io
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import IO, Any
 
 import polars as pl
 
 from keelml.data.csvlines import Reject, scan_lines
 from keelml.data.encoding import to_utf8
-from keelml.data.files import file_digest, is_batch, is_url, list_batch, read_bytes
+from keelml.data.files import file_digest, is_batch, list_batch, read_bytes
 from keelml.errors import DataError
 from keelml.spec import CsvOptions, SourceSpec, format_of_name
 
@@ -172,8 +171,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _read_csv(location: str, opts: CsvOptions) -> tuple[pl.DataFrame, list[Reject]]:
     """Parse CSV with every column as a string, minus malformed records; then strip, null-convert and
-    drop blank rows. Holds at most about two copies of the file (its bytes and one derived copy);
-    a clean local UTF-8 file is parsed by polars from the path, after the bytes are released."""
+    drop blank rows. Holds at most about two copies of the file at once (its bytes and one derived
+    copy: the classified lines, the UTF-8 re-encoding or the text without rejects) besides the frame."""
     data = read_bytes(location)
     if not data or data.isspace():
         raise DataError(
@@ -182,17 +181,12 @@ def _read_csv(location: str, opts: CsvOptions) -> tuple[pl.DataFrame, list[Rejec
             fix="check the path, or regenerate the file",
         )
     text = to_utf8(data, opts.encoding, location)
-    reencoded = text is not data
     del data
     scan = scan_lines(text, opts, location)
-    if scan.rejects or reencoded or is_url(location):
-        parse_from: bytes | Path = scan.without_rejects(text)
-    else:
-        parse_from = Path(location)
-    del text
+    text = scan.without_rejects(text)  # polars parses exactly the bytes that were scanned
     try:
         frame = pl.scan_csv(
-            parse_from,
+            text,
             has_header=opts.has_header,
             separator=opts.delimiter,
             comment_prefix=opts.comment_prefix,
@@ -211,7 +205,8 @@ def _read_csv(location: str, opts: CsvOptions) -> tuple[pl.DataFrame, list[Rejec
             frame = frame.with_columns(cells.str.strip_chars())
         if opts.null_values:
             frame = frame.with_columns(pl.when(cells.is_in(opts.null_values)).then(None).otherwise(cells).name.keep())
-        blank = pl.all_horizontal((cells.is_null()) | (cells.str.strip_chars() == ""))
+        empty = (cells == "") if opts.strip_whitespace else (cells.str.strip_chars() == "")
+        blank = pl.all_horizontal(cells.is_null() | empty)
         return frame.filter(~blank).collect(), scan.rejects
     except pl.exceptions.NoDataError:
         raise DataError(
