@@ -19,14 +19,14 @@ from keelml.engine.codecs import BUILTIN, Codec
 from keelml.engine.graph import Graph
 from keelml.engine.runner import Events, Runner, StepResult
 from keelml.engine.step import Step
-from keelml.errors import DataError, SpecError
+from keelml.errors import SpecError
 from keelml.project import Project, open_project
 from keelml.registry import Registration, build_bundle
-from keelml.spec import LoadedSpec, PipelineSpec, SourceSpec, load_spec
+from keelml.spec import LoadedSpec, PipelineSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 1, "validate": 3, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1,
+STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1,
                  "profile": 1}
 
 
@@ -64,38 +64,43 @@ def codecs(functions: Sequence[str] = ()) -> dict[str, Codec]:
             "model": Codec("model", enc_model, dec_model)}
 
 
-def _source_location(loaded: LoadedSpec, source: SourceSpec, role: str) -> tuple[str, str]:
-    from keelml.data.files import file_digest
-
-    location = loaded.resolve(source.path)
-    if "://" not in location and not Path(location).is_file():
-        raise DataError(
-            f"data.{role}.path: file not found: {location}",
-            expected=f"a {source.resolved_format()} file (paths are relative to {loaded.base_dir})",
-            fix=f"fix data.{role}.path in {loaded.path.name}",
-        )
-    return location, file_digest(location)
-
-
 @dataclass(frozen=True)
 class Inputs:
-    """What a run reads from outside the store: data files (location, SHA-256) and a declared contract."""
+    """What a run reads from outside the store: data sources (location, SHA-256) and a declared contract.
+
+    ``bound`` holds, per role, what ``ingest`` needs besides the location: the files of a batch, or
+    the frame of a SQL source or of a DataFrame passed to ``run(frames=...)``.
+    """
 
     sources: dict[str, tuple[str, str]]
     declared: dict[str, Any]
+    bound: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def resolve_inputs(loaded: LoadedSpec) -> Inputs:
-    """Check and digest every input file before anything is written (bad input leaves no trace)."""
+def resolve_inputs(loaded: LoadedSpec, frames: Mapping[str, Any] | None = None) -> Inputs:
+    """Check and digest every input before anything is written (bad input leaves no trace).
+
+    ``frames`` maps a role (train, test) to a pandas or polars DataFrame that replaces the spec's
+    source for that role.
+    """
+    from keelml.data.inputs import resolve_source
+
     spec = loaded.spec
     if spec.preprocess.functions:  # an unimportable user function is a spec error before anything runs
         from keelml.model.functions import resolve_function
 
         for ref in spec.preprocess.functions:
             resolve_function(ref)
-    sources = {"train": _source_location(loaded, spec.data.train, "train")}
-    if spec.data.test is not None:
-        sources["test"] = _source_location(loaded, spec.data.test, "test")
+    roles = {"train": spec.data.train, **({"test": spec.data.test} if spec.data.test is not None else {})}
+    frames = dict(frames or {})
+    unknown = sorted(set(frames) - set(roles))
+    if unknown:
+        raise SpecError(f"frames names the role(s) {', '.join(map(repr, unknown))}, which the spec does not have",
+                        expected="one of: " + ", ".join(roles),
+                        fix="use frames={'train': df} (and 'test' only when the spec has data.test)")
+    resolved = {role: resolve_source(loaded, source, role, frames.get(role)) for role, source in roles.items()}
+    sources = {role: (r.location, r.digest) for role, r in resolved.items()}
+    bound = {role: r.bound for role, r in resolved.items()}
     declared: dict[str, Any] = {}
     if spec.contract.path:
         contract_path = Path(loaded.resolve(spec.contract.path))
@@ -110,7 +115,7 @@ def resolve_inputs(loaded: LoadedSpec) -> Inputs:
                             expected="a readable UTF-8 YAML contract file",
                             fix="fix contract.path, the file's permissions or its encoding") from None
         declared = {"declared_contract": text, "declared_contract_path": str(spec.contract.path)}
-    return Inputs(sources, declared)
+    return Inputs(sources, declared, bound)
 
 
 def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None) -> Graph:
@@ -119,20 +124,22 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
     data = spec.data
     inputs = inputs or resolve_inputs(loaded)
     train_location, train_digest = inputs.sources["train"]
-    ingest_steps = [Step("ingest", steps.ingest, outputs={"raw": "table"}, version=_version("ingest"),
+    ingest_outputs = {"raw": "table", "rejects": "table", "summary": "json"}
+    ingest_steps = [Step("ingest", steps.ingest, outputs=ingest_outputs, version=_version("ingest"),
                          params={"source": data.train.model_dump(mode="json"), "digest": train_digest},
-                         bound={"location": train_location})]
+                         bound={"location": train_location, **inputs.bound.get("train", {})})]
     digests = {"train": train_digest}
-    validate_inputs = {"raw": "ingest.raw"}
+    validate_inputs = {"raw": "ingest.raw", "rejects": "ingest.rejects"}
     validate_outputs = {"contract": "json", "train": "table", "quarantine": "table", "report": "json"}
     split_inputs = {"train": "validate.train"}
     if data.test is not None:
         test_location, test_digest = inputs.sources["test"]
         digests["test"] = test_digest
-        ingest_steps.append(Step("ingest_test", steps.ingest, outputs={"raw": "table"}, version=_version("ingest"),
+        ingest_steps.append(Step("ingest_test", steps.ingest, outputs=ingest_outputs, version=_version("ingest"),
                                  params={"source": data.test.model_dump(mode="json"), "digest": test_digest},
-                                 bound={"location": test_location}))
+                                 bound={"location": test_location, **inputs.bound.get("test", {})}))
         validate_inputs["raw_test"] = "ingest_test.raw"
+        validate_inputs["rejects_test"] = "ingest_test.rejects"
         validate_outputs["test"] = "table"
         split_inputs["test"] = "validate.test"
     declared = inputs.declared
@@ -226,12 +233,17 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
-def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: str | None = None) -> RunOutcome:
-    """Run a pipeline spec end to end (or up to step `only`), reusing every cached step."""
+def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: str | None = None,
+        frames: Mapping[str, Any] | None = None) -> RunOutcome:
+    """Run a pipeline spec end to end (or up to step `only`), reusing every cached step.
+
+    ``frames`` ({"train": df, "test": df2}) gives pandas or polars DataFrames that replace the
+    spec's sources for those roles; a frame's identity in the cache is the SHA-256 of its Arrow bytes.
+    """
     from keelml.report.run_report import write_run_report
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
-    inputs = resolve_inputs(loaded)
+    inputs = resolve_inputs(loaded, frames)
     project = open_project(loaded)
     try:
         graph = compile_graph(loaded, project, inputs)

@@ -42,29 +42,87 @@ class CsvOptions(StrictModel):
     comment_prefix: str | None = None
     null_values: list[str] = Field(default_factory=lambda: ["", "NA", "N/A", "NaN", "null", "NULL"])
     strip_whitespace: bool = True
-    encoding: Literal["utf8", "utf8-lossy"] = "utf8"
+    encoding: str = Field("utf8", description="utf8, utf8-lossy, or a Python codec (latin-1, cp1252, utf-16)")
     quote_char: str | None = '"'
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        if value in ("utf8", "utf8-lossy"):
+            return value
+        try:
+            info = codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}: use utf8, utf8-lossy or a Python codec name "
+                             "such as latin-1, cp1252 or utf-16") from None
+        if not getattr(info, "_is_text_encoding", True):
+            raise ValueError(f"{value!r} is not a text encoding: use utf8, utf8-lossy, latin-1, cp1252, utf-16 ...")
+        return value
 
 
 class SourceSpec(StrictModel):
-    """One data source: a file (local or any fsspec URL) and how to read it."""
+    """One data source: a file, a directory or glob of files (local or any fsspec URL), a SQL query,
+    or a DataFrame passed to the Python API; and how to read it."""
 
-    path: str
-    format: Literal["auto", "csv", "parquet", "jsonl"] = "auto"
+    path: str | None = Field(None, description="a file, a directory or a glob such as batches/*.csv")
+    format: Literal["auto", "csv", "parquet", "jsonl", "sql", "dataframe"] = "auto"
     csv: CsvOptions = Field(default_factory=CsvOptions)
+    query: str | None = Field(None, description="format: sql: the query whose result is the data")
+    url: str | None = Field(None, description="format: sql: a SQLAlchemy URL without a password")
+    url_env: str | None = Field(None, description="format: sql: environment variable holding the URL")
     replace: dict[str, dict[str, str]] = Field(
         default_factory=dict, description="per column, values to rewrite (e.g. '>50K.' -> '>50K')"
     )
 
-    def resolved_format(self) -> Literal["csv", "parquet", "jsonl"]:
+    @model_validator(mode="after")
+    def _where_the_data_is(self) -> SourceSpec:
+        sql_keys = [k for k in ("query", "url", "url_env") if getattr(self, k) is not None]
+        if self.format == "sql":
+            if not self.query or not self.query.strip():
+                raise ValueError("format: sql needs query: (the SELECT whose rows are the data)")
+            if (self.url is None) == (self.url_env is None):
+                raise ValueError("format: sql needs exactly one of url: (a SQLAlchemy URL) or url_env: "
+                                 "(the name of an environment variable holding it)")
+            if self.path is not None:
+                raise ValueError("path: is not used with format: sql (the data comes from query:)")
+            if self.url is not None and _url_has_password(self.url):
+                raise ValueError("url: holds a password; keep it out of the spec: put the URL in an "
+                                 "environment variable and name that variable with url_env:")
+        elif sql_keys:
+            raise ValueError(f"{', '.join(sql_keys)} only apply to format: sql")
+        elif self.path is None and self.format != "dataframe":
+            raise ValueError("path: is required (or format: sql with query:, or format: dataframe "
+                             "with the frame passed to keelml.pipeline.run(frames=...))")
+        return self
+
+    def resolved_format(self) -> Literal["csv", "parquet", "jsonl", "sql", "dataframe"]:
         if self.format != "auto":
             return self.format
-        lower = self.path.lower()
-        if lower.endswith((".parquet", ".pq")):
-            return "parquet"
-        if lower.endswith((".jsonl", ".ndjson")):
-            return "jsonl"
-        return "csv"
+        return format_of_name(self.path or "")
+
+
+def format_of_name(name: str) -> Literal["csv", "parquet", "jsonl"]:
+    """The file format `format: auto` picks from a file name's extension."""
+    lower = name.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    return "csv"
+
+
+def _url_has_password(url: str) -> bool:
+    """True when a database URL carries a password (user:password@ or a password query parameter)."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        secret_in_query = any(key.lower() in ("password", "passwd", "pwd") for key, _ in parse_qsl(parts.query))
+        return bool(parts.password) or secret_in_query
+    except ValueError:
+        return "@" in url and ":" in url.split("@", 1)[0].split("://", 1)[-1]
 
 
 class DataSpec(StrictModel):

@@ -1,9 +1,12 @@
-"""Opening data files (local paths or fsspec URLs) and digesting them, without loading a data library."""
+"""Opening data files (local paths or fsspec URLs), listing batches of them, and digesting them,
+without loading a data library."""
 
 from __future__ import annotations
 
+import glob
 import hashlib
-from collections.abc import Iterator
+import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
@@ -62,3 +65,78 @@ def file_digest(location: str) -> str:
         for chunk in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+GLOB_CHARS = "*?["
+
+
+def is_batch(location: str) -> bool:
+    """True when a location names several files: a glob pattern or a directory."""
+    if any(ch in location for ch in GLOB_CHARS):
+        return True
+    if is_url(location):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        return bool(fs.isdir(path))
+    return Path(location).is_dir()
+
+
+def list_batch(location: str) -> list[tuple[str, str]]:
+    """The files of a glob or directory as (name relative to its base, location), sorted by name.
+
+    A directory contributes its regular files whose names do not start with "." or "_" (such as
+    _SUCCESS markers); subdirectories are not entered. A glob contributes the regular files it matches
+    (``**`` matches across directories). A location matching no file is a DataError naming it.
+    """
+    globbing = any(ch in location for ch in GLOB_CHARS)
+    if is_url(location):
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(location)
+        if globbing:
+            found = [p for p in fs.glob(path) if fs.isfile(p)]
+            base = _glob_base(path)
+        else:
+            base = path.rstrip("/")
+            found = [p for p in fs.ls(path, detail=False) if fs.isfile(p) and not _hidden(p)]
+        pairs = [(_relative(p, base), fs.unstrip_protocol(p)) for p in found]
+    else:
+        if globbing:
+            found = [p for p in glob.glob(location, recursive=True) if os.path.isfile(p)]
+            base = _glob_base(location)
+        else:
+            base = location
+            found = [str(p) for p in Path(location).iterdir() if p.is_file() and not _hidden(p.name)]
+        pairs = [(_relative(p, base), p) for p in found]
+    if not pairs:
+        raise DataError(
+            f"no data files match {location}",
+            expected="a glob matching at least one file, or a directory holding data files",
+            fix="check the pattern or directory in data.train.path (or data.test.path); hidden files "
+            "and names starting with '_' in a directory are skipped",
+        )
+    return sorted(pairs)
+
+
+def batch_digest(files: Sequence[tuple[str, str]]) -> str:
+    """SHA-256 over each file's name and SHA-256, in order: renaming, adding or editing a file changes it."""
+    digest = hashlib.sha256()
+    for name, location in files:
+        digest.update(f"{name}\0{file_digest(location)}\n".encode())
+    return digest.hexdigest()
+
+
+def _glob_base(pattern: str) -> str:
+    first = min(pattern.index(ch) for ch in GLOB_CHARS if ch in pattern)
+    return pattern[:first].rsplit("/", 1)[0] if "/" in pattern[:first] else ""
+
+
+def _relative(path: str, base: str) -> str:
+    path = path.replace(os.sep, "/")
+    base = base.replace(os.sep, "/").rstrip("/")
+    return path[len(base) + 1:] if base and path.startswith(base + "/") else path
+
+
+def _hidden(name: str) -> bool:
+    return name.rsplit("/", 1)[-1].startswith((".", "_"))
