@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 
 from keelml import steps
-from keelml.data.sources import read_source
+from keelml.data.sources import read_source, read_source_with_rejects
 from keelml.errors import DataError
 from keelml.spec import ContractSpec, SourceSpec, ValidationSpec
 
@@ -39,13 +39,14 @@ def _run(tmp_path: Path, lines: list[str], validation: dict[str, Any] | None = N
     train.write_text("\n".join(CLEAN) + "\n")
     variant.write_text("\n".join(lines) + ("\n" if lines and not lines[-1].endswith("\n") else ""))
     raw = read_source(_source(train), str(train))
-    raw_test = read_source(_source(variant, **csv), str(variant))
+    raw_test, rejects = read_source_with_rejects(_source(variant, **csv), str(variant))
     params = {"target": "income", "drop_columns": [], "sensitive_columns": [],
               "options": ContractSpec().model_dump(mode="json"),
               "validation": ValidationSpec.model_validate(validation or {}).model_dump(mode="json")}
-    out = steps.validate(params=params, raw=raw, raw_test=raw_test, pii_key=b"k" * 32)
+    out = steps.validate(params=params, raw=raw, raw_test=raw_test, rejects_test=rejects, pii_key=b"k" * 32)
     report = out["report"]["test"]
-    assert report["rows_valid"] + report["rows_quarantined"] == report["rows_in"] == raw_test.height
+    assert report["rows_valid"] + report["rows_quarantined"] == report["rows_in"] == raw_test.height + rejects.height
+    assert report["rows_in"] == len([line for line in lines if line.strip()]) - (1 if csv.get("has_header") else 0)
     assert out["test"].height == report["rows_valid"]
     assert out["quarantine"].filter(pl.col("_source") == "test").height == report["rows_quarantined"]
     return {"report": report, "quarantine": out["quarantine"].filter(pl.col("_source") == "test")}
@@ -132,3 +133,23 @@ def test_missing_labels_are_quarantined(tmp_path: Path) -> None:
     result = _run(tmp_path, _edit("income", lambda _: "?", every=50))
     anomaly = next(a for a in result["report"]["anomalies"] if a["kind"] == "missing_label")
     assert anomaly["column"] == "income" and anomaly["count"] == 20
+
+
+def test_a_truncated_last_line_is_quarantined_as_a_reader_reject(tmp_path: Path) -> None:
+    lines = [*FRESH[:-1], FRESH[-1][: len(FRESH[-1]) // 2]]
+    result = _run(tmp_path, lines)
+    report, quarantine = result["report"], result["quarantine"]
+    assert report["rows_rejected_by_reader"] == 1 and report["rows_in"] == 1000
+    reject = quarantine.filter(pl.col("_line").is_not_null())
+    assert reject["_line"].to_list() == [1000]
+    assert "fields, expected 15" in reject["_reason"][0] and reject["_raw"][0] == lines[-1]
+
+
+def test_broken_quotes_are_quarantined_and_the_rest_is_read(tmp_path: Path) -> None:
+    lines = list(FRESH)
+    lines[10] = lines[10].replace("State-gov", '"State-gov').replace("Private", '"Private', 1)
+    lines[20] = '"' + lines[20]
+    result = _run(tmp_path, lines)
+    report = result["report"]
+    assert report["rows_in"] == 1000 and report["rows_rejected_by_reader"] >= 1
+    assert report["rows_valid"] >= 990
