@@ -41,7 +41,7 @@ def test_provenance_and_figures() -> None:
     page = render()
     assert "run-1" in page and "abababababab" in page
     assert "roc_auc per fold" in page  # the chart shows the primary metric
-    assert "fold 2 validation 0.8300" in page
+    assert "fold 2 · validation: 0.8300" in page
     assert "refused" in page and "roc_auc 0.8 &lt; 0.9" in page
     assert "[0, 120]" in page
     assert "12" in page and "quarantined" in page

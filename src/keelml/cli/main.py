@@ -8,6 +8,7 @@ import typer
 
 from keelml.cli import init as init_cmd
 from keelml.cli import models as models_cmd
+from keelml.cli import report as report_cmd
 from keelml.cli import run as run_cmd
 from keelml.cli import runs as runs_cmd
 from keelml.cli import verify as verify_cmd
@@ -31,6 +32,7 @@ def _root(
 app.command("init")(init_cmd.init)
 app.command("run")(run_cmd.run)
 app.command("verify")(verify_cmd.verify)
+app.command("report")(report_cmd.report)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 
