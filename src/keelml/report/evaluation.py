@@ -36,8 +36,8 @@ def metrics_section(metrics: Mapping[str, Any]) -> str:
 def curves_section(metrics: Mapping[str, Any]) -> str:
     curves = metrics.get("curves")
     if not curves:
-        return section("curves", "ROC and precision-recall curves",
-                       "<p class='muted'>Curves are drawn for binary classification only.</p>")
+        only = "<p class='muted'>Drawn for binary classification only.</p>"
+        return section("curves", "ROC and precision-recall curves", only) + section("calibration", "Calibration", only)
     charts = []
     roc, pr = curves.get("roc"), curves.get("pr")
     if roc:
