@@ -145,12 +145,8 @@ def bar_chart(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float 
                          f'height="{bar - 2}" fill="{color}"><title>{e(group)} · {e(name)}: {value:.4f}</title>'
                          "</rect>")
             if value_labels and not intervals:
-                right = px(value) >= px(base)
-                x_text = (x_b + 3) if right else (x_a - 3)
-                if right and x_text > label_w + pw - 30:  # no room outside the bar: write inside it
-                    x_text, right = x_b - 3, False
-                parts.append(f'<text x="{x_text:.1f}" y="{top + k * bar + bar - 4}" font-size="9" '
-                             f'text-anchor="{"start" if right else "end"}">{value:.3f}</text>')
+                parts.append(_value_label(value, x_a, x_b, px(value) >= px(base), label_w, label_w + pw,
+                                          top + k * bar + bar - 4))
         if intervals and intervals[g][0] is not None and intervals[g][1] is not None:
             a, b = px(float(intervals[g][0] or 0.0)), px(float(intervals[g][1] or 0.0))
             mid = top + bar / 2 - 1
@@ -168,6 +164,21 @@ def bar_chart(groups: Sequence[str], series: Sequence[tuple[str, Sequence[float 
             parts.append(f'<rect x="{label_w}" y="{y - 8}" width="10" height="8" fill="{PALETTE[k % len(PALETTE)]}"/>'
                          f'<text x="{label_w + 14}" y="{y}" font-size="10">{e(name)}</text>')
     return _figure(parts, width, height, label, caption)
+
+
+def _value_label(value: float, x_a: float, x_b: float, rightward: bool, left: float, right: float,
+                 y: float) -> str:
+    """The value at the outer end of its bar, or inside the bar (white) where the plot has no room."""
+    if rightward:
+        outside, x, anchor = x_b + 30 <= right, x_b + 3, "start"
+        if not outside:
+            x, anchor = x_b - 3, "end"
+    else:
+        outside, x, anchor = x_a - 30 >= left, x_a - 3, "end"
+        if not outside:
+            x, anchor = x_a + 3, "start"
+    fill = "" if outside else ' style="fill:#fff"'
+    return f'<text x="{x:.1f}" y="{y}" font-size="9" text-anchor="{anchor}"{fill}>{value:.3f}</text>'
 
 
 def _figure(parts: list[str], width: int, height: int, label: str, caption: str) -> str:

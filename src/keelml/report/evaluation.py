@@ -194,12 +194,18 @@ def tests_section(tests: Mapping[str, Any] | None) -> str:
                    f"<p>{passed} of {len(results)} passed.</p>" + table(["kind", "test", "result", "detail"], rows))
 
 
+def _limit(value: Any) -> str:
+    """A check's limit: a number, a label, or a range [min, max] with open ends as –."""
+    if isinstance(value, list):
+        return "[" + ", ".join("–" if v is None else e(f"{v:g}" if isinstance(v, float) else v) for v in value) + "]"
+    return num(value)
+
+
 def gate_section(verdict: Mapping[str, Any] | None) -> str:
     if verdict is None:
         return section("gate", "Gate", not_run("The gate"))
     state = "<span class='pass'>passed</span>" if verdict.get("passed") else "<span class='fail'>refused</span>"
-    rows = [[e(c.get("kind", "metric")), e(c.get("name", c.get("metric"))), num(c.get("value")),
-             e(c.get("limit")) if not isinstance(c.get("limit"), float) else num(c.get("limit")),
+    rows = [[e(c.get("kind", "metric")), e(c.get("name", c.get("metric"))), num(c.get("value")), _limit(c.get("limit")),
              verdict_badge(c.get("passed")), e(c.get("reason", ""))] for c in verdict.get("checks") or []]
     checks = table(["kind", "check", "value", "limit", "result", "reason"], rows) if rows else ""
     return section("gate", "Gate verdict", f"<p>The gate {state}: {e(verdict.get('reason'))}</p>{checks}")
