@@ -11,6 +11,7 @@ from keelml.data.contract import ColumnContract, Contract
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import evaluate_all, score_model
 from keelml.model.features import to_xy
+from keelml.model.metrics import METRICS
 from keelml.model.slices import MAX_GROUPS, define_slices, group_labels, slice_metrics, worst_examples
 from keelml.spec import EvaluateSpec
 
@@ -113,3 +114,27 @@ def test_worst_examples_for_regression_are_the_largest_errors() -> None:
     assert [x["row"] for x in examples] == [1, 2]
     assert examples[1]["features"] == {"x": None}  # NaN is shown as missing (JSON has no NaN)
     assert examples[0]["target"] == 5.0 and examples[0]["prediction"] == 1.0
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+def test_the_whole_analysis_for_every_task(synthetic, task: str) -> None:
+    import json
+
+    frame, contract = synthetic(task, n=500, seed=6)
+    contract = contract.model_copy(update={"columns": [
+        c.model_copy(update={"sensitive": c.name in ("k", "fraction")}) for c in contract.columns]})
+    X, y = to_xy(frame.head(250), contract)
+    model = make_pipeline_for(contract, "random_forest", {"n_estimators": 10}, seed=0).fit(X, y)
+    metrics, analysis, _ = evaluate_all(model, frame.tail(250), contract,
+                                        EvaluateSpec(bootstrap_rounds=20, min_slice_rows=30))
+    assert analysis is not None
+    json.dumps([metrics, analysis], allow_nan=False)  # stored as JSON: plain values, no NaN
+    assert set(metrics["intervals"]) == set(METRICS[task])
+    assert ("curves" in metrics) == (task == "binary")
+    assert [c["column"] for c in analysis["fairness"]["columns"]] == ["fraction", "k"]
+    assert all(v is not None for c in analysis["fairness"]["columns"] for v in c["differences"].values())
+    primary = analysis["slices"]["metric"]
+    assert {r["column"] for r in analysis["slices"]["rows"]} == {"x", "count", "fraction", "flag", "k", "note"}
+    for worst in analysis["error_analysis"]["worst_slices"]:
+        assert worst["metric"] == primary and worst["ci_low"] <= worst["ci_high"]
+    assert len(analysis["error_analysis"]["worst_examples"]) == 10
