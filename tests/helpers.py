@@ -26,7 +26,8 @@ def small_adult_project(directory: Path, *, train_rows: int = 6000, test_rows: i
     return path
 
 
-def keel(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+def keel(*args: str, cwd: Path | None = None, timeout: float = 600,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**(os.environ if env is None else env), "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "keelml", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env, check=False)

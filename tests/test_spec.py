@@ -99,3 +99,35 @@ def test_typo_in_a_required_key_gets_a_did_you_mean() -> None:
     with pytest.raises(SpecError) as info:
         parse_spec("name: demo\ndata:\n  target: y\n  trian: {path: data.csv}\n")
     assert "unknown key 'trian'" in str(info.value) and "did you mean 'train'?" in str(info.value)
+
+
+def test_model_tests_section() -> None:
+    spec = parse_spec(MINIMAL + """
+tests:
+  golden:
+    - {input: {x: 1}, expect: "yes"}
+    - {input: {x: 2}, expect: {min: 0.2, max: 0.8}, proba_of: "yes"}
+    - {input: {x: 3}, expect: true}
+  invariance: [{column: sex, max_flip_rate: 0.02}]
+  directional: [{column: age}]
+gate: {max_fairness_difference: 0.1}
+""")
+    golden = spec.tests.golden
+    assert golden[0].expect == "yes" and golden[2].expect is True
+    assert (golden[1].expect.min, golden[1].expect.max) == (0.2, 0.8)  # type: ignore[union-attr]
+    assert spec.tests.directional[0].direction == "increasing" and spec.tests.directional[0].tolerance == 0.0
+    assert spec.gate.max_fairness_difference == 0.1 and spec.evaluate.min_slice_rows == 50
+    assert parse_spec(MINIMAL + "tests:\n").tests.golden == []
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ("tests: {golden: [{input: {x: 1}, expct: 'a'}]}", "unknown key 'expct' in tests.golden.0"),
+    ("tests: {golden: [{input: {x: 1}, expect: {}}]}", "give min, max or both"),
+    ("tests: {golden: [{input: {x: 1}, expect: {min: 0.9, max: 0.1}}]}", "min 0.9 is larger than max 0.1"),
+    ("tests: {invariance: [{column: a, max_flip_rate: 2}]}", "less than or equal to 1"),
+    ("tests: {directional: [{column: a, direction: up}]}", "'increasing' or 'decreasing'"),
+    ("gate: {max_fairness_difference: -1}", "greater than or equal to 0"),
+])
+def test_model_tests_mistakes(extra: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message):
+        parse_spec(MINIMAL + extra + "\n")

@@ -1,6 +1,6 @@
 """Compile a spec into the standard graph and run it: the Python API's entry point.
 
-    ingest -> validate -> profile, split -> train -> evaluate -> gate -> register
+    ingest -> validate -> profile, split -> train -> evaluate -> model_tests -> gate -> register
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from keelml.spec import LoadedSpec, PipelineSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1,
-                 "profile": 1}
+STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 2, "model_tests": 1, "gate": 3,
+                 "register": 1, "profile": 1}
 
 
 def _version(step: str) -> str:
@@ -166,10 +166,15 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              bound={"resources": resources}),
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
-             outputs={"metrics": "json", "predictions": "table"}, version=_version("evaluate"),
+             outputs={"metrics": "json", "analysis": "json", "predictions": "table"}, version=_version("evaluate"),
              params=spec.evaluate.model_dump(mode="json"), bound={"resources": resources}),
-        Step("gate", steps.gate, inputs={"metrics": "evaluate.metrics"}, outputs={"verdict": "json"},
-             version=_version("gate"), params=spec.gate.model_dump(mode="json")),
+        Step("model_tests", steps.model_tests,
+             inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
+             outputs={"results": "json"}, version=_version("model_tests"),
+             params=spec.tests.model_dump(mode="json"), bound={"resources": resources}),
+        Step("gate", steps.gate,
+             inputs={"metrics": "evaluate.metrics", "analysis": "evaluate.analysis", "tests": "model_tests.results"},
+             outputs={"verdict": "json"}, version=_version("gate"), params=spec.gate.model_dump(mode="json")),
         Step("register", steps.register,
              refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
                    "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile"},
@@ -229,6 +234,17 @@ class RunOutcome:
         }
 
 
+def _lineage(loaded: LoadedSpec, results: list[StepResult]) -> dict[str, Any]:
+    """What made the run, for its report: code version, spec, parameters and every step's cache key."""
+    spec = loaded.spec
+    return {"code_version": __version__, "spec_path": str(loaded.path), "spec_digest": loaded.digest,
+            "parameters": {"split": spec.split.model_dump(mode="json"),
+                           "model": spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS),
+                           "evaluate": spec.evaluate.model_dump(mode="json"),
+                           "gate": spec.gate.model_dump(mode="json")},
+            "steps": [{"name": r.name, "status": r.status, "cache_key": r.key} for r in results]}
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
@@ -283,7 +299,10 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                     data_digests={role: digest for role, (_, digest) in inputs.sources.items()},
                     profile=runner.value("profile.profile") if "profile" in done else None,
                     registration=(outcome.registration.name, outcome.registration.version)
-                    if outcome.registration else None)
+                    if outcome.registration else None,
+                    analysis=runner.value("evaluate.analysis"),
+                    tests=runner.value("model_tests.results") if "model_tests" in done else None,
+                    lineage=_lineage(loaded, results))
             outcome.wall_s = time.perf_counter() - started
             refused = outcome.verdict is not None and not outcome.verdict["passed"]
             project.metadata.finish_run(run_id, status="refused" if refused else "succeeded",

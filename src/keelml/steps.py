@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from keelml.errors import DataError
-from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, PreprocessSpec, SourceSpec
+from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, ModelTestsSpec, PreprocessSpec, SourceSpec
 
 
 def ingest(*, params: Mapping[str, Any], location: str, files: Sequence[tuple[str, str]] | None = None,
@@ -130,36 +130,39 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
 
 def evaluate(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
              contract: Mapping[str, Any]) -> dict[str, Any]:
-    """Score the held-out data: metrics with a bootstrap interval, and the predictions."""
+    """Score the held-out data: metrics with bootstrap intervals and curves, the analysis (slices,
+    error analysis, fairness) and the predictions."""
     from threadpoolctl import threadpool_limits
 
     from keelml.data.contract import Contract
-    from keelml.model.evaluate import evaluate_model
+    from keelml.model.evaluate import evaluate_all
 
     with threadpool_limits(limits=resources["threads"]):
-        metrics, predictions = evaluate_model(model, test, Contract.model_validate(contract),
-                                              EvaluateSpec.model_validate(params))
-    return {"metrics": metrics, "predictions": predictions}
+        metrics, analysis, predictions = evaluate_all(model, test, Contract.model_validate(contract),
+                                                      EvaluateSpec.model_validate(params))
+    return {"metrics": metrics, "analysis": analysis, "predictions": predictions}
 
 
-def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Pass or refuse the model on its primary metric (with the reason either way)."""
-    primary = metrics["primary"]
-    floor = params.get("min_score")
-    value = float(primary["value"])
-    if floor is None:
-        return {"verdict": {"passed": True, "reason": "no gate configured (gate.min_score unset)",
-                            "checks": []}}
-    higher_is_better = bool(primary.get("greater_is_better", True))
-    if higher_is_better:
-        passed = value >= float(floor)
-        reason = f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}"
-    else:
-        passed = value <= float(floor)
-        reason = f"{primary['name']} {value:.4f} {'<=' if passed else '>'} allowed {float(floor):.4f}"
-    checks = [{"metric": primary["name"], "value": value, "limit": float(floor),
-               "higher_is_better": higher_is_better, "passed": passed}]
-    return {"verdict": {"passed": passed, "reason": reason, "checks": checks}}
+def model_tests(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
+                contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Run the spec's model tests (golden, invariance, directional) on the candidate."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.model.model_tests import run_model_tests
+
+    with threadpool_limits(limits=resources["threads"]):
+        results = run_model_tests(model, test, Contract.model_validate(contract), ModelTestsSpec.model_validate(params))
+    return {"results": results}
+
+
+def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Mapping[str, Any] | None = None,
+         tests: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Pass or refuse the model: its primary metric, fairness and model tests (every check with its reason)."""
+    from keelml.model.gate import gate_checks, verdict_of
+
+    checks = gate_checks(params, metrics, analysis, tests)
+    return {"verdict": verdict_of(checks, min_score_set=params.get("min_score") is not None)}
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,

@@ -9,7 +9,7 @@ from sklearn.metrics import average_precision_score, f1_score, log_loss, r2_scor
 
 from keelml.data.contract import ColumnContract, Contract
 from keelml.errors import DataError
-from keelml.model import evaluate as ev
+from keelml.model import metrics as ev
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import evaluate_model, primary_metric
 from keelml.model.features import to_xy
@@ -133,18 +133,17 @@ def test_weighted_metrics_match_sklearn_on_resampled_rows(seed: int) -> None:
     idx = rng.integers(0, n, size=n)
     weights = np.vstack([np.ones(n), np.bincount(idx, minlength=n)])
     is_b = y == "b"
-    auc = ev._weighted_auc(weights, is_b, proba[:, 1])
-    ap = ev._weighted_ap(weights, is_b, proba[:, 1])
-    macro = ev._weighted_f1_macro(weights, y, pred, ["a", "b", "c"])
-    ovr = ev._ovr_auc(weights, y, proba, ["a", "b", "c"])
+    auc = ev.weighted_auc(weights, is_b, proba[:, 1])
+    ap = ev.weighted_ap(weights, is_b, proba[:, 1])
+    macro = ev.weighted_f1_macro(weights, y, pred, ["a", "b", "c"])
+    ovr = ev.ovr_auc(weights, y, proba, ["a", "b", "c"])
     for row, rows in enumerate([np.arange(n), idx]):
         assert auc[row] == pytest.approx(roc_auc_score(is_b[rows], proba[rows, 1]))
         assert ap[row] == pytest.approx(average_precision_score(is_b[rows], proba[rows, 1]))
         assert macro[row] == pytest.approx(f1_score(y[rows], pred[rows], average="macro"))
         assert ovr[row] == pytest.approx(roc_auc_score(y[rows], proba[rows], multi_class="ovr"))
-        _, classify = ev._classification("multiclass", y[rows], pred[rows], proba[rows], ["a", "b", "c"],
-                                         "log_loss")
-        assert classify(np.ones((1, len(rows))))[0] == pytest.approx(
+        _, classify = ev.classification_metrics("multiclass", y[rows], pred[rows], proba[rows], ["a", "b", "c"])
+        assert classify["log_loss"](np.ones((1, len(rows))))[0] == pytest.approx(
             log_loss(y[rows], proba[rows], labels=["a", "b", "c"]))
 
 

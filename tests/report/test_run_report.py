@@ -41,7 +41,7 @@ def test_provenance_and_figures() -> None:
     page = render()
     assert "run-1" in page and "abababababab" in page
     assert "roc_auc per fold" in page  # the chart shows the primary metric
-    assert "fold 2 validation 0.8300" in page
+    assert "fold 2 · validation: 0.8300" in page
     assert "refused" in page and "roc_auc 0.8 &lt; 0.9" in page
     assert "[0, 120]" in page
     assert "12" in page and "quarantined" in page
@@ -62,3 +62,75 @@ def test_profile_table_is_shown_and_escaped() -> None:
     assert "<b>age</b>" not in page and "&lt;b&gt;age&lt;/b&gt;" in page
     assert "median 30" in page and "y 75.0%" in page and "&lt;i&gt;x&lt;/i&gt; 25.0%" in page
     assert "Training data profile" not in render()
+EVIL = "<img src=x onerror=alert(1)>"
+ANALYSIS = {
+    "slices": {"metric": "roc_auc", "metrics": ["roc_auc", "accuracy"], "min_rows": 50, "bins": 4,
+               "overall": {"roc_auc": 0.8, "accuracy": 0.7},
+               "rows": [{"column": EVIL, "slice": EVIL, "n": 80, "share": 0.4,
+                         "metrics": {"roc_auc": 0.6, "accuracy": 0.5}},
+                        {"column": "n", "slice": "[0, 10)", "n": 20, "share": 0.1}]},
+    "error_analysis": {
+        "worst_slices": [{"column": EVIL, "slice": EVIL, "n": 80, "metric": "roc_auc", "value": 0.6, "overall": 0.8,
+                          "difference": -0.2, "ci_low": -0.3, "ci_high": -0.1, "significant": True}],
+        "worst_examples": [{"row": 3, "loss": 2.5, "target": "b", "prediction": EVIL,
+                            "features": {EVIL: EVIL, "n": None}}],
+        "example_loss": "log loss of the true class"},
+    "fairness": {"min_group_rows": 50, "gated": ["demographic_parity_difference"], "columns": [
+        {"column": EVIL, "groups": [{"group": EVIL, "n": 60, "selection_rate": 0.2, "tpr": 0.5, "fpr": 0.1},
+                                    {"group": "other", "n": 10, "selection_rate": 0.4, "tpr": None, "fpr": 0.0}],
+         "excluded": ["other"], "differences": {"demographic_parity_difference": None}, "note": "too few groups"}]},
+}
+TESTS = {"results": [{"kind": "golden", "name": EVIL, "passed": False, "value": "a", "limit": "b",
+                      "detail": f"predicted {EVIL}"}], "passed": False, "count": 1}
+
+
+def test_every_value_from_the_data_is_escaped_in_the_analysis_sections() -> None:
+    page = render(analysis=ANALYSIS, tests=TESTS,
+                  verdict={"passed": False, "reason": EVIL, "checks": [
+                      {"kind": "model_test", "name": EVIL, "value": EVIL, "limit": EVIL, "passed": False,
+                       "reason": EVIL}]},
+                  metrics={**METRICS, "confusion_matrix": {"labels": [EVIL, "b"], "matrix": [[3, 1], [0, 1]]}})
+    assert "<img" not in page and "onerror=alert(1)>" not in page
+    assert page.count("&lt;img src=x onerror=alert(1)&gt;") >= 10
+    assert "too small" in page and "too few groups" in page and "0 of 1 passed" in page
+    assert "<span class='muted'>missing</span>" in page  # a null feature value in the worst examples
+
+
+def test_sections_say_not_run_when_their_inputs_are_missing() -> None:
+    page = render()
+    for what in ("Hyperparameter tuning", "Learning curves", "Slice analysis", "Fairness analysis",
+                 "Error analysis", "Model tests"):
+        assert f"{what}: not run." in page
+    for anchor in ("summary", "tuning", "learning-curves", "curves", "calibration", "slices", "fairness", "gate",
+                   "lineage"):
+        assert f"<section id='{anchor}'>" in page
+
+
+def test_tuning_history_and_learning_curves_are_drawn_when_training_made_them() -> None:
+    cv = {**CV, "tuning": {"direction": "maximize", "metric": "roc_auc", "trials": [
+              {"number": 0, "value": 0.80, "params": {"max_iter": 50}, "duration_s": 1.5, "state": "complete"},
+              {"number": 1, "value": 0.85, "params": {"max_iter": 100}, "duration_s": 2.0, "state": "complete"},
+              {"number": 2, "value": None, "params": {"max_iter": 10}, "state": "pruned"}]},
+          "learning_curve": {"train_sizes": [100, 200, 400], "train_mean": [0.99, 0.97, 0.95],
+                             "validation_mean": [[0.7, 0.72], [0.8, 0.78], [0.84, 0.86]], "diagnosis": "overfitting"},
+          "iterations": {"train": [0.7, 0.8, 0.9], "validation": [0.68, 0.75, 0.77]}}
+    page = render(cv=cv)
+    assert "3 trials (2 finished)" in page and "1 trial(s) pruned" in page
+    assert "trial 1: 0.8500" in page and "max_iter=100" in page
+    assert "learning curve" in page and "Diagnosis: <b>overfitting</b>" in page
+    assert "score per iteration" in page
+    assert "not run" not in page.split("id='learning-curves'")[1].split("</section>")[0]
+
+
+def test_binary_curves_and_lineage() -> None:
+    metrics = {**METRICS, "pr_auc": 0.7, "intervals": {"roc_auc": {"low": 0.7, "high": 0.9}},
+               "curves": {"roc": {"fpr": [0, 0.5, 1], "tpr": [0, 0.8, 1]},
+                          "pr": {"recall": [0, 1], "precision": [1, 0.5], "prevalence": 0.5},
+                          "calibration": [{"low": 0.0, "high": 0.1, "count": 4, "mean_predicted": 0.05,
+                                           "observed_rate": 0.0}]}}
+    page = render(metrics=metrics, lineage={"code_version": "9.9.9", "spec_digest": "cd" * 32,
+                                            "parameters": {"gate": {"min_score": 0.9}},
+                                            "steps": [{"name": "train", "status": "cached", "cache_key": "ef" * 32}]})
+    assert "ROC curve" in page and "Precision-recall curve" in page and "Calibration curve" in page
+    assert "keelml <code>9.9.9</code>" in page and "cdcdcdcdcdcdcdcd" in page and "efefefefefefefef" in page
+    assert "{&quot;min_score&quot;: 0.9}" in page

@@ -10,6 +10,7 @@ from keelml.cli import contract as contract_cmd
 from keelml.cli import init as init_cmd
 from keelml.cli import models as models_cmd
 from keelml.cli import profile as profile_cmd
+from keelml.cli import report as report_cmd
 from keelml.cli import run as run_cmd
 from keelml.cli import runs as runs_cmd
 from keelml.cli import validate as validate_cmd
@@ -34,6 +35,7 @@ def _root(
 app.command("init")(init_cmd.init)
 app.command("run")(run_cmd.run)
 app.command("verify")(verify_cmd.verify)
+app.command("report")(report_cmd.report)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
 app.command("validate")(validate_cmd.validate)

@@ -1,34 +1,28 @@
-"""A run's self-contained HTML report: data quality, contract, cross-validation, held-out metrics."""
+"""A run's self-contained HTML report: one offline page (inline CSS and SVG, no script, no CDN).
+
+Sections: summary, data quality, tuning, learning curves, cross-validation, held-out metrics, ROC
+and PR curves, calibration, confusion matrix, slices, fairness, error analysis, model tests, the
+gate's verdict, the data contract and the lineage. Every value from the data is HTML-escaped.
+"""
 
 from __future__ import annotations
 
-import html
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from keelml.report import evaluation, training
+from keelml.report.html import CSS, e, num, section, table
 from keelml.store.atomic import atomic_write_bytes
 
-_CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1000px;
-color:#1d2733;padding:0 1rem}h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #dde}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem}td,th{padding:.25rem .7rem;border-bottom:1px solid #eef;
-text-align:left}th{background:#f5f7fa}.pass{color:#137333;font-weight:600}.fail{color:#b3261e;font-weight:600}
-.meta{color:#5f6b7a;font-size:.85rem}code{background:#f5f7fa;padding:0 .25rem}figure{margin:1rem 0}
-figcaption{font-size:.8rem;color:#5f6b7a}
-"""
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _num(value: Any, digits: int = 4) -> str:
-    if isinstance(value, bool) or value is None:
-        return _e(value)
-    if isinstance(value, int | float):
-        return f"{value:.{digits}f}" if isinstance(value, float) else str(value)
-    return _e(value)
+SECTIONS = (
+    ("summary", "Summary"), ("data-quality", "Data quality"), ("tuning", "Tuning"),
+    ("learning-curves", "Learning curves"), ("cross-validation", "Cross-validation"), ("metrics", "Metrics"),
+    ("curves", "ROC / PR"), ("calibration", "Calibration"), ("confusion-matrix", "Confusion matrix"),
+    ("slices", "Slices"), ("fairness", "Fairness"), ("error-analysis", "Errors"), ("model-tests", "Model tests"),
+    ("gate", "Gate"), ("contract", "Contract"), ("lineage", "Lineage"),
+)
 
 
 def _bound(value: float) -> str:
@@ -36,112 +30,114 @@ def _bound(value: float) -> str:
     return f"{int(value):,}" if float(value).is_integer() else f"{value:,.6g}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def _summary(run_id: str, pipeline: str, metrics: Mapping[str, Any], verdict: Mapping[str, Any] | None,
+             registration: tuple[str, int] | None, provenance: str) -> str:
+    primary = metrics.get("primary") or {}
+    cards = []
+    if primary:
+        cards.append(f"<div class='card'>{e(primary.get('name'))}<b>{num(primary.get('value'))}</b>"
+                     f"<span class='muted'>CI [{num(primary.get('ci_low'))}, {num(primary.get('ci_high'))}]"
+                     "</span></div>")
+    cards.append(f"<div class='card'>held-out rows<b>{e(metrics.get('n_test'))}</b></div>")
+    if verdict is not None:
+        state = "<span class='pass'>passed</span>" if verdict.get("passed") else "<span class='fail'>refused</span>"
+        count = len(verdict.get("checks") or [])
+        cards.append(f"<div class='card'>gate<b>{state}</b><span class='muted'>{count} "
+                     f"check{'' if count == 1 else 's'}</span></div>")
+    cards.append(f"<div class='card'>model<b>{e(f'{registration[0]} v{registration[1]}') if registration else '–'}"
+                 f"</b><span class='muted'>{'registered' if registration else 'not registered'}</span></div>")
+    lines = [f"<div class='cards'>{''.join(cards)}</div>", f"<p class='meta'>{provenance}</p>"]
+    if verdict is not None:
+        lines.append(f"<p>Gate: {e(verdict.get('reason'))}</p>")
+    if registration:
+        lines.append(f"<p>Registered as <code>{e(registration[0])}</code> version {e(registration[1])}.</p>")
+    return section("summary", f"Run {run_id} of {pipeline}", "".join(lines))
 
 
-def _fold_chart(name: str, test: list[float], train: list[float], caption: str) -> str:
-    """An inline SVG bar chart of per-fold train and validation scores."""
-    if not test:
-        return ""
-    width, height, pad = 60 * len(test) + 60, 180, 30
-    low = min([*test, *train]) if train else min(test)
-    high = max([*test, *train]) if train else max(test)
-    span = (high - low) or 1.0
-    base = low - span * 0.5
-
-    def y(v: float) -> float:
-        return height - pad - (v - base) / (high - base) * (height - 2 * pad)
-
-    bars = []
-    for i, value in enumerate(test):
-        x = 40 + i * 60
-        if train:
-            bars.append(f'<rect x="{x}" y="{y(train[i]):.1f}" width="20" height="{height - pad - y(train[i]):.1f}" '
-                        f'fill="#9ab6d8"><title>fold {i + 1} train {train[i]:.4f}</title></rect>')
-        bars.append(f'<rect x="{x + 22}" y="{y(value):.1f}" width="20" height="{height - pad - y(value):.1f}" '
-                    f'fill="#1a5fb4"><title>fold {i + 1} validation {value:.4f}</title></rect>'
-                    f'<text x="{x + 20}" y="{y(value) - 4:.1f}" font-size="9" text-anchor="middle">{value:.3f}</text>'
-                    f'<text x="{x + 10}" y="{height - 10}" font-size="11">fold {i + 1}</text>')
-    return (f'<figure><svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-            f'aria-label="{_e(name)} per fold">{"".join(bars)}</svg>'
-            f"<figcaption>{_e(name)} per fold: light = train, dark = validation; bars start at {base:.3f}, "
-            f"not 0. {caption}</figcaption></figure>")
-
-
-def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any],
-                      validation: Mapping[str, Any], cv: Mapping[str, Any], metrics: Mapping[str, Any],
-                      verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
-                      registration: tuple[str, int] | None, profile: Mapping[str, Any] | None = None) -> str:
-    """Pure function: the report's HTML from the run's artifacts."""
-    from keelml.data.contract import Contract
+def _data_quality(validation: Mapping[str, Any], profile: Mapping[str, Any] | None) -> str:
     from keelml.report.profile_report import profile_table_html
 
-    version = Contract.model_validate(dict(contract)).version
-    provenance = (f"run <code>{_e(run_id)}</code> · data " +
-                  ", ".join(f"{_e(k)} <code>{_e(v[:12])}</code>" for k, v in data_digests.items()) +
-                  f" · contract <code>{_e(version)}</code>")
-    primary = metrics.get("primary", {})
-    parts = [f"<h1>keelml run report: {_e(pipeline)}</h1><p class='meta'>{provenance}</p>"]
-    if verdict is not None:
-        cls = "pass" if verdict.get("passed") else "fail"
-        parts.append(f"<p>Gate: <span class='{cls}'>{'passed' if verdict.get('passed') else 'refused'}</span>"
-                     f" ({_e(verdict.get('reason'))})</p>")
-    if registration:
-        parts.append(f"<p>Registered as <code>{_e(registration[0])}</code> version {registration[1]}.</p>")
-    parts.append("<h2>Held-out evaluation</h2>")
-    if primary:
-        parts.append(f"<p>Primary metric <b>{_e(primary.get('name'))} = {_num(primary.get('value'))}</b>, "
-                     f"{float(primary.get('confidence', 0.95)):.0%} bootstrap interval "
-                     f"[{_num(primary.get('ci_low'))}, {_num(primary.get('ci_high'))}] over "
-                     f"{_e(metrics.get('n_test'))} rows. <span class='meta'>{provenance}</span></p>")
-    scalar = [[_e(k), _num(v)] for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)]
-    parts.append(_table(["metric", "value"], scalar))
-    parts.append("<h2>Cross-validation on the training split</h2>")
-    scores = cv.get("cv", {}) if isinstance(cv.get("cv"), dict) else {}
-    cv_rows = []
-    for metric, entry in scores.items():
-        if isinstance(entry, dict):
-            cv_rows.append([_e(metric), _num(entry.get("mean")), _num(entry.get("std")),
-                            _num(entry.get("train_mean"))])
-    if cv_rows:
-        parts.append(_table(["metric", "validation mean", "std", "train mean"], cv_rows))
-    chart_metric = str(cv.get("primary_metric") or next(iter(scores), ""))
-    entry = scores.get(chart_metric)
-    if isinstance(entry, dict):
-        parts.append(_fold_chart(chart_metric, [float(v) for v in entry.get("test", [])],
-                                 [float(v) for v in entry.get("train", [])], provenance))
-    parts.append(f"<p class='meta'>model family {_e(cv.get('family'))}, {_e(cv.get('folds'))} folds, "
-                 f"{_e(cv.get('n_train'))} training rows; train-validation gap {_num(cv.get('fit_gap'))}</p>")
-    parts.append("<h2>Data quality</h2>")
-    rows = []
-    for source, rep in validation.items():
-        if isinstance(rep, dict):
-            rows.append([_e(source), _e(rep.get("rows_in")), _e(rep.get("rows_valid")),
-                         _e(rep.get("rows_quarantined"))])
-    parts.append(_table(["source", "rows in", "valid", "quarantined (kept with reason)"], rows))
+    rows = [[e(source), e(rep.get("rows_in")), e(rep.get("rows_valid")), e(rep.get("rows_quarantined"))]
+            for source, rep in validation.items() if isinstance(rep, Mapping)]
+    body = table(["source", "rows in", "accepted", "quarantined (kept with reason)"], rows, numeric={1, 2, 3})
+    anomalies = [[e(source), e(a.get("column") or "(rows)"), e(a.get("kind")), e(a.get("count")),
+                  e(a.get("expected")), e(a.get("observed"))]
+                 for source, rep in validation.items() if isinstance(rep, Mapping)
+                 for a in rep.get("anomalies", []) if isinstance(a, Mapping)]
+    if anomalies:
+        body += "<h3>Anomalies</h3>" + table(["source", "column", "kind", "count", "expected", "observed"],
+                                             anomalies, numeric={3})
     if profile:
-        parts.append(f"<h2>Training data profile</h2>{profile_table_html(profile)}<p class='meta'>"
-                     f"{_e(profile.get('rows'))} valid training rows. The full profile (quantiles, histograms, "
-                     "category counts) ships in the model bundle as component <code>profile</code>.</p>")
-    parts.append("<h2>Data contract</h2>")
-    col_rows = []
+        body += (f"<h3>Training data profile</h3>{profile_table_html(profile)}<p class='meta'>"
+                 f"{e(profile.get('rows'))} valid training rows. The full profile (quantiles, histograms, "
+                 "category counts) ships in the model bundle as component <code>profile</code>.</p>")
+    return section("data-quality", "Data quality", body)
+
+
+def _contract(contract: Mapping[str, Any]) -> str:
+    rows = []
     for col in contract.get("columns", []):
         low, high = col.get("min"), col.get("max")
         domain = (f"{len(col['categories'])} categories" if col.get("categories")
                   else f"[{'-inf' if low is None else _bound(low)}, {'inf' if high is None else _bound(high)}]"
                   if low is not None or high is not None else "")
-        col_rows.append([_e(col["name"]), _e(col["type"]), _e(col["role"]),
-                         _e("yes" if col.get("nullable") else "no"), _e(domain),
-                         _e("yes" if col.get("sensitive") else "")])
-    parts.append(_table(["column", "type", "role", "nullable", "domain", "sensitive"], col_rows))
-    parts.append(f"<p class='meta'>task {_e(contract.get('task'))}, target <code>{_e(contract.get('target'))}"
-                 f"</code>. The full contract is in contract.yaml next to this page.</p>")
+        rows.append([e(col["name"]), e(col["type"]), e(col["role"]), e("yes" if col.get("nullable") else "no"),
+                     e(domain), e("yes" if col.get("sensitive") else "")])
+    return section("contract", "Data contract",
+                   table(["column", "type", "role", "nullable", "domain", "sensitive"], rows)
+                   + f"<p class='meta'>task {e(contract.get('task'))}, target <code>{e(contract.get('target'))}"
+                     "</code>. The full contract is in contract.yaml next to this page.</p>")
+
+
+def _lineage(run_id: str, version: str, data_digests: Mapping[str, str], cv: Mapping[str, Any],
+             lineage: Mapping[str, Any] | None) -> str:
+    lineage = lineage or {}
+    rows = [["run", f"<code>{e(run_id)}</code>"], ["contract version", f"<code>{e(version)}</code>"]]
+    rows += [[f"data digest ({e(k)})", f"<code>{e(v)}</code>"] for k, v in data_digests.items()]
+    if lineage.get("code_version"):
+        rows.append(["code version", f"keelml <code>{e(lineage['code_version'])}</code>"])
+    if lineage.get("spec_digest"):
+        rows.append(["spec", f"{e(lineage.get('spec_path', ''))} <code>{e(lineage['spec_digest'][:16])}</code>"])
+    rows.append(["model", f"{e(cv.get('family'))} <code>{e(json.dumps(cv.get('params') or {}, default=str))}</code>"])
+    for name, params in (lineage.get("parameters") or {}).items():
+        rows.append([f"parameters: {e(name)}", f"<code>{e(json.dumps(params, default=str))}</code>"])
+    body = table(["what", "value"], rows)
+    steps = lineage.get("steps") or []
+    if steps:
+        body += table(["step", "status", "cache key"],
+                      [[e(s.get("name")), e(s.get("status")), f"<code>{e(str(s.get('cache_key'))[:16])}</code>"]
+                       for s in steps])
+    return section("lineage", "Lineage", body)
+
+
+def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any],
+                      validation: Mapping[str, Any], cv: Mapping[str, Any], metrics: Mapping[str, Any],
+                      verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
+                      registration: tuple[str, int] | None, analysis: Mapping[str, Any] | None = None,
+                      tests: Mapping[str, Any] | None = None, lineage: Mapping[str, Any] | None = None,
+                      profile: Mapping[str, Any] | None = None) -> str:
+    """Pure function: the report's HTML from the run's artifacts."""
+    from keelml.data.contract import Contract
+
+    version = Contract.model_validate(dict(contract)).version
+    provenance = (f"run <code>{e(run_id)}</code> · data " +
+                  ", ".join(f"{e(k)} <code>{e(v[:12])}</code>" for k, v in data_digests.items()) +
+                  f" · contract <code>{e(version)}</code>")
+    nav = "<nav>" + "".join(f"<a href='#{a}'>{e(t)}</a>" for a, t in SECTIONS) + "</nav>"
+    parts = [
+        f"<h1>keelml run report: {e(pipeline)}</h1>", nav,
+        _summary(run_id, pipeline, metrics, verdict, registration, provenance),
+        _data_quality(validation, profile),
+        training.tuning_section(cv), training.learning_section(cv), training.cv_section(cv),
+        evaluation.metrics_section(metrics), evaluation.curves_section(metrics), evaluation.confusion_section(metrics),
+        evaluation.slices_section(analysis), evaluation.fairness_section(analysis),
+        evaluation.errors_section(analysis), evaluation.tests_section(tests), evaluation.gate_section(verdict),
+        _contract(contract), _lineage(run_id, version, data_digests, cv, lineage),
+    ]
     body = "\n".join(parts)
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>keelml: {_e(pipeline)}"
-            f"</title><style>{_CSS}</style></head><body>{body}</body></html>")
+    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'><link rel='icon' href='data:,'>"
+            f"<title>keelml: {e(pipeline)}</title><style>{CSS}</style></head><body>{body}</body></html>")
 
 
 def write_run_report(directory: Path, **context: Any) -> Path:
