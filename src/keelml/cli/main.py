@@ -6,7 +6,10 @@ import sys
 
 import typer
 
+from keelml.cli import audit as audit_cmd
 from keelml.cli import init as init_cmd
+from keelml.cli import keys as keys_cmd
+from keelml.cli import lineage as lineage_cmd
 from keelml.cli import models as models_cmd
 from keelml.cli import run as run_cmd
 from keelml.cli import runs as runs_cmd
@@ -33,6 +36,9 @@ app.command("run")(run_cmd.run)
 app.command("verify")(verify_cmd.verify)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
+app.add_typer(keys_cmd.app, name="keys")
+app.command("lineage")(lineage_cmd.lineage)
+app.command("audit")(audit_cmd.audit)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -120,10 +120,11 @@ def _refuse(what: str) -> IntegrityError:
     )
 
 
-def load_model(data: bytes) -> Any:
-    """Load skops bytes after checking that every type they would build is in TRUSTED_TYPES.
+def audit_model(data: bytes) -> list[str]:
+    """Check model bytes without building anything; return the allowlisted non-default types they name.
 
-    Raises IntegrityError for pickles, non-skops bytes and files naming any other type.
+    Raises IntegrityError for pickles, non-skops bytes, malformed files and files naming any type
+    outside TRUSTED_TYPES. Only skops' schema (JSON) is read: no object is constructed.
     """
     import skops.io as sio
 
@@ -150,8 +151,19 @@ def load_model(data: bytes) -> Any:
             "refusing to load a model containing untrusted type(s): " + ", ".join(offending)
             + " (keelml only loads allowlisted types and never loads pickles)"
         )
+    return untrusted
+
+
+def load_model(data: bytes) -> Any:
+    """Load skops bytes after `audit_model` found every type they would build in TRUSTED_TYPES.
+
+    Raises IntegrityError for pickles, non-skops bytes and files naming any other type.
+    """
+    import skops.io as sio
+
+    untrusted = audit_model(data)
     try:
-        return sio.loads(data, trusted=untrusted)
+        return sio.loads(bytes(data), trusted=untrusted)
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise _refuse(f"refusing to load: the skops model file is corrupt ({problem})") from None
