@@ -81,6 +81,12 @@ class Registry:
         info = bundle["manifest"].get("info", {})
         facts = {"run_id": run_id, "data_digests": info.get("data_digests", {}), **dict(lineage or {})}
         engine = self._meta.engine
+        with engine.connect() as conn:
+            known = conn.execute(select(schema.model_versions.c.version).where(
+                schema.model_versions.c.name == name, schema.model_versions.c.bundle_id == bundle_id)).first()
+        if known:
+            return Registration(name, int(known.version), bundle_id, created=False)
+        self._audit_model_files(bundle, name=name, bundle_id=bundle_id)
         for _attempt in range(50):
             try:
                 with engine.begin() as conn:
@@ -111,6 +117,20 @@ class Registry:
             except (SqlIntegrityError, OperationalError):
                 continue  # another process took this number (or this content, or the audit slot) first
         raise RuntimeError(f"could not register {name}: too much concurrent registration")
+
+    def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
+        """Refuse a bundle whose model file is a pickle or names a type outside the allowlist."""
+        from keelml.model.persist import audit_model
+
+        where = f"bundle {bundle_id[:12]}"
+        with self._audited(name, None, bundle_id=bundle_id):
+            for part, entry in component_entries(bundle["manifest"], where=where).items():
+                if entry["codec"] == "model":
+                    try:
+                        audit_model(self._artifacts.get(entry["sha256"]))
+                    except IntegrityError as exc:
+                        raise IntegrityError(f"{where}: component {part!r}: {exc.what}", expected=exc.expected,
+                                             fix=exc.fix) from None
 
     def models(self) -> list[dict[str, Any]]:
         query = (select(schema.model_versions.c.name, func.count().label("versions"),

@@ -23,6 +23,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 import time
@@ -95,7 +96,7 @@ def read_archive(path: Path, *, max_members: int = MAX_MEMBERS, max_member_bytes
                  max_total_bytes: int = MAX_TOTAL_BYTES) -> dict[str, bytes]:
     """The archive's entries by name, in memory, after the structural checks (no disk writes)."""
     label = path.name
-    if "://" in str(path):
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:", str(path)):  # file://, https://, s3:// (Path folds // to /)
         raise InputError(f"{str(path)[:80]!r} is a URL", expected="a local archive file", fix="download it first")
     try:
         mode = os.stat(path).st_mode  # never opens a FIFO or device: it is refused before any read
