@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from sqlalchemy import insert
+from tests.registry.conftest import MakeBundle
 
 from keelml.errors import InputError, IntegrityError, KeelError, NotFoundError
 from keelml.registry import Registry
 from keelml.store import schema
-from tests.registry.conftest import MakeBundle
 
 
 def _three_versions(registry: Registry, make_bundle: MakeBundle) -> None:
@@ -139,7 +140,7 @@ for i in range(10):
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), tag]) for tag in ("0", "1")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     history = registry.alias_history("m")
-    for before, after in zip(history, history[1:], strict=False):
+    for before, after in itertools.pairwise(history):
         assert after["from_version"] == before["to_version"]  # no lost update
     assert registry.aliases("m")["production"] == history[-1]["to_version"]
     assert registry.audit.verify().ok

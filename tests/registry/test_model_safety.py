@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import insert
+from tests.registry.conftest import MakeBundle
 
 from keelml.errors import IntegrityError
 from keelml.registry import Registry
@@ -20,7 +21,6 @@ from keelml.store.envelope import canonical_json
 from keelml.store.keys import KeyRing, create_keys
 from keelml.store.metadata import MetadataStore
 from keelml.store.trust import TrustStore, public_key_pem
-from tests.registry.conftest import MakeBundle
 
 
 class _Payload:

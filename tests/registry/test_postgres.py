@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.registry.conftest import put_bundle
 
 from keelml.registry import Registry
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
 from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
-from tests.registry.conftest import put_bundle
 
 
 def _as_postgres(*args: str) -> list[str]:

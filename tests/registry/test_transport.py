@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.registry.conftest import put_bundle
 
 from keelml.errors import InputError, IntegrityError
 from keelml.registry import Registry, build_bundle
@@ -18,7 +19,6 @@ from keelml.store.envelope import canonical_json
 from keelml.store.keys import KeyRing, create_keys
 from keelml.store.metadata import MetadataStore
 from keelml.store.trust import TrustStore, public_key_pem
-from tests.registry.conftest import put_bundle
 
 
 @dataclass
@@ -96,7 +96,8 @@ def test_round_trip_reencrypts_and_keeps_the_origin(sides: tuple[Side, Side, Pat
 def test_an_untrusted_signer_is_refused(tmp_path: Path, sides: tuple[Side, Side, Path]) -> None:
     _, _, archive = sides
     c = _side(tmp_path / "c")
-    with pytest.raises(IntegrityError, match=r"'manifest.json' is signed by .* which this project does not trust") as info:
+    untrusted = r"'manifest.json' is signed by .* which this project does not trust"
+    with pytest.raises(IntegrityError, match=untrusted) as info:
         c.registry.import_bundle(archive, c.trust)
     assert "keel keys trust" in str(info.value)
     assert c.registry.models() == [] and _objects(c) == []

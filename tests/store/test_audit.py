@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def test_records_are_chained_and_verify(metadata: MetadataStore, keys: KeyRing) 
     rows = log.records()
     assert [r["seq"] for r in rows] == [1, 2, 3, 4, 5]
     assert rows[0]["prev_hash"] == GENESIS
-    for before, after in zip(rows, rows[1:], strict=False):
+    for before, after in itertools.pairwise(rows):
         assert after["prev_hash"] == before["hash"]
     first = rows[0]
     body = {"seq": 1, "at": first["at"], "actor": "user0", "event": "promotion", "details": first["details"],
