@@ -66,6 +66,7 @@ def history(name: str = typer.Argument(..., help="Model name."), spec: Path = SP
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Every promotion and rollback of NAME's aliases, oldest first, and where each alias points now."""
     from rich.table import Table
+    from rich.text import Text
 
     from keelml.cli.output import out, print_json
 
@@ -83,7 +84,7 @@ def history(name: str = typer.Argument(..., help="Model name."), spec: Path = SP
     for row in rows:
         before = f"v{row['from_version']}" if row["from_version"] is not None else "-"
         table.add_row(when(row["at"]), row["alias"], row["action"], before, f"v{row['to_version']}",
-                      row["actor"], row["reason"])
+                      Text(row["actor"]), Text(row["reason"]))  # user text: never markup
     out.print(table)
     now = ", ".join(f"{alias} -> v{version}" for alias, version in current.items()) or "no aliases set"
     out.print(f"{name}: {now}", markup=False)

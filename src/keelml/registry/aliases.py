@@ -80,7 +80,7 @@ def move_alias(meta: MetadataStore, audit: AuditLog, *, name: str, alias: str, v
     `expected` is the version the caller saw the alias at (ANY: whatever it is now); if the
     alias moved meanwhile, the change is refused rather than applied on top of someone else's.
     """
-    who = actor or default_actor()
+    who = (actor or default_actor())[:128]
     for _attempt in range(50):
         current = aliases(meta, name).get(alias)
         if expected is not ANY and current != expected:

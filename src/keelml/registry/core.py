@@ -36,6 +36,10 @@ class Registration:
     created: bool
 
 
+def _actor(actor: str | None) -> str | None:
+    return check_text(actor, what="actor", max_length=128)
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A registered model, verified and constructed (only allowlisted types)."""
@@ -174,8 +178,8 @@ class Registry:
                                 fix=f"promote a version first: `keel models promote {name} VERSION --to {alias}`")
         return known[alias]
 
-    def bundle(self, name: str, version: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(version row, verified bundle) for a version (default: the latest)."""
+    def bundle(self, name: str, version: str | int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(version row, verified bundle) for a version or alias (default: the latest)."""
         rows = self.versions(name)
         number = self.resolve(name, version)
         row = next(r for r in rows if r["version"] == number)
@@ -269,7 +273,7 @@ class Registry:
         self.resolve(name, number)
         self.verify(name, number)
         return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=number,
-                                    action="promotion", reason=why, actor=check_text(actor, what="actor"))
+                                    action="promotion", reason=why, actor=_actor(actor))
 
     def rollback(self, name: str, *, alias: str = "production", to: int | None = None, reason: str = "rollback",
                  actor: str | None = None) -> AliasChange:
@@ -293,7 +297,7 @@ class Registry:
         self.resolve(name, target)
         self.verify(name, target)
         return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=target,
-                                    action="rollback", reason=why, actor=check_text(actor, what="actor"),
+                                    action="rollback", reason=why, actor=_actor(actor),
                                     expected=current)
 
     # lineage and transport --------------------------------------------------------------------

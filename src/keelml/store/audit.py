@@ -23,6 +23,7 @@ from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
 
+from keelml.names import check_text
 from keelml.store import schema
 from keelml.store.envelope import canonical_json, trusted_from
 from keelml.store.keys import KeyRing
@@ -94,7 +95,7 @@ class AuditLog:
         text = canonical_json(dict(details)).decode()
         if len(text) > MAX_DETAILS:
             raise ValueError(f"audit details too large ({len(text)} bytes)")
-        who = (actor or default_actor()).strip()[:128] or "unknown"
+        who = check_text(actor, what="actor", max_length=128) or default_actor()[:128] or "unknown"
         head = conn.execute(select(schema.audit_log.c.seq, schema.audit_log.c.hash)
                             .order_by(schema.audit_log.c.seq.desc()).limit(1)).first()
         record: dict[str, Any] = {
