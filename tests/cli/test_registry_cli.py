@@ -94,15 +94,16 @@ def _fails(result: subprocess.CompletedProcess[str], code: int, *fragments: str)
 def test_promote_promote_rollback_history_and_audit(project: Path) -> None:
     spec = str(project)
     _ok(cli("models", "promote", NAME, "1", "--reason", "first release", "-f", spec))
-    _ok(cli("models", "promote", NAME, "2", "--to", "production", "--reason", "better", "--actor", "ci-bot",
-             "-f", spec))
+    _ok(cli("models", "promote", NAME, "2", "--to", "production", "--reason", "better [/bold] recall",
+            "--actor", "ci-bot", "-f", spec))
     out = _ok(cli("models", "rollback", NAME, "-f", spec))
     assert f"{NAME}@production: v2 -> v1 (rollback by" in out
     history = json.loads(_ok(cli("models", "history", NAME, "--json", "-f", spec)))
     assert history["aliases"] == {"production": 1}
     assert [(h["action"], h["from_version"], h["to_version"]) for h in history["history"]] == [
         ("promotion", None, 1), ("promotion", 1, 2), ("rollback", 2, 1)]
-    assert history["history"][1]["actor"] == "ci-bot" and history["history"][1]["reason"] == "better"
+    assert history["history"][1]["actor"] == "ci-bot" and history["history"][1]["reason"] == "better [/bold] recall"
+    assert "[/bold]" in _ok(cli("models", "history", NAME, "-f", spec))  # printed as text, not markup
     assert f"{NAME} v1 (production): verified" in _ok(cli("models", "verify", f"{NAME}@production", "-f", spec))
     shown = json.loads(_ok(cli("models", "show", f"{NAME}@production", "--json", "-f", spec)))
     assert shown["version"]["version"] == 1
