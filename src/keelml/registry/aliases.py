@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from keelml.errors import NotFoundError
 from keelml.store import schema
-from keelml.store.audit import AuditLog, default_actor
+from keelml.store.audit import AuditLog, default_actor, retryable
 from keelml.store.metadata import MetadataStore
 
 
@@ -108,6 +108,9 @@ def move_alias(meta: MetadataStore, audit: AuditLog, *, name: str, alias: str, v
                     name=name, alias=alias, action=action, from_version=current, to_version=version,
                     actor=who, at=now, reason=reason, audit_seq=seq))
             return AliasChange(name, alias, action, current, version, who, now, reason, audit_seq=seq)
-        except (_Moved, SqlIntegrityError, OperationalError):
+        except _Moved:
             continue
+        except (SqlIntegrityError, OperationalError) as exc:
+            if not retryable(exc):
+                raise
     raise RuntimeError(f"could not move {name}@{alias}: too much concurrent change")

@@ -22,7 +22,7 @@ from keelml.registry.aliases import AliasChange
 from keelml.registry.bundles import check_bundle, component_entries, require_gate_passed
 from keelml.store import schema
 from keelml.store.artifacts import ArtifactStore
-from keelml.store.audit import AuditLog
+from keelml.store.audit import AuditLog, retryable
 from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
 from keelml.store.trust import TrustStore
@@ -118,8 +118,10 @@ class Registry:
                         "signed_by": bundle["manifest"].get("signed_by"),
                         **({"origin": facts["origin"]} if "origin" in facts else {})})
                 return Registration(name, version, bundle_id, created=True)
-            except (SqlIntegrityError, OperationalError):
-                continue  # another process took this number (or this content, or the audit slot) first
+            except (SqlIntegrityError, OperationalError) as exc:
+                if not retryable(exc):
+                    raise
+                # another process took this number (or this content, or the audit slot) first
         raise RuntimeError(f"could not register {name}: too much concurrent registration")
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:

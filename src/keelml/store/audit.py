@@ -39,6 +39,15 @@ _SECRET_KEY = re.compile(r"secret|password|passwd|token|private|credential|api_?
 MAX_DETAILS = 64 * 1024
 
 
+def retryable(exc: Exception) -> bool:
+    """A write that lost a race (a taken sequence number, a busy or serialization-failed database)."""
+    if isinstance(exc, SqlIntegrityError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text or "serializ" in text
+                                                   or "deadlock" in text)
+
+
 def default_actor() -> str:
     """The OS user running keel."""
     try:
@@ -82,7 +91,9 @@ class AuditLog:
             try:
                 with self._meta.engine.begin() as conn:
                     return self.append_in(conn, event, actor=actor, details=details)
-            except (SqlIntegrityError, OperationalError):
+            except (SqlIntegrityError, OperationalError) as exc:
+                if not retryable(exc):
+                    raise
                 continue  # another writer took this sequence number first: read the head again
         raise RuntimeError("could not append to the audit log: too much concurrent writing")
 
