@@ -52,4 +52,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/csv_read.py
 
 clean:
-	rm -rf $(VENV) examples/*/.keel .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) examples/*/.keel examples/*/.keel-reports .pytest_cache .mypy_cache .ruff_cache

@@ -41,5 +41,9 @@ class IntegrityError(KeelError):
     exit_code = 3
 
 
+class InputError(KeelError):
+    """A name, version, alias or path given as input is malformed or unsafe (e.g. `../x`, `file://`)."""
+
+
 class NotFoundError(KeelError):
     """A run, model or artifact that was asked for does not exist."""

@@ -27,7 +27,7 @@ from keelml.spec import LoadedSpec, PipelineSpec, load_spec
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
 STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 2, "model_tests": 1, "gate": 3,
-                 "register": 1, "profile": 1}
+                 "register": 2, "profile": 1}
 
 
 def _version(step: str) -> str:
@@ -180,7 +180,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
                    "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile"},
              outputs={"bundle": "json"}, version=_version("register"), bound={"sign": sign},
              params={"name": spec.name, "codecs": codec_of, "data_digests": digests,
-                     "signing_key": project.keys.key_id}),
+                     "signing_key": project.keys.key_id, "parameters": lineage_parameters(loaded)}),
     ])
 
 
@@ -196,6 +196,15 @@ def _preprocess_params(spec: PipelineSpec) -> dict[str, Any]:
 
         params["preprocess_sources"] = sources_digest(spec.preprocess.functions)
     return params
+
+
+def lineage_parameters(loaded: LoadedSpec) -> dict[str, Any]:
+    """The spec settings that shape a model and its evaluation, recorded in its signed bundle."""
+    spec = loaded.spec
+    return {"model": spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS),
+            "split": spec.split.model_dump(mode="json"), "evaluate": spec.evaluate.model_dump(mode="json"),
+            "gate": spec.gate.model_dump(mode="json"), "contract": spec.contract.model_dump(mode="json"),
+            "target": spec.data.target, "drop_columns": list(spec.data.drop_columns)}
 
 
 @dataclass
@@ -286,9 +295,13 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             if "register" in done and outcome.verdict is not None:
                 if outcome.verdict["passed"]:
                     primary = (outcome.metrics or {}).get("primary", {})
+                    from keelml.registry.lineage import code_version
+
                     outcome.registration = project.registry.register(
                         loaded.spec.name, runner.digest("register.bundle"), run_id=run_id,
-                        summary={"primary": primary})
+                        summary={"primary": primary},
+                        lineage={"spec": {"path": str(loaded.path), "digest": loaded.digest},
+                                 "code": code_version(loaded.base_dir)})
                 else:
                     outcome.notes.append(f"gate refused the model ({outcome.verdict['reason']}); not registered")
             if "evaluate" in done:

@@ -9,8 +9,11 @@ from keelml.errors import KeyMaterialError, SpecError
 from keelml.registry import Registry
 from keelml.spec import LoadedSpec
 from keelml.store.artifacts import ArtifactStore
+from keelml.store.audit import AuditLog
+from keelml.store.keyproviders import KeyProvider, provider_for
 from keelml.store.keys import KeyRing, create_keys, key_files_exist, keys_in_environment, load_keys
 from keelml.store.metadata import MetadataStore
+from keelml.store.trust import TrustStore
 
 
 @dataclass
@@ -26,7 +29,24 @@ class Project:
 
     @property
     def reports_dir(self) -> Path:
-        return self.root / "reports"
+        """Human-readable run reports: plaintext, so kept next to the store, never inside it."""
+        return self.root.parent / f"{self.root.name}-reports"
+
+    @property
+    def audit(self) -> AuditLog:
+        return self.registry.audit
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def trust(self) -> TrustStore:
+        """Public keys of other projects whose exported bundles may be imported here."""
+        return TrustStore(self.keys_dir)
+
+    def key_provider(self) -> KeyProvider:
+        return provider_for(self.keys_dir)
 
     def close(self) -> None:
         self.metadata.close()
@@ -69,7 +89,12 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
         root.mkdir(parents=True, exist_ok=True)
     artifacts = ArtifactStore(str(root / "store"), keys, encrypt=loaded.spec.store.encryption)
     metadata = open_metadata(url)
-    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys), created)
+    audit = AuditLog(metadata, keys)
+    if created or not audit.knows_master_key(keys.master_key_id):
+        # Keys made by `keel init` (no database yet) or given in the environment are recorded on first use.
+        audit.append("key_creation", signing_key_id=keys.key_id, master_key_id=keys.master_key_id,
+                     source=keys.source, how="created by this run" if created else "first use by this store")
+    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys, audit), created)
 
 
 def open_metadata(url: str) -> MetadataStore:

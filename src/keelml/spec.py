@@ -357,6 +357,17 @@ class PipelineSpec(StrictModel):
             return {k: v for k, v in data.items() if not (v is None and k in _SECTIONS)}
         return data
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        from keelml.errors import KeelError
+        from keelml.names import check_name
+
+        try:
+            return check_name(value, what="pipeline name")
+        except KeelError as exc:
+            raise ValueError(exc.what) from None
+
     @model_validator(mode="after")
     def _target_not_dropped(self) -> PipelineSpec:
         if self.data.target in self.data.drop_columns:

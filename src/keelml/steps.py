@@ -180,5 +180,6 @@ def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], 
                   "profile": profile}
     environment = {"python": platform.python_version(),
                    **{p: version_of(p) for p in ("keelml", "scikit-learn", "skops", "numpy", "polars")}}
-    info = {"data_digests": params["data_digests"], "environment": environment}
+    info = {"data_digests": params["data_digests"], "environment": environment,
+            **({"parameters": params["parameters"]} if "parameters" in params else {})}
     return {"bundle": sign(name=params["name"], components=components, codecs=params["codecs"], info=info)}

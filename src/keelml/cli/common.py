@@ -20,3 +20,13 @@ def open_from_spec(spec: Path) -> Project:
     from keelml.spec import load_spec
 
     return open_project(load_spec(spec), create=False)
+
+ACTOR_OPTION = typer.Option(None, "--actor", help="Who is doing this, for the history and audit log "
+                                                   "(default: the OS user).")
+
+
+def when(ts: float | None) -> str:
+    """A local timestamp for tables."""
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"

@@ -31,5 +31,6 @@ def init(directory: Path = typer.Argument(Path("."), help="Project directory (cr
                   "Back them up: encrypted artifacts cannot be read without them. Never commit them.")
     gitignore = directory / ".gitignore"
     lines = gitignore.read_text(encoding="utf-8").splitlines() if gitignore.exists() else []
-    if ".keel/" not in lines:
-        atomic_write_bytes(gitignore, ("\n".join([*lines, ".keel/"]) + "\n").encode("utf-8"))
+    missing = [entry for entry in (".keel/", ".keel-reports/") if entry not in lines]
+    if missing:
+        atomic_write_bytes(gitignore, ("\n".join([*lines, *missing]) + "\n").encode("utf-8"))

@@ -6,8 +6,11 @@ import sys
 
 import typer
 
+from keelml.cli import audit as audit_cmd
 from keelml.cli import contract as contract_cmd
 from keelml.cli import init as init_cmd
+from keelml.cli import keys as keys_cmd
+from keelml.cli import lineage as lineage_cmd
 from keelml.cli import models as models_cmd
 from keelml.cli import profile as profile_cmd
 from keelml.cli import report as report_cmd
@@ -41,6 +44,9 @@ app.add_typer(models_cmd.app, name="models")
 app.command("validate")(validate_cmd.validate)
 app.command("profile")(profile_cmd.profile)
 app.add_typer(contract_cmd.app, name="contract")
+app.add_typer(keys_cmd.app, name="keys")
+app.command("lineage")(lineage_cmd.lineage)
+app.command("audit")(audit_cmd.audit)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""`keel models list|show`: registered models and their signed versions."""
+"""`keel models ...`: registered models, their signed versions and aliases, verification, export and import."""
 
 from __future__ import annotations
 
@@ -7,9 +7,17 @@ from pathlib import Path
 
 import typer
 
+from keelml.cli import aliases as alias_cmds
+from keelml.cli import transport as transport_cmds
 from keelml.cli.common import SPEC_OPTION, open_from_spec
 
-app = typer.Typer(help="Inspect the model registry.", no_args_is_help=True)
+app = typer.Typer(help="The model registry: versions, aliases, verification, export and import.",
+                  no_args_is_help=True)
+app.command("promote")(alias_cmds.promote)
+app.command("rollback")(alias_cmds.rollback)
+app.command("history")(alias_cmds.history)
+app.command("export")(transport_cmds.export)
+app.command("import")(transport_cmds.import_)
 
 
 def _when(ts: float) -> str:
@@ -38,22 +46,19 @@ def list_models(spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "-
 
 
 @app.command("show")
-def show_model(name: str = typer.Argument(..., help="NAME or NAME/VERSION"), spec: Path = SPEC_OPTION,
+def show_model(name: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS"), spec: Path = SPEC_OPTION,
                as_json: bool = typer.Option(False, "--json")) -> None:
-    """A model's versions; with NAME/VERSION, that version's verified bundle manifest."""
+    """A model's versions; with NAME/VERSION or NAME@ALIAS, that version's verified bundle manifest."""
     from rich.table import Table
 
     from keelml.cli.output import out, print_json
-    from keelml.errors import KeelError
+    from keelml.names import parse_model_ref
 
-    model, _, version_text = name.partition("/")
-    if version_text and not version_text.isdigit():
-        raise KeelError(f"{name!r}: version must be a number", expected="NAME or NAME/VERSION, e.g. adult-income/2",
-                        fix="list versions with `keel models show NAME`")
+    model, ref = parse_model_ref(name)
     project = open_from_spec(spec)
     try:
-        if version_text:
-            row, bundle = project.registry.bundle(model, int(version_text))
+        if ref is not None:
+            row, bundle = project.registry.bundle(model, project.registry.resolve(model, ref))
             if as_json:
                 print_json({"version": row, "bundle": bundle})
                 return
@@ -64,15 +69,41 @@ def show_model(name: str = typer.Argument(..., help="NAME or NAME/VERSION"), spe
             out.print(f"  environment: {manifest['info'].get('environment')}", soft_wrap=True)
             return
         rows = project.registry.versions(model)
+        aliases = project.registry.aliases(model)
     finally:
         project.close()
     if as_json:
         print_json(rows)
         return
-    table = Table("version", "created", "primary metric", "bundle")
+    table = Table("version", "aliases", "created", "primary metric", "bundle")
     table.add_column("run", no_wrap=True)
     for row in rows:
         primary = row["metrics"].get("primary") or {}
         metric = f"{primary.get('name')} {primary.get('value', 0):.4f}" if primary else "-"
-        table.add_row(str(row["version"]), _when(row["created_at"]), metric, row["bundle_id"][:12], row["run_id"])
+        pointing = ", ".join(a for a, v in aliases.items() if v == row["version"]) or "-"
+        table.add_row(str(row["version"]), pointing, _when(row["created_at"]), metric, row["bundle_id"][:12],
+                      row["run_id"])
     out.print(table)
+
+
+@app.command("verify")
+def verify_model(ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS (default: latest)"),
+                 spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Fully verify one version: signature, every component's digest and decryption, the gate verdict,
+    and the model file's types against the allowlist (nothing is deserialized). Exit 3 on any failure."""
+    from keelml.cli.output import out, print_json
+    from keelml.names import parse_model_ref
+
+    model, version_ref = parse_model_ref(ref)
+    project = open_from_spec(spec)
+    try:
+        report = project.registry.verify(model, version_ref)
+    finally:
+        project.close()
+    if as_json:
+        print_json({"ok": True, **report})
+        return
+    tags = f" ({', '.join(report['aliases'])})" if report["aliases"] else ""
+    out.print(f"{model} v{report['version']}{tags}: verified: signature by {report['signed_by']}, "
+              f"{len(report['components'])} components re-hashed, "
+              f"model types allowlisted ({report.get('model_types', 0)} non-default)", markup=False, soft_wrap=True)

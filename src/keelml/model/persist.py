@@ -124,13 +124,14 @@ def _refuse(what: str) -> IntegrityError:
     )
 
 
-def load_model(data: bytes, extra_trusted: Sequence[str] = ()) -> Any:
-    """Load skops bytes after checking that every type they would build is in TRUSTED_TYPES.
+def audit_model(data: bytes, extra_trusted: Sequence[str] = ()) -> list[str]:
+    """Check model bytes without building anything; return the allowlisted non-default types they name.
 
     ``extra_trusted`` are the user preprocessing functions the spec declares
     (``package.module:function``, as in preprocess.functions); they and nothing else are trusted
-    besides TRUSTED_TYPES. Raises IntegrityError for pickles, non-skops bytes and files naming any
-    other type or function (an undeclared function is named, with the spec key that declares it).
+    besides TRUSTED_TYPES. Raises IntegrityError for pickles, non-skops bytes, malformed files and
+    files naming any other type or function (an undeclared function is named, with the spec key that
+    declares it). Only skops' schema (JSON) is read: no object is constructed.
     """
     import skops.io as sio
 
@@ -169,8 +170,20 @@ def load_model(data: bytes, extra_trusted: Sequence[str] = ()) -> Any:
             "refusing to load a model containing untrusted type(s): " + ", ".join(offending)
             + " (keelml only loads allowlisted types and never loads pickles)"
         )
+    return untrusted
+
+
+def load_model(data: bytes, extra_trusted: Sequence[str] = ()) -> Any:
+    """Load skops bytes after `audit_model` found every type they would build in TRUSTED_TYPES.
+
+    ``extra_trusted``: the declared user functions (see `audit_model`). Raises IntegrityError for
+    pickles, non-skops bytes and files naming any other type.
+    """
+    import skops.io as sio
+
+    untrusted = audit_model(data, extra_trusted)
     try:
-        return sio.loads(data, trusted=untrusted)
+        return sio.loads(bytes(data), trusted=untrusted)
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise _refuse(f"refusing to load: the skops model file is corrupt ({problem})") from None

@@ -55,7 +55,7 @@ class _Files:
     def read(self, path: str) -> bytes:
         if self.remote:
             return bytes(self.fs.cat_file(path))
-        return Path(path).read_bytes()
+        return _read_inside(Path(self.root), Path(path))
 
     def exists(self, path: str) -> bool:
         return bool(self.fs.exists(path)) if self.remote else Path(path).is_file()
@@ -68,6 +68,25 @@ class _Files:
         base = Path(directory)
         if base.is_dir():
             yield from (str(p) for p in sorted(base.rglob("*")) if p.is_file())
+
+
+def _read_inside(root: Path, path: Path) -> bytes:
+    """Read a regular file under root without following a link out of it (IntegrityError otherwise)."""
+    import errno
+    import os
+
+    outside = IntegrityError(f"{path} is a link or leaves the store root {root}; refusing to read it",
+                             expected="regular files inside the store", fix=envelope.REPAIR)
+    if root.resolve() not in path.parent.resolve().parents and path.parent.resolve() != root.resolve():
+        raise outside
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise outside from None
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
 
 
 class ArtifactStore:
@@ -161,6 +180,22 @@ class ArtifactStore:
         blob = self._blob(artifact_id)
         header = envelope.check(blob, expected_id=artifact_id, trusted=self._trusted, where=where)
         return envelope.open_payload(blob, header, self._keys, where=where)
+
+    def rewrap(self, artifact_id: str, keys: KeyRing) -> bool:
+        """Re-wrap the artifact's data key with `keys`' master key; the payload is kept byte for byte.
+
+        Returns True when the file was rewritten (atomically), False when it was not encrypted or
+        already wrapped by that key.
+        """
+        path = self._path(artifact_id)
+        blob = self._files.read(path)
+        where = f"artifact {artifact_id[:12]}"
+        header = envelope.check(blob, expected_id=artifact_id, trusted=self._trusted, where=where)
+        rewrapped = envelope.rewrap(blob, header, keys, where=where)
+        if rewrapped is None:
+            return False
+        self._files.write(path, rewrapped)
+        return True
 
     def ids(self) -> Iterator[str]:
         for path in self._files.list(self._files.join("objects")):

@@ -18,7 +18,6 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
 from keelml.errors import IntegrityError
 from keelml.store.keys import KeyRing, public_key_id
@@ -46,24 +45,62 @@ def seal(plaintext: bytes, *, codec: str, keys: KeyRing, encrypt: bool) -> tuple
         data_key = AESGCM.generate_key(bit_length=256)
         nonce = os.urandom(12)
         payload = AESGCM(data_key).encrypt(nonce, plaintext, artifact_id.encode())
-        enc = {
-            "alg": "AES-256-GCM",
-            "nonce": base64.b64encode(nonce).decode(),
-            "wrap": "AES-KW",
-            "wrapped_key": base64.b64encode(aes_key_wrap(keys.master_key, data_key)).decode(),
-        }
+        enc = {"alg": "AES-256-GCM", "nonce": base64.b64encode(nonce).decode(), **_wrapped(data_key, keys)}
+    return artifact_id, _assemble(artifact_id, codec, len(plaintext), payload, enc, keys)
+
+
+def _wrapped(data_key: bytes, keys: KeyRing) -> dict[str, str]:
+    kek, wrapped = keys.wrap_data_key(data_key)
+    return {"wrap": "AES-KW", "kek": kek, "wrapped_key": base64.b64encode(wrapped).decode()}
+
+
+def _assemble(artifact_id: str, codec: str, size: int, payload: bytes, enc: dict[str, str] | None,
+              keys: KeyRing) -> bytes:
+    """Header (signed with the project's key) and payload, in the envelope layout."""
     header: dict[str, Any] = {
         "v": 1,
         "id": artifact_id,
         "codec": codec,
-        "size": len(plaintext),
+        "size": size,
         "payload_sha256": sha256_hex(payload),
         "enc": enc,
         "key_id": keys.key_id,
     }
     header["sig"] = base64.b64encode(keys.sign(canonical_json(header))).decode()
     raw_header = canonical_json(header)
-    return artifact_id, MAGIC + struct.pack(">I", len(raw_header)) + raw_header + payload
+    return MAGIC + struct.pack(">I", len(raw_header)) + raw_header + payload
+
+
+def rewrap(blob: bytes, header: dict[str, Any], keys: KeyRing, *, where: str) -> bytes | None:
+    """The same envelope with its data key re-wrapped by keys' current master key and re-signed.
+
+    The payload (ciphertext) is kept byte for byte. None when there is nothing to do: the artifact
+    is not encrypted, or already wrapped by the current master key. `header` must be checked.
+    """
+    enc = header.get("enc")
+    if not enc or enc.get("kek") == keys.master_key_id:
+        return None
+    _, payload = split(blob, where=where)
+    data_key = _unwrap(enc, keys, where=where)
+    new_enc = {**{k: v for k, v in enc.items() if k not in ("wrap", "kek", "wrapped_key")}, **_wrapped(data_key, keys)}
+    return _assemble(str(header["id"]), str(header["codec"]), int(header["size"]), payload, new_enc, keys)
+
+
+def _unwrap(enc: dict[str, Any], keys: KeyRing, *, where: str) -> bytes:
+    kek = enc.get("kek")
+    try:
+        data_key = keys.unwrap_data_key(base64.b64decode(enc["wrapped_key"]), kek if isinstance(kek, str) else None)
+    except (KeyError, ValueError, TypeError):
+        data_key = None
+    if data_key is None:
+        which = f" (it was wrapped by master key {kek}; this project's is {keys.master_key_id})" \
+            if isinstance(kek, str) and not keys.knows_master(kek) else ""
+        raise IntegrityError(
+            f"{where}: cannot decrypt with this project's master key{which}",
+            expected="the master key that encrypted this store",
+            fix="set the right key file or $KEEL_MASTER_KEY; keys are never stored inside the store",
+        )
+    return data_key
 
 
 def split(blob: bytes, *, where: str) -> tuple[dict[str, Any], bytes]:
@@ -124,16 +161,17 @@ def open_payload(blob: bytes, header: dict[str, Any], keys: KeyRing, *, where: s
     enc = header.get("enc")
     plaintext = payload
     if enc:
+        data_key = _unwrap(enc, keys, where=where)
         try:
-            data_key = aes_key_unwrap(keys.master_key, base64.b64decode(enc["wrapped_key"]))
+            # The artifact id is the associated data: a payload moved under another id fails here.
             plaintext = AESGCM(data_key).decrypt(
                 base64.b64decode(enc["nonce"]), payload, str(header["id"]).encode()
             )
-        except (InvalidUnwrap, InvalidTag, KeyError, ValueError):
+        except (InvalidTag, KeyError, ValueError):
             raise IntegrityError(
-                f"{where}: cannot decrypt with this project's master key",
-                expected="the master key that encrypted this store",
-                fix="set the right key file or $KEEL_MASTER_KEY; keys are never stored inside the store",
+                f"{where}: decryption failed (the ciphertext does not authenticate under its id)",
+                expected="the payload sealed for this artifact id",
+                fix=REPAIR,
             ) from None
     if sha256_hex(plaintext) != header["id"]:
         raise IntegrityError(f"{where}: content digest mismatch", fix=REPAIR)

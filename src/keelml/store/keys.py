@@ -22,19 +22,55 @@ MASTER_ENV = "KEEL_MASTER_KEY"
 SIGNING_ENV = "KEEL_SIGNING_KEY"
 MASTER_FILE = "master.key"
 SIGNING_FILE = "signing.key"
+PENDING_FILE = "master.key.next"
+RETIRED_DIR = "retired"
 
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The keys a project needs. repr() never shows key material."""
+    """The keys a project needs. repr() never shows key material.
+
+    `master_key` wraps new data keys. `other_master_keys` (a rotation's pending key, retired keys)
+    only unwrap data keys that were wrapped with them. A KMS-backed ring would override
+    `wrap_data_key` and `unwrap_data_key` and hold no key bytes.
+    """
 
     master_key: bytes = field(repr=False)
     signing_key: Ed25519PrivateKey = field(repr=False)
     source: str = "file"
+    other_master_keys: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def public_key(self) -> Ed25519PublicKey:
         return self.signing_key.public_key()
+
+    @property
+    def master_key_id(self) -> str:
+        """A fingerprint naming the master key (safe to store: a hash of 256 random bits)."""
+        return master_key_id(self.master_key)
+
+    def wrap_data_key(self, data_key: bytes) -> tuple[str, bytes]:
+        """(id of the wrapping master key, the data key wrapped with AES-KW)."""
+        from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+        return self.master_key_id, aes_key_wrap(self.master_key, data_key)
+
+    def unwrap_data_key(self, wrapped: bytes, kek: str | None) -> bytes | None:
+        """The data key, or None when no master key this ring holds can unwrap it."""
+        from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
+        candidates = [self.master_key, *self.other_master_keys]
+        if kek is not None:
+            candidates = [k for k in candidates if master_key_id(k) == kek]
+        for key in candidates:
+            try:
+                return aes_key_unwrap(key, wrapped)
+            except (InvalidUnwrap, ValueError):
+                continue
+        return None
+
+    def knows_master(self, kek: str) -> bool:
+        return any(master_key_id(k) == kek for k in (self.master_key, *self.other_master_keys))
 
     @property
     def key_id(self) -> str:
@@ -43,6 +79,10 @@ class KeyRing:
 
     def sign(self, data: bytes) -> bytes:
         return self.signing_key.sign(data)
+
+
+def master_key_id(key: bytes) -> str:
+    return "aes:" + hashlib.sha256(b"keelml master key id\x00" + key).hexdigest()[:16]
 
 
 def public_key_id(key: Ed25519PublicKey) -> str:
@@ -66,7 +106,7 @@ def _decode(value: str, what: str, length: int) -> bytes:
     return raw
 
 
-def _read_key_file(path: Path, what: str, length: int) -> bytes:
+def read_key_file(path: Path, what: str, length: int) -> bytes:
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         raise KeyMaterialError(
@@ -109,9 +149,17 @@ def load_keys(keys_dir: Path, environ: Mapping[str, str] | None = None) -> KeyRi
             expected=f"{MASTER_FILE} and {SIGNING_FILE} there, or ${MASTER_ENV} and ${SIGNING_ENV} set",
             fix="run `keel init DIR` for a new project, or restore the keys of this store from your backup",
         )
-    master = _read_key_file(master_path, "master key", 32)
-    seed = _read_key_file(signing_path, "signing key", 32)
-    return KeyRing(master, Ed25519PrivateKey.from_private_bytes(seed), source="file")
+    master = read_key_file(master_path, "master key", 32)
+    seed = read_key_file(signing_path, "signing key", 32)
+    others = [read_key_file(p, "master key", 32) for p in extra_master_key_files(keys_dir)]
+    return KeyRing(master, Ed25519PrivateKey.from_private_bytes(seed), source="file", other_master_keys=tuple(others))
+
+
+def extra_master_key_files(keys_dir: Path) -> list[Path]:
+    """A rotation's pending key and the retired keys: they only unwrap what they wrapped."""
+    pending = keys_dir / PENDING_FILE
+    retired = sorted((keys_dir / RETIRED_DIR).glob("master-*.key")) if (keys_dir / RETIRED_DIR).is_dir() else []
+    return [*([pending] if pending.exists() else []), *retired]
 
 
 def create_keys(keys_dir: Path) -> KeyRing:

@@ -100,3 +100,51 @@ model_versions = Table(
     PrimaryKeyConstraint("name", "version"),
     UniqueConstraint("name", "bundle_id"),
 )
+
+aliases = Table(
+    "aliases",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    PrimaryKeyConstraint("name", "alias"),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, index=True),
+    Column("alias", String(64), nullable=False),
+    Column("action", String(16), nullable=False),  # promotion | rollback
+    Column("from_version", Integer),  # None: the alias was not set before
+    Column("to_version", Integer, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("audit_seq", Integer),  # the audit record written in the same transaction
+)
+
+version_lineage = Table(
+    "version_lineage",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("facts", Text, nullable=False),  # JSON: run, spec digest, code version, origin of an import
+    PrimaryKeyConstraint("name", "version"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=False),  # 1, 2, 3... with no gaps
+    Column("at", String(32), nullable=False),  # UTC, ISO 8601 with microseconds
+    Column("actor", String(128), nullable=False),
+    Column("event", String(64), nullable=False, index=True),
+    Column("details", Text, nullable=False),  # canonical JSON
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),  # SHA-256 of the canonical JSON of all the above
+    Column("signed_by", String(64), nullable=False),
+    Column("sig", Text, nullable=False),  # Ed25519 over the hash, by the project's signing key
+)

@@ -1,0 +1,100 @@
+"""Model bundles: a signed manifest of component artifact digests, and the checks run before use."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from keelml.errors import IntegrityError, NotFoundError
+from keelml.store.artifacts import ArtifactStore
+from keelml.store.envelope import canonical_json
+from keelml.store.keys import KeyRing
+
+BUNDLE_FORMAT = "keelml.bundle/1"
+COMPONENTS = ("model", "contract", "metrics", "cv", "verdict", "profile")
+
+
+def build_bundle(*, name: str, components: Mapping[str, str], codecs: Mapping[str, str],
+                 info: Mapping[str, Any], keys: KeyRing) -> dict[str, Any]:
+    """A bundle manifest: component artifact ids (SHA-256 digests), facts, and an Ed25519 signature."""
+    manifest = {
+        "format": BUNDLE_FORMAT,
+        "name": name,
+        "components": {k: {"sha256": v, "codec": codecs[k]} for k, v in sorted(components.items())},
+        "info": dict(info),
+        "signed_by": keys.key_id,
+    }
+    signature = base64.b64encode(keys.sign(canonical_json(manifest))).decode()
+    return {"manifest": manifest, "signature": signature}
+
+
+def check_bundle(bundle: Mapping[str, Any], keys: KeyRing, artifacts: ArtifactStore, *, where: str,
+                 name: str | None = None) -> None:
+    """Verify the bundle's signature, its model name, and that every component is present and intact."""
+    manifest = bundle.get("manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise IntegrityError(f"{where}: not a keelml bundle", expected=BUNDLE_FORMAT,
+                             fix="register models only through `keel run`")
+    if manifest.get("signed_by") != keys.key_id:
+        raise IntegrityError(f"{where}: signed by an untrusted key {manifest.get('signed_by')!r}",
+                             expected=f"this project's key {keys.key_id}",
+                             fix="only bundles signed by this project's key are loaded")
+    if not signature_valid(manifest, bundle.get("signature"), keys.public_key):
+        raise IntegrityError(f"{where}: bundle signature is invalid (the manifest was altered)",
+                             fix="treat this model version as tampered with; re-run the pipeline")
+    if name is not None and manifest.get("name") != name:
+        raise IntegrityError(f"{where}: the bundle is for model {manifest.get('name')!r}, not {name!r}",
+                             expected="a registry entry pointing at a bundle of the same model",
+                             fix="treat the registry as tampered with; re-register with `keel run`")
+    for part, entry in component_entries(manifest, where=where).items():
+        try:
+            artifacts.header(entry["sha256"])  # raises if missing, altered or foreign
+        except (IntegrityError, NotFoundError) as exc:
+            raise type(exc)(f"{where}: component {part!r}: {exc.what}", expected=exc.expected, fix=exc.fix) from None
+
+
+def signature_valid(manifest: Mapping[str, Any], signature: object, key: Ed25519PublicKey) -> bool:
+    """True when `signature` (base64) is key's Ed25519 signature over the manifest's canonical JSON."""
+    from cryptography.exceptions import InvalidSignature
+
+    try:
+        key.verify(base64.b64decode(str(signature or ""), validate=True), canonical_json(manifest))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def component_entries(manifest: Mapping[str, Any], *, where: str) -> dict[str, dict[str, str]]:
+    """The manifest's components, each {"sha256", "codec"}, with names and digests checked."""
+    from keelml.errors import KeelError
+    from keelml.names import check_artifact_id, check_name
+
+    components = manifest.get("components")
+    if not isinstance(components, dict):
+        raise IntegrityError(f"{where}: the manifest has no components", expected="a component table",
+                             fix="treat this bundle as tampered with")
+    checked: dict[str, dict[str, str]] = {}
+    for part, entry in components.items():
+        try:
+            check_name(part, what="component name")
+            if not isinstance(entry, dict) or not isinstance(entry.get("codec"), str):
+                raise IntegrityError(f"component {part!r} has no codec")
+            checked[part] = {"sha256": check_artifact_id(entry.get("sha256")), "codec": entry["codec"]}
+        except KeelError as exc:
+            raise IntegrityError(f"{where}: malformed manifest: {exc.what}", expected="a manifest written by keelml",
+                                 fix="treat this bundle as tampered with") from None
+    return checked
+
+
+def require_gate_passed(bundle: Mapping[str, Any], artifacts: ArtifactStore, *, where: str) -> None:
+    """Only a model its gate passed may be (or stay) registered."""
+    entry = bundle["manifest"]["components"].get("verdict")
+    verdict = json.loads(artifacts.get(str(entry["sha256"]))) if entry else {}
+    if not verdict.get("passed"):
+        raise IntegrityError(f"{where}: the gate refused this model ({verdict.get('reason', 'no verdict')})",
+                             expected="only models that passed the gate in the registry",
+                             fix="improve the model until the gate passes; refused models are never registered")

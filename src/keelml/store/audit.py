@@ -1,0 +1,195 @@
+"""The audit log: an append-only, hash-chained, signed table in the metadata database.
+
+Record n holds its sequence number, UTC time, actor, event, details (JSON), the hash of record
+n-1 (`prev_hash`; 64 zeros for the first) and its own `hash`: SHA-256 over the canonical JSON of
+all of those. Each hash is also signed with the project's Ed25519 key, so rewriting the whole
+chain after an edit needs the signing key too. `verify()` names the first record that breaks.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import getpass
+import hashlib
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, insert, select
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.exc import OperationalError
+
+from keelml.names import check_text
+from keelml.store import schema
+from keelml.store.envelope import canonical_json, trusted_from
+from keelml.store.keys import KeyRing
+from keelml.store.metadata import MetadataStore
+
+GENESIS = "0" * 64
+EVENTS = ("registration", "promotion", "rollback", "key_creation", "key_rotation", "key_trust",
+          "verification_failure", "import", "export", "serving_start")
+_EVENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+# Detail keys that could carry key material or credentials are refused outright.
+_SECRET_KEY = re.compile(r"secret|password|passwd|token|private|credential|api_?key|master_key$|data_key$|"
+                         r"wrapped_key|seed", re.IGNORECASE)
+MAX_DETAILS = 64 * 1024
+
+
+def retryable(exc: Exception) -> bool:
+    """A write that lost a race (a taken sequence number, a busy or serialization-failed database)."""
+    if isinstance(exc, SqlIntegrityError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and ("locked" in text or "busy" in text or "serializ" in text
+                                                   or "deadlock" in text)
+
+
+def default_actor() -> str:
+    """The OS user running keel."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def record_hash(record: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a record's fields (all but hash and signature)."""
+    body = {k: record[k] for k in ("seq", "at", "actor", "event", "details", "prev_hash")}
+    return hashlib.sha256(canonical_json(body)).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    """Outcome of checking the chain: how many records, the head hash, the first problem."""
+
+    count: int
+    head: str
+    problem: str | None = None
+    bad_seq: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None
+
+
+class AuditLog:
+    """Append and verify audit records; other modules call `append(event, actor=..., **details)`."""
+
+    def __init__(self, metadata: MetadataStore, keys: KeyRing,
+                 trusted: Mapping[str, Ed25519PublicKey] | None = None) -> None:
+        self._meta = metadata
+        self._keys = keys
+        self._trusted = dict(trusted) if trusted is not None else trusted_from(keys)
+
+    def append(self, event: str, *, actor: str | None = None, **details: Any) -> int:
+        """Append one record in its own transaction; returns its sequence number."""
+        for _attempt in range(50):
+            try:
+                with self._meta.engine.begin() as conn:
+                    return self.append_in(conn, event, actor=actor, details=details)
+            except (SqlIntegrityError, OperationalError) as exc:
+                if not retryable(exc):
+                    raise
+                continue  # another writer took this sequence number first: read the head again
+        raise RuntimeError("could not append to the audit log: too much concurrent writing")
+
+    def append_in(self, conn: Connection, event: str, *, actor: str | None,
+                  details: Mapping[str, Any]) -> int:
+        """Append inside the caller's transaction (the caller retries on a sequence conflict)."""
+        if not _EVENT.match(event):
+            raise ValueError(f"audit event names are lowercase identifiers, got {event!r}")
+        _refuse_secrets(details)
+        text = canonical_json(dict(details)).decode()
+        if len(text) > MAX_DETAILS:
+            raise ValueError(f"audit details too large ({len(text)} bytes)")
+        who = check_text(actor, what="actor", max_length=128) or default_actor()[:128] or "unknown"
+        head = conn.execute(select(schema.audit_log.c.seq, schema.audit_log.c.hash)
+                            .order_by(schema.audit_log.c.seq.desc()).limit(1)).first()
+        record: dict[str, Any] = {
+            "seq": (int(head.seq) + 1) if head else 1,
+            "at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
+            "actor": who,
+            "event": event,
+            "details": json.loads(text),
+            "prev_hash": str(head.hash) if head else GENESIS,
+        }
+        digest = record_hash(record)
+        conn.execute(insert(schema.audit_log).values(
+            **{**record, "details": text}, hash=digest, signed_by=self._keys.key_id,
+            sig=base64.b64encode(self._keys.sign(digest.encode())).decode()))
+        return int(record["seq"])
+
+    def records(self, *, limit: int | None = None, event: str | None = None) -> list[dict[str, Any]]:
+        """Records oldest first (the newest `limit` of them when given)."""
+        query = select(schema.audit_log).order_by(schema.audit_log.c.seq.desc())
+        if event is not None:
+            query = query.where(schema.audit_log.c.event == event)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._meta.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["details"] = _parse(row["details"])
+        return rows[::-1]
+
+    def _rows(self) -> Iterator[dict[str, Any]]:
+        with self._meta.engine.connect() as conn:
+            for row in conn.execute(select(schema.audit_log).order_by(schema.audit_log.c.seq)):
+                yield dict(row._mapping)
+
+    def verify(self) -> AuditReport:
+        """Walk the chain from the first record; stop at the first that does not check out."""
+        from cryptography.exceptions import InvalidSignature
+
+        previous, count = GENESIS, 0
+        for row in self._rows():
+            seq = int(row["seq"])
+            label = f"audit record {seq} ({row['event']} by {row['actor']} at {row['at']})"
+            if seq != count + 1:
+                missing = f"audit record {count + 1} is missing (the sequence jumps from {count} to {seq})"
+                return AuditReport(count, previous, missing, count + 1)
+            details = _parse(row["details"])
+            problem = None
+            if row["prev_hash"] != previous:
+                problem = (f"{label} does not follow record {seq - 1}: its prev_hash does not match "
+                           "(a record before it was altered, removed or inserted)")
+            elif details is None or record_hash({**row, "details": details}) != row["hash"]:
+                problem = f"{label} was altered: its content does not match its hash"
+            else:
+                key = self._trusted.get(str(row["signed_by"]))
+                try:
+                    if key is None:
+                        raise InvalidSignature
+                    key.verify(base64.b64decode(str(row["sig"])), str(row["hash"]).encode())
+                except (InvalidSignature, ValueError):
+                    problem = f"{label} has an invalid signature (the chain was rewritten without the signing key)"
+            if problem:
+                return AuditReport(count, previous, problem, seq)
+            previous, count = str(row["hash"]), seq
+        return AuditReport(count, previous)
+
+    def knows_master_key(self, master_key_id: str) -> bool:
+        """True when a key creation or rotation record names this master key."""
+        query = select(schema.audit_log.c.details).where(
+            schema.audit_log.c.event.in_(("key_creation", "key_rotation")))
+        with self._meta.engine.connect() as conn:
+            return any(master_key_id in str(r.details) for r in conn.execute(query))
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _refuse_secrets(details: Mapping[str, Any], path: str = "") -> None:
+    for key, value in details.items():
+        if _SECRET_KEY.search(str(key)) and not str(key).endswith("_id"):
+            raise ValueError(f"audit details must never hold secrets: refusing key {path + str(key)!r}")
+        if isinstance(value, Mapping):
+            _refuse_secrets(value, f"{path}{key}.")
