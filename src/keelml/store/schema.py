@@ -100,3 +100,13 @@ model_versions = Table(
     PrimaryKeyConstraint("name", "version"),
     UniqueConstraint("name", "bundle_id"),
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the public part of the key, shown in its text
+    Column("name", String(64), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),  # SHA-256 of the whole key; the key itself is never stored
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)
