@@ -7,9 +7,11 @@ import sys
 import typer
 
 from keelml.cli import init as init_cmd
+from keelml.cli import keys as keys_cmd
 from keelml.cli import models as models_cmd
 from keelml.cli import run as run_cmd
 from keelml.cli import runs as runs_cmd
+from keelml.cli import serve as serve_cmd
 from keelml.cli import verify as verify_cmd
 
 app = typer.Typer(
@@ -33,6 +35,10 @@ app.command("run")(run_cmd.run)
 app.command("verify")(verify_cmd.verify)
 app.add_typer(runs_cmd.app, name="runs")
 app.add_typer(models_cmd.app, name="models")
+app.command("serve")(serve_cmd.serve)
+app.command("score")(serve_cmd.score)
+app.command("containerize")(serve_cmd.containerize)
+app.add_typer(keys_cmd.app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> None:

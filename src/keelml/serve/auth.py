@@ -15,13 +15,13 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-
-from sqlalchemy import insert, select, update
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from keelml.errors import KeelError, NotFoundError
-from keelml.store import schema
-from keelml.store.metadata import MetadataStore
+
+if TYPE_CHECKING:
+    from keelml.store.metadata import MetadataStore
 
 PREFIX = "keel"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -50,6 +50,11 @@ class ApiKey:
 
 def create_api_key(metadata: MetadataStore, name: str) -> str:
     """Create a key named `name`; returns the key text (the only time it exists outside the caller)."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+    from keelml.store import schema
+
     if not _NAME.match(name):
         raise KeelError(f"invalid API key name {name!r}", expected="1-64 letters, digits, '.', '_' or '-'",
                         fix="choose a name such as ci-deployer or team-dashboard")
@@ -66,12 +71,20 @@ def create_api_key(metadata: MetadataStore, name: str) -> str:
 
 
 def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
+    from sqlalchemy import select
+
+    from keelml.store import schema
+
     with metadata.engine.connect() as conn:
         rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.created_at)).all()
     return [ApiKey(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
 
 
 def revoke_api_key(metadata: MetadataStore, name: str) -> None:
+    from sqlalchemy import update
+
+    from keelml.store import schema
+
     with metadata.engine.begin() as conn:
         done = conn.execute(update(schema.api_keys).where(schema.api_keys.c.name == name,
                                                           schema.api_keys.c.revoked_at.is_(None))
@@ -83,10 +96,32 @@ def revoke_api_key(metadata: MetadataStore, name: str) -> None:
 
 def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:
     """{key id: (name, SHA-256 hash)} of every key not revoked."""
+    from sqlalchemy import select
+
+    from keelml.store import schema
+
     with metadata.engine.connect() as conn:
         rows = conn.execute(select(schema.api_keys.c.id, schema.api_keys.c.name, schema.api_keys.c.key_hash)
                             .where(schema.api_keys.c.revoked_at.is_(None))).all()
     return {r.id: (r.name, r.key_hash) for r in rows}
+
+
+def write_hashes_file(path: Path, hashes: dict[str, tuple[str, str]]) -> None:
+    """Key hashes (never keys) as `name:id:sha256` lines, for servers without the metadata database."""
+    path.write_text("".join(f"{name}:{ident}:{digest}\n" for ident, (name, digest) in sorted(hashes.items())))
+
+
+def read_hashes_file(path: Path) -> dict[str, tuple[str, str]]:
+    table: dict[str, tuple[str, str]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.strip().split(":")
+        if len(parts) != 3 or len(parts[1]) != 16 or len(parts[2]) != 64:
+            raise KeelError(f"{path}:{number}: not a key hash line", expected="name:id:sha256",
+                            fix="write the file with `keel keys export-hashes`")
+        table[parts[1]] = (parts[0], parts[2])
+    return table
 
 
 class KeyChecker:
