@@ -40,7 +40,7 @@ class Store:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     """Version 1 registered; version 2 trained and signed but unregistered (tests register it)."""
     directory = tmp_path_factory.mktemp("serve")
-    spec = small_adult_project(directory, train_rows=2500, test_rows=800, cv_folds=2, bootstrap_rounds=0,
+    spec = small_adult_project(directory, train_rows=1500, test_rows=600, cv_folds=2, bootstrap_rounds=0,
                                extra="serve:\n  poll_seconds: 0.2\n  rate_burst: 100000\n  rate_limit: 100000\n")
     text = spec.read_text()
     spec.write_text(text.replace("cv_folds: 2", "cv_folds: 2\n  params: {max_iter: 40}"))
