@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete
+from tests.helpers import small_adult_project
 
 from keelml.pipeline import run
 from keelml.project import Project, open_store
 from keelml.serve.auth import create_api_key
 from keelml.serve.server import ServeConfig, create_app
 from keelml.store import schema
-from tests.helpers import small_adult_project
 
 NAME = "adult-income"
 

@@ -14,8 +14,10 @@ import threading
 
 def main() -> None:
     port, key, concurrency, per_thread, body_file = sys.argv[1:6]
-    body = open(body_file, "rb").read()
-    path = json.loads(open(body_file + ".path").read())
+    with open(body_file, "rb") as handle:
+        body = handle.read()
+    with open(body_file + ".path") as handle:
+        path = json.loads(handle.read())
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     versions: collections.Counter[str] = collections.Counter()
     failures: list[str] = []

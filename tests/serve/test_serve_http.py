@@ -7,7 +7,6 @@ import math
 
 import numpy as np
 import pytest
-
 from tests.serve.conftest import NAME, Store, ThreadServer, sample_rows
 
 PREDICT = f"/v1/models/{NAME}/predict"

@@ -9,12 +9,12 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.serve.conftest import NAME, Store, ThreadServer, sample_rows, serve_config
 
 from keelml.errors import IntegrityError
 from keelml.serve.metrics import Metrics
 from keelml.serve.server import create_app
 from keelml.serve.swap import ModelHolder
-from tests.serve.conftest import NAME, Store, ThreadServer, sample_rows, serve_config
 
 CLIENT = Path(__file__).with_name("load_client.py")
 

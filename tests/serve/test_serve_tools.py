@@ -10,11 +10,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from tests.helpers import keel
+from tests.serve.conftest import NAME, Store, ThreadServer, sample_rows, serve_config
 
 from keelml.errors import IntegrityError
 from keelml.serve.server import ServeConfig, create_app
-from tests.helpers import keel
-from tests.serve.conftest import NAME, Store, ThreadServer, sample_rows, serve_config
 
 
 def test_infra_validation_serves_held_out_rows_in_a_fresh_process(store: Store) -> None:

@@ -97,9 +97,9 @@ def _frame(data: dict[str, list[Any]]) -> pd.DataFrame:
 
 def _columns_layout(model: Pipeline) -> tuple[bytes, list[dict[str, Any]]]:
     """The one-hot families through skl2onnx; categorical imputers take "" as the missing marker."""
-    from sklearn.pipeline import Pipeline as SkPipeline
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from sklearn.pipeline import Pipeline as SkPipeline
 
     features = model.named_steps["features"]
     coercer = features.named_steps["coerce"]
@@ -160,6 +160,8 @@ def export_fast_path(model: Pipeline, X: pd.DataFrame, contract: Contract) -> tu
     except Exception as exc:  # conversion is best effort: any failure means the sklearn engine
         return b"", {**base, "engine": "sklearn",
                      "reason": f"ONNX conversion failed ({type(exc).__name__}: {str(exc)[:200]})"}
+    if task == "regression":
+        got = got.reshape(-1)
     if got.shape != expected.shape:
         return b"", {**base, "engine": "sklearn",
                      "reason": f"ONNX output shape {got.shape} differs from scikit-learn's {expected.shape}"}

@@ -32,7 +32,7 @@ def _tree_nodes(predictor: Any, known: np.ndarray, f_idx_map: np.ndarray) -> tup
         else:
             interior[i] = len(interior)
     out: list[dict[str, Any]] = []
-    for i, node in enumerate(nodes):
+    for node in nodes:
         if node["is_leaf"]:
             continue
         left, right = int(node["left"]), int(node["right"])
@@ -79,10 +79,10 @@ def hgb_to_onnx(estimator: Any, n_features: int) -> bytes:
         "leaf_targetids", "leaf_weights", "membership_values")}
     for iteration in estimator._predictors:
         for target, predictor in enumerate(iteration):
-            nodes, leaf_values = _tree_nodes(predictor, known, f_idx_map)
+            tree, leaf_values = _tree_nodes(predictor, known, f_idx_map)
             node_base, leaf_base = len(attrs["nodes_featureids"]), len(attrs["leaf_weights"])
             attrs["tree_roots"].append(node_base)
-            for node in nodes:
+            for node in tree:
                 attrs["nodes_featureids"].append(node["feature"])
                 attrs["nodes_splits"].append(node["split"])
                 attrs["nodes_modes"].append(node["mode"])

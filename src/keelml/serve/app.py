@@ -62,8 +62,8 @@ def answers(served: Served, out: np.ndarray, settings: AppSettings
     """Per-row answers (label + top_k rounded probabilities, or a value), labels and scores for the log."""
     model = served.model
     if model.task == "regression":
-        values = [float(v) for v in out.reshape(-1).tolist()]
-        return [{"value": v} for v in values], [None] * len(values), values  # type: ignore[list-item]
+        values: list[float | None] = [float(v) for v in out.reshape(-1).tolist()]
+        return [{"value": v} for v in values], [None] * len(values), values
     labels = model.labels
     k = min(settings.top_k, len(labels))
     digits = settings.precision
@@ -205,7 +205,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
             return _invalid(exc, remap=lambda loc: ["inputs", loc[2], loc[1]] if len(loc) >= 3 else loc)
         attrs = served.schema.attributes
         rows = [tuple(getattr(record, a) for a in attrs) for record in payload.records]  # type: ignore[attr-defined]
-        request_id, results, labels, scores = predict_rows(served, rows, started)
+        request_id, results, labels, _ = predict_rows(served, rows, started)
         n = len(rows)
         if served.model.task == "regression":
             outputs = [{"name": "value", "datatype": "FP64", "shape": [n], "data": [r["value"] for r in results]}]

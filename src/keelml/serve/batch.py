@@ -98,7 +98,8 @@ class _Writer:
     """Parquet or CSV output, written chunk by chunk."""
 
     def __init__(self, path: Path) -> None:
-        self.path, self.fmt, self._writer = path, _format(path), None
+        self.path, self.fmt = path, _format(path)
+        self._writer: Any = None
 
     def write(self, frame: Any) -> None:
         table = frame.to_arrow()

@@ -82,7 +82,8 @@ CMD ["python", "-m", "keelml.serve.server"]
 
 
 def compose(name: str, version: int) -> str:
-    return f"""# docker compose up --build   (create the key hashes first: keel keys export-hashes -o secrets/keel_api_keys)
+    return f"""# create the key hashes first (keel keys export-hashes -o secrets/keel_api_keys), then:
+# docker compose up --build
 services:
   {name}:
     build: .
@@ -119,7 +120,8 @@ def _copy_package(target: Path) -> None:
                     dirs_exist_ok=True)
 
 
-def containerize(project: Any, name: str, version: int, directory: Path, *, serve: dict[str, Any]) -> ContainerContext:
+def containerize(project: Any, name: str, version: int, directory: Path, *,
+                 serve: dict[str, Any]) -> ContainerContext:
     """Write the build context for `name` version `version` into `directory` (must be empty or new)."""
     from keelml.serve.exported import export_bundle
 

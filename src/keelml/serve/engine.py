@@ -95,8 +95,9 @@ class OnnxColumnsRunner(Runner):
 
     kind = "onnx"
 
-    def __init__(self, graph: bytes, inputs: list[dict[str, Any]], columns: list[str]) -> None:
+    def __init__(self, graph: bytes, inputs: list[dict[str, Any]], columns: list[str], flat: bool) -> None:
         self._session = _session(graph)
+        self._flat = flat  # regression: one value per row
         self._inputs = [(spec["feed"], columns.index(spec["name"]), spec["kind"] == "numeric") for spec in inputs]
         self._names = {spec["feed"]: spec["name"] for spec in inputs}
 
@@ -113,7 +114,8 @@ class OnnxColumnsRunner(Runner):
                 feeds[feed] = np.array([[NAN if r[i] is None else r[i]] for r in rows], dtype=np.float32)
             else:
                 feeds[feed] = np.array([[self._text(r[i])] for r in rows], dtype=object)
-        return np.asarray(self._session.run(None, feeds)[-1], dtype=np.float64)
+        out = np.asarray(self._session.run(None, feeds)[-1], dtype=np.float64)
+        return out.reshape(-1) if self._flat else out
 
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
         import polars as pl
@@ -126,7 +128,8 @@ class OnnxColumnsRunner(Runner):
             else:
                 text = column.cast(pl.String).fill_null(CATEGORICAL_MISSING).to_numpy()
                 feeds[feed] = np.asarray(text, dtype=object).reshape(-1, 1)
-        return np.asarray(self._session.run(None, feeds)[-1], dtype=np.float64)
+        out = np.asarray(self._session.run(None, feeds)[-1], dtype=np.float64)
+        return out.reshape(-1) if self._flat else out
 
 
 class SklearnRunner(Runner):
@@ -142,7 +145,7 @@ class SklearnRunner(Runner):
     def rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
         import pandas as pd
 
-        frame = pd.DataFrame.from_records(list(rows), columns=self._columns)
+        frame = pd.DataFrame([list(r) for r in rows], columns=self._columns)
         return np.asarray(self._predict(frame), dtype=np.float64)
 
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
@@ -197,7 +200,7 @@ def build_model(*, name: str, version: int, bundle_id: str, components: Mapping[
             if info.get("layout") == "matrix":
                 runner = OnnxMatrixRunner(graph, info["inputs"], columns)
             else:
-                runner = OnnxColumnsRunner(graph, info["inputs"], columns)
+                runner = OnnxColumnsRunner(graph, info["inputs"], columns, contract.task == "regression")
             labels = [str(c) for c in info.get("classes") or []]
             return LoadedModel(name, version, bundle_id, contract, runner, info, labels, dict(components))
     if "model" not in components:

@@ -95,7 +95,7 @@ def infra_validate(project: Any, name: str, version: int, sample: int | None = 2
                    serve: dict[str, Any] | None = None, seed: int = 0, prefer_onnx: bool = True) -> InfraReport:
     """Serve `name` version `version` in a fresh process and compare `sample` held-out answers (None: all)."""
     started = time.monotonic()
-    row, bundle = project.registry.bundle(name, version)  # verifies before anything is started
+    _, bundle = project.registry.bundle(name, version)  # verifies before anything is started
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}
     from keelml.data.contract import Contract
 

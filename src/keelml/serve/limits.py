@@ -127,11 +127,11 @@ class Guard:
         scope.setdefault("state", {})["caller"] = caller
         if scope["method"] in ("POST", "PUT", "PATCH"):
             content_type = b""
-            length = None
-            for name, value in headers:
-                if name == b"content-type":
+            length: bytes | None = None
+            for header, value in headers:
+                if header == b"content-type":
                     content_type = value.split(b";", 1)[0].strip().lower()
-                elif name == b"content-length":
+                elif header == b"content-length":
                     length = value
             if content_type not in JSON_TYPES:
                 return _error(415, "only application/json request bodies are accepted")

@@ -62,7 +62,7 @@ def request_models(contract: Contract, *, max_rows: int, title: str) -> RequestM
     record = create_model(f"{_safe(title)}Record", __config__=config, **fields)
     predict = create_model(
         "PredictRequest", __config__=ConfigDict(extra="forbid"),
-        records=(list[record], Field(..., min_length=1, max_length=max_rows,  # type: ignore[valid-type]
+        records=(list[record], Field(..., min_length=1, max_length=max_rows,
                                      description=f"one to {max_rows} rows")),
     )
     label: Any
@@ -80,7 +80,7 @@ def request_models(contract: Contract, *, max_rows: int, title: str) -> RequestM
 
 
 def _describe(col: ColumnContract) -> str:
-    parts = [col.type]
+    parts: list[str] = [col.type]
     if col.min is not None or col.max is not None:
         parts.append(f"range [{col.min}, {col.max}]")
     parts.append("nullable" if col.nullable else "required value")
