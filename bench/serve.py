@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-REQUESTS = int(os.environ.get("BENCH_REQUESTS", "3000"))
+REQUESTS = int(os.environ.get("BENCH_REQUESTS", "1000"))
 NAME = "adult-income"
 
 
@@ -101,7 +101,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="keel-bench-serve-"))
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        spec = small_adult_project(work, train_rows=40000, test_rows=20000, cv_folds=2, bootstrap_rounds=0,
+        spec = small_adult_project(work, train_rows=12000, test_rows=4000, cv_folds=2, bootstrap_rounds=0,
                                    extra="serve:\n  rate_limit: 1000000\n  rate_burst: 1000000\n")
         started = time.perf_counter()
         run(spec)

@@ -28,9 +28,9 @@ def _served(model: object, contract: object, graph: bytes, info: dict[str, objec
 @pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
 @pytest.mark.parametrize("family", ["hist_gradient_boosting", "logistic_regression"])
 def test_onnx_reproduces_sklearn_and_rows_with_nulls_match(synthetic: Synthetic, task: str, family: str) -> None:
-    frame, contract = synthetic(task, n=300)
+    frame, contract = synthetic(task, n=200)
     X, y = to_labelled_xy(frame, contract, what="training")
-    model = make_pipeline_for(contract, family, {"max_iter": 30} if family == "hist_gradient_boosting" else {},
+    model = make_pipeline_for(contract, family, {"max_iter": 15} if family == "hist_gradient_boosting" else {},
                               0).fit(X, y)
     graph, info = export_fast_path(model, X, contract)
     assert info["engine"] == "onnx", info["reason"]
