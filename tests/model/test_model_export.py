@@ -7,13 +7,13 @@ import json
 
 import numpy as np
 import pytest
+from tests.model.conftest import Synthetic
 
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.export import TOLERANCE, export_fast_path
 from keelml.model.features import to_labelled_xy
 from keelml.model.persist import dump_model
 from keelml.serve.engine import build_model
-from tests.model.conftest import Synthetic
 
 
 def _served(model: object, contract: object, graph: bytes, info: dict[str, object], prefer_onnx: bool = True):

@@ -108,7 +108,7 @@ def create_app(config: ServeConfig) -> Any:
                     "create one with `keel keys create-api-key --name NAME`")
     return Guard(app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
                  settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
-                 metrics=metrics)
+                 metrics=metrics, fast_predict=app.state.predict_body)
 
 
 class _Source:
