@@ -27,7 +27,7 @@ def test_openapi_fuzzing_finds_no_server_error(server: ThreadServer, store: Stor
             strategy = operation.as_strategy()
 
         @given(case=strategy)
-        @settings(max_examples=6, deadline=None, database=None, derandomize=True,
+        @settings(max_examples=5, deadline=None, database=None, derandomize=True,
                   suppress_health_check=list(HealthCheck))
         def check(case: schemathesis.Case) -> None:
             response = case.call(base_url=base_url, headers=headers)

@@ -1,7 +1,8 @@
 """The prediction log: every served row and every feedback label, in Parquet files, off the request path.
 
-Requests put one tuple on a queue (constant time; when the queue is full the entry is dropped and
-counted, never waited for). A writer thread turns queued entries into Arrow record batches, writes
+Requests append one record to a deque (constant time, no lock, no thread wake-up; when it holds
+QUEUE_LIMIT entries the record is dropped and counted, never waited for). A writer thread wakes
+every FLUSH_SECONDS, turns what accumulated into Arrow record batches, writes
 them to an open file named ``*.parquet.part`` and renames it to ``*.parquet`` when it is rolled (by
 size or age) or the server stops, so readers only ever see complete files. PII columns are logged
 as HMAC-SHA256 hashes with a key derived from the project's master key.
@@ -9,11 +10,11 @@ as HMAC-SHA256 hashes with a key derived from the project's master key.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import hmac
 import logging
 import os
-import queue
 import threading
 import time
 import uuid
@@ -25,7 +26,6 @@ from typing import Any
 log = logging.getLogger("keelml.serve")
 
 QUEUE_LIMIT = 100_000
-_IDLE = object()
 _ARROW_TYPES = {"integer": "int64", "float": "float64", "boolean": "bool_", "category": "string", "string": "string"}
 FLUSH_SECONDS = 1.0
 
@@ -105,7 +105,8 @@ class PredictionLog:
         self._types = [kind for _, kind in columns]
         self._hashed = {self._columns.index(c) for c in hash_columns if c in self._columns}
         self._key = hmac.new(hash_key, b"keelml prediction log", hashlib.sha256).digest()
-        self._queue: queue.Queue[LogEntry | Feedback | object | None] = queue.Queue(QUEUE_LIMIT)
+        self._items: collections.deque[LogEntry | Feedback] = collections.deque()
+        self._stop = threading.Event()
         self._predictions = _RollingFile(directory, "predictions", roll_bytes, roll_seconds)
         self._feedback = _RollingFile(directory, "feedback", roll_bytes, roll_seconds)
         self._on_written = on_written or (lambda n: None)
@@ -114,35 +115,26 @@ class PredictionLog:
         self._thread.start()
 
     def put(self, entry: LogEntry | Feedback) -> None:
-        try:
-            self._queue.put_nowait(entry)
-        except queue.Full:
+        if len(self._items) >= QUEUE_LIMIT:
             self._on_dropped(1)
+            return
+        self._items.append(entry)  # deque.append is atomic: no lock, and the writer is not woken
 
     def close(self, timeout: float = 10.0) -> None:
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout)
 
     def _loop(self) -> None:
-        pending: list[LogEntry] = []
-        feedback: list[Feedback] = []
-        last = time.monotonic()
-        running = True
-        while running:
-            try:
-                item = self._queue.get(timeout=FLUSH_SECONDS)
-            except queue.Empty:
-                item = _IDLE  # nothing arrived: fall through to the periodic flush
-            if item is None:
-                running = False
-            elif isinstance(item, LogEntry):
-                pending.append(item)
-            elif isinstance(item, Feedback):
-                feedback.append(item)
-            if not running or time.monotonic() - last >= FLUSH_SECONDS or len(pending) >= 10_000:
-                self._flush(pending, feedback)
-                pending, feedback = [], []
-                last = time.monotonic()
+        while True:
+            stopping = self._stop.wait(FLUSH_SECONDS)
+            pending: list[LogEntry] = []
+            feedback: list[Feedback] = []
+            while self._items:
+                item = self._items.popleft()
+                (pending if isinstance(item, LogEntry) else feedback).append(item)  # type: ignore[arg-type]
+            self._flush(pending, feedback)
+            if stopping:
+                break
         self._predictions.close()
         self._feedback.close()
 
