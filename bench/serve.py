@@ -137,7 +137,9 @@ def main() -> int:
             results[("baseline", concurrency)] = load(base_port, "/predict", body, concurrency)
         full_us, predict_us = in_process_us(project, record)
         project.close()
-        print(f"single-row requests, {REQUESTS} per run, load from a separate process, keep-alive")
+        load1, load5, _ = os.getloadavg()
+        print(f"single-row requests, {REQUESTS} per run, load from a separate process, keep-alive "
+              f"(machine load average {load1:.1f} / {load5:.1f} on {os.cpu_count()} CPUs)")
         for concurrency in (1, 8):
             k, b = results[("keelml", concurrency)], results[("baseline", concurrency)]
             print(f"concurrency {concurrency}:")

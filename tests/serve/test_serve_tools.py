@@ -219,3 +219,10 @@ def test_insecure_mode_opens_the_endpoints(store: Store) -> None:
     with ThreadServer(create_app(config)) as server:
         status, body, _ = server.request("POST", f"/v1/models/{NAME}/predict", {"records": sample_rows(store, 1)})
         assert status == 200 and body["model_version"] == 1
+
+
+def test_serve_command_refuses_bad_arguments_before_starting(store: Store) -> None:
+    unknown = keel("serve", "no-such-model", "-f", str(store.spec), "--port", "0")
+    assert unknown.returncode == 2 and "no model named 'no-such-model'" in unknown.stderr
+    half_tls = keel("serve", f"{NAME}/1", "-f", str(store.spec), "--tls-cert", str(store.spec))
+    assert half_tls.returncode == 2 and "--tls-cert and --tls-key go together" in half_tls.stderr

@@ -205,6 +205,7 @@ def app_from_env() -> Any:
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s keel-serve %(levelname)s %(message)s",
                         stream=sys.stderr)
+    log.setLevel(logging.INFO)
 
 
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
@@ -215,6 +216,7 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     import uvicorn
 
     _limit_threads()
+    _configure_logging()
     os.environ[CONFIG_ENV] = config.to_json()
     # One process: build the app here, so a missing model or a failed verification is reported
     # before uvicorn starts. Several workers: each builds its own from the environment.

@@ -62,7 +62,7 @@ class ModelHolder:
         self._metrics.engine = served.model.engine
         if not first:
             self._metrics.swaps += 1
-        log.warning("serving %s version %d (engine %s%s)", served.model.name, served.model.version,
+        log.info("serving %s version %d (engine %s%s)", served.model.name, served.model.version,
                     served.model.engine, f", was version {previous.model.version}" if previous else "")
 
     def poll_once(self) -> bool:
