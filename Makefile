@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/csv_read.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf $(VENV) examples/*/.keel examples/*/.keel-reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Compile a spec into the standard graph and run it: the Python API's entry point.
 
-    ingest -> validate -> profile, split -> train -> evaluate -> model_tests -> gate -> register
+    ingest -> validate -> profile, split -> train -> evaluate -> model_tests, export -> gate -> register
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from keelml.spec import LoadedSpec, PipelineSpec, load_spec
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
 STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 2, "model_tests": 1, "gate": 3,
-                 "register": 2, "profile": 1}
+                 "register": 3, "profile": 1, "export": 1}
 
 
 def _version(step: str) -> str:
@@ -143,8 +143,10 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
         validate_outputs["test"] = "table"
         split_inputs["test"] = "validate.test"
     declared = inputs.declared
+    from keelml.model.export import onnx_available
+
     codec_of = {"model": "model", "contract": "json", "metrics": "json", "cv": "json", "verdict": "json",
-                "profile": "json"}
+                "profile": "json", "onnx": "bytes", "engine": "json", "holdout": "table", "predictions": "table"}
     sign = functools.partial(build_bundle, keys=project.keys)
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
@@ -172,12 +174,17 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
              outputs={"results": "json"}, version=_version("model_tests"),
              params=spec.tests.model_dump(mode="json"), bound={"resources": resources}),
+        Step("export", steps.export,
+             inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
+             outputs={"onnx": "bytes", "engine": "json"}, version=_version("export"),
+             params={"onnx": onnx_available()}, bound={"resources": resources}),
         Step("gate", steps.gate,
              inputs={"metrics": "evaluate.metrics", "analysis": "evaluate.analysis", "tests": "model_tests.results"},
              outputs={"verdict": "json"}, version=_version("gate"), params=spec.gate.model_dump(mode="json")),
         Step("register", steps.register,
              refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
-                   "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile"},
+                   "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile", "onnx": "export.onnx",
+                   "engine": "export.engine", "holdout": "split.test", "predictions": "evaluate.predictions"},
              outputs={"bundle": "json"}, version=_version("register"), bound={"sign": sign},
              params={"name": spec.name, "codecs": codec_of, "data_digests": digests,
                      "signing_key": project.keys.key_id, "parameters": lineage_parameters(loaded)}),

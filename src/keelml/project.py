@@ -97,6 +97,14 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys, audit), created)
 
 
+def open_store(root: Path, *, metadata_url: str | None = None, encryption: bool = True) -> Project:
+    """Open an existing store by its directory (no spec needed; never creates keys)."""
+    keys = load_keys(root / "keys")
+    artifacts = ArtifactStore(str(root / "store"), keys, encrypt=encryption)
+    metadata = open_metadata(metadata_url or f"sqlite:///{root / 'keel.db'}")
+    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys))
+
+
 def open_metadata(url: str) -> MetadataStore:
     """The metadata store at a SQLAlchemy URL; a malformed or unreachable URL is a SpecError."""
     from sqlalchemy.exc import ArgumentError, OperationalError

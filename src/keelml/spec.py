@@ -325,6 +325,23 @@ class ModelTestsSpec(StrictModel):
     seed: int = 42
 
 
+class ServeSpec(StrictModel):
+    """How `keel serve` answers: response precision, request limits, model following, prediction log."""
+
+    precision: int = Field(3, ge=0, le=6, description="decimals of returned probabilities")
+    top_k: int = Field(1, ge=1, le=1000, description="most probable classes returned per row")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="largest accepted request body")
+    max_rows: int = Field(1000, ge=1, le=100_000, description="rows per request")
+    rate_limit: float = Field(1000.0, gt=0, description="requests per second per API key (token bucket)")
+    rate_burst: int = Field(2000, ge=1, description="requests a key may send at once before the rate applies")
+    poll_seconds: float = Field(1.0, gt=0, le=3600, description="how often the server checks which version is live")
+    log_predictions: bool = True
+    log_path: str | None = Field(None, description="prediction log directory; default <store>/predictions")
+    log_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    log_roll_seconds: float = Field(3600.0, gt=0)
+    hash_columns: list[str] = Field(default_factory=list, description="PII columns logged as keyed hashes")
+
+
 class StoreSpec(StrictModel):
     """Where artifacts and metadata live; paths are relative to the spec file."""
 
@@ -348,6 +365,7 @@ class PipelineSpec(StrictModel):
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     tests: ModelTestsSpec = Field(default_factory=ModelTestsSpec)
+    serve: ServeSpec = Field(default_factory=ServeSpec)
 
     @model_validator(mode="before")
     @classmethod
@@ -375,7 +393,8 @@ class PipelineSpec(StrictModel):
         return self
 
 
-_SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate", "tests")
+_SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate", "tests",
+             "serve")
 
 
 @dataclass(frozen=True)

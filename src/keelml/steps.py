@@ -156,6 +156,22 @@ def model_tests(*, params: Mapping[str, Any], resources: Mapping[str, int], mode
     return {"results": results}
 
 
+def export(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
+           contract: Mapping[str, Any]) -> dict[str, Any]:
+    """The serving fast path: an ONNX graph checked against scikit-learn on the held-out rows (or why not)."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.model.export import export_fast_path
+    from keelml.model.features import to_xy
+
+    parsed = Contract.model_validate(contract)
+    X, _ = to_xy(test, parsed)
+    with threadpool_limits(limits=resources["threads"]):
+        graph, engine = export_fast_path(model, X, parsed)
+    return {"onnx": graph, "engine": {**engine, "onnx_extra_installed": params["onnx"]}}
+
+
 def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Mapping[str, Any] | None = None,
          tests: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Pass or refuse the model: its primary metric, fairness and model tests (every check with its reason)."""
@@ -166,8 +182,14 @@ def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Map
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,
-             metrics: str, cv: str, verdict: str, profile: str) -> dict[str, Any]:
-    """Assemble the signed bundle manifest (component digests, environment, lineage facts)."""
+             metrics: str, cv: str, verdict: str, profile: str, onnx: str | None = None, engine: str | None = None,
+             holdout: str | None = None, predictions: str | None = None) -> dict[str, Any]:
+    """Assemble the signed bundle manifest (component digests, environment, lineage facts).
+
+    Besides the model and its facts, the bundle names the training profile (the drift reference), the
+    serving engine description and ONNX graph, and the held-out rows with the predictions recorded
+    at evaluation (for infra validation).
+    """
     import importlib.metadata as md
 
     def version_of(pkg: str) -> str:
@@ -178,8 +200,11 @@ def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], 
 
     components = {"model": model, "contract": contract, "metrics": metrics, "cv": cv, "verdict": verdict,
                   "profile": profile}
+    optional = {"onnx": onnx, "engine": engine, "holdout": holdout, "predictions": predictions}
+    components.update({k: v for k, v in optional.items() if v is not None})
     environment = {"python": platform.python_version(),
-                   **{p: version_of(p) for p in ("keelml", "scikit-learn", "skops", "numpy", "polars")}}
+                   **{p: version_of(p) for p in ("keelml", "scikit-learn", "skops", "numpy", "polars",
+                                                 "onnxruntime")}}
     info = {"data_digests": params["data_digests"], "environment": environment,
             **({"parameters": params["parameters"]} if "parameters" in params else {})}
     return {"bundle": sign(name=params["name"], components=components, codecs=params["codecs"], info=info)}

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import typer
 
+from keelml.cli import apikeys
 from keelml.cli.common import ACTOR_OPTION, SPEC_OPTION, open_from_spec
 
-app = typer.Typer(help="Project keys: share the public key, trust other projects, rotate the master key.",
+app = typer.Typer(help="Project keys (share, trust, rotate) and API keys for `keel serve`.",
                   no_args_is_help=True)
 
 
@@ -100,3 +101,9 @@ def rotate(actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
                              + "; ".join(report.problems[:5]),
                              expected="every artifact intact",
                              fix="run `keel verify`, re-run the pipeline, rotate again")
+
+
+app.command("create-api-key")(apikeys.create_api_key)
+app.command("list-api-keys")(apikeys.list_api_keys)
+app.command("revoke-api-key")(apikeys.revoke_api_key)
+app.command("export-hashes")(apikeys.export_hashes)

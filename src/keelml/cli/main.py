@@ -16,6 +16,7 @@ from keelml.cli import profile as profile_cmd
 from keelml.cli import report as report_cmd
 from keelml.cli import run as run_cmd
 from keelml.cli import runs as runs_cmd
+from keelml.cli import serve as serve_cmd
 from keelml.cli import validate as validate_cmd
 from keelml.cli import verify as verify_cmd
 
@@ -47,6 +48,9 @@ app.add_typer(contract_cmd.app, name="contract")
 app.add_typer(keys_cmd.app, name="keys")
 app.command("lineage")(lineage_cmd.lineage)
 app.command("audit")(audit_cmd.audit)
+app.command("serve")(serve_cmd.serve)
+app.command("score")(serve_cmd.score)
+app.command("containerize")(serve_cmd.containerize)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -148,3 +148,13 @@ audit_log = Table(
     Column("signed_by", String(64), nullable=False),
     Column("sig", Text, nullable=False),  # Ed25519 over the hash, by the project's signing key
 )
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),  # the public part of the key, shown in its text
+    Column("name", String(64), nullable=False, unique=True),
+    Column("key_hash", String(64), nullable=False),  # SHA-256 of the whole key; the key itself is never stored
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
+)

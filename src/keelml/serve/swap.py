@@ -1,0 +1,105 @@
+"""Hot swap: follow a resolver (which version should be live) and switch atomically when it changes.
+
+The holder keeps one reference to the served model; a request reads it once and finishes on that
+model, so requests in flight complete on the old version while new ones get the new version. A
+version that fails to load, verify, or pass its smoke prediction is not switched to: the server
+keeps the previous one, logs why, counts the failure in /metrics, and retries that version only
+after `retry_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from keelml.serve.engine import LoadedModel
+from keelml.serve.metrics import Metrics
+from keelml.serve.schema import RequestModels
+
+log = logging.getLogger("keelml.serve")
+
+Resolver = Callable[[], int]
+
+
+@dataclass(frozen=True)
+class Served:
+    """A model version with the request models generated from its contract."""
+
+    model: LoadedModel
+    schema: RequestModels
+
+
+class ModelHolder:
+    """The live model and the loop that follows the resolver."""
+
+    def __init__(self, *, resolver: Resolver, loader: Callable[[int], Served], metrics: Metrics,
+                 poll_seconds: float, retry_seconds: float = 60.0,
+                 on_poll: Callable[[], Any] | None = None) -> None:
+        self._resolver = resolver
+        self._loader = loader
+        self._metrics = metrics
+        self.poll_seconds = poll_seconds
+        self._retry_seconds = retry_seconds
+        self._failed: dict[int, float] = {}
+        self._on_poll = on_poll
+        self.current: Served | None = None
+        self.last_error: str | None = None
+
+    def start(self) -> Served:
+        """Load the version the resolver names now; failure here stops the server from starting."""
+        served = self._loader(self._resolver())
+        self._install(served, first=True)
+        return served
+
+    def _install(self, served: Served, *, first: bool = False) -> None:
+        previous = self.current
+        self.current = served  # one reference assignment: atomic for every reader
+        self._metrics.version = served.model.version
+        self._metrics.engine = served.model.engine
+        if not first:
+            self._metrics.swaps += 1
+        log.info("serving %s version %d (engine %s%s)", served.model.name, served.model.version,
+                    served.model.engine, f", was version {previous.model.version}" if previous else "")
+
+    def poll_once(self) -> bool:
+        """Check the resolver once; returns True when a new version was switched to."""
+        if self._on_poll is not None:
+            try:
+                self._on_poll()
+            except Exception as exc:
+                log.error("refresh failed: %s: %s", type(exc).__name__, exc)
+        try:
+            wanted = self._resolver()
+        except Exception as exc:
+            self.last_error = f"cannot resolve the live version: {type(exc).__name__}: {exc}"
+            log.error(self.last_error)
+            return False
+        current = self.current
+        if current is not None and wanted == current.model.version:
+            return False
+        failed_at = self._failed.get(wanted)
+        if failed_at is not None and time.monotonic() - failed_at < self._retry_seconds:
+            return False
+        try:
+            served = self._loader(wanted)
+        except Exception as exc:
+            self._failed[wanted] = time.monotonic()
+            self._metrics.swap_failures += 1
+            what = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+            self.last_error = f"version {wanted} refused, still serving version " \
+                              f"{current.model.version if current else '-'}: {what}"
+            log.error(self.last_error)
+            return False
+        self._failed.pop(wanted, None)
+        self._install(served)
+        return True
+
+    async def follow(self) -> None:
+        """Poll forever (cancel the task to stop); loading runs in a worker thread."""
+        while True:
+            await asyncio.sleep(self.poll_seconds)
+            await asyncio.to_thread(self.poll_once)

@@ -1,0 +1,143 @@
+"""Serving fixtures: one small Adult store with two model versions, and real uvicorn servers on loopback."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import delete
+from tests.helpers import small_adult_project
+
+from keelml.pipeline import run
+from keelml.project import Project, open_store
+from keelml.serve.auth import create_api_key
+from keelml.serve.server import ServeConfig, create_app
+from keelml.store import schema
+
+NAME = "adult-income"
+
+
+@dataclass
+class Store:
+    spec: Path
+    root: Path
+    v2_bundle: str
+    v2_run: str
+
+    def open(self) -> Project:
+        return open_store(self.root)
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """Version 1 registered; version 2 trained and signed but unregistered (tests register it)."""
+    directory = tmp_path_factory.mktemp("serve")
+    spec = small_adult_project(directory, train_rows=1500, test_rows=600, cv_folds=2, bootstrap_rounds=0,
+                               extra="serve:\n  poll_seconds: 0.2\n  rate_burst: 100000\n  rate_limit: 100000\n")
+    text = spec.read_text()
+    spec.write_text(text.replace("cv_folds: 2", "cv_folds: 2\n  params: {max_iter: 40}"))
+    first = run(spec)
+    assert first.registration is not None and first.registration.version == 1
+    spec.write_text(text.replace("cv_folds: 2", "cv_folds: 2\n  params: {max_iter: 25}"))
+    second = run(spec)
+    assert second.registration is not None and second.registration.version == 2
+    project = open_store(directory / ".keel")
+    with project.metadata.engine.begin() as conn:
+        conn.execute(delete(schema.model_versions).where(schema.model_versions.c.version == 2))
+    project.close()
+    return Store(spec, directory / ".keel", second.registration.bundle_id, second.run_id)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ThreadServer:
+    """uvicorn serving an app in a background thread on a free loopback port."""
+
+    def __init__(self, app: Any, *, ssl: tuple[str, str] | None = None) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
+                                ssl_certfile=ssl[0] if ssl else None, ssl_keyfile=ssl[1] if ssl else None)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ThreadServer:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            assert time.monotonic() < deadline, "server did not start"
+            assert self.thread.is_alive(), "server thread died"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(20)
+
+    def request(self, method: str, path: str, body: Any = None, *, key: str | None = None,
+                headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if key:
+            sent["Authorization"] = f"Bearer {key}"
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        conn.request(method, path, body=data, headers=sent)
+        response = conn.getresponse()
+        payload = response.read()
+        conn.close()
+        try:
+            parsed: Any = json.loads(payload)
+        except ValueError:
+            parsed = payload.decode("utf-8", "replace")
+        return response.status, parsed, {k.lower(): v for k, v in response.getheaders()}
+
+
+def serve_config(store: Store, **overrides: Any) -> ServeConfig:
+    serve = {"poll_seconds": 0.2, "rate_limit": 100000, "rate_burst": 100000, **overrides.pop("serve", {})}
+    return ServeConfig(store_root=str(store.root), model=NAME, serve=serve, **overrides)
+
+
+@pytest.fixture(scope="session")
+def api_key(store: Store) -> str:
+    project = store.open()
+    try:
+        return create_api_key(project.metadata, "tests")
+    finally:
+        project.close()
+
+
+@pytest.fixture(scope="module")
+def server(store: Store, api_key: str) -> Iterator[ThreadServer]:
+    with ThreadServer(create_app(serve_config(store))) as srv:
+        yield srv
+
+
+def sample_rows(store: Store, n: int | None = None) -> list[dict[str, Any]]:
+    """Held-out rows of version 1 as JSON records (None for missing values)."""
+    from keelml.serve.recorded import recorded_sample
+
+    project = store.open()
+    try:
+        _, bundle = project.registry.bundle(NAME, 1)
+        components = {k: v["sha256"] for k, v in bundle["manifest"]["components"].items()}
+        from keelml.data.contract import Contract
+
+        contract = Contract.model_validate(json.loads(project.artifacts.get(components["contract"])))
+        columns = [c.name for c in contract.features]
+        sample = recorded_sample(project.artifacts.get, components, columns, contract.task, n)
+    finally:
+        project.close()
+    return [dict(zip(columns, row, strict=True)) for row in sample.rows]
