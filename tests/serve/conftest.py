@@ -51,7 +51,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     assert second.registration is not None and second.registration.version == 2
     project = open_store(directory / ".keel")
     with project.metadata.engine.begin() as conn:
+        # un-register version 2 (the tests register it again while serving): its row and its lineage
         conn.execute(delete(schema.model_versions).where(schema.model_versions.c.version == 2))
+        conn.execute(delete(schema.version_lineage).where(schema.version_lineage.c.version == 2))
     project.close()
     return Store(spec, directory / ".keel", second.registration.bundle_id, second.run_id)
 

@@ -4,6 +4,7 @@ aliases with their history, verification, lineage, and export/import between pro
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -121,7 +122,9 @@ class Registry:
             except (SqlIntegrityError, OperationalError) as exc:
                 if not retryable(exc):
                     raise
-                # another process took this number (or this content, or the audit slot) first
+                # another process took this number (or this content, or the audit slot) first, or
+                # SQLite refused to upgrade a read to a write while another writer was active: back off
+                time.sleep(random.uniform(0.0, min(1.0, 0.02 * 2 ** min(_attempt, 6))))  # noqa: S311 (jitter)
         raise RuntimeError(f"could not register {name}: too much concurrent registration")
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
