@@ -106,24 +106,68 @@ def evaluate(*, params: Mapping[str, Any], resources: Mapping[str, int], model: 
     return {"metrics": metrics, "predictions": predictions}
 
 
-def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Pass or refuse the model on its primary metric (with the reason either way)."""
+def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], privacy: Mapping[str, Any] | None = None,
+         robustness: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Pass or refuse the model on its primary metric and the configured security limits (with the reasons)."""
+    from keelml.security.gate import security_checks
+
     primary = metrics["primary"]
     floor = params.get("min_score")
     value = float(primary["value"])
-    if floor is None:
+    checks: list[dict[str, Any]] = []
+    reasons: list[str] = []
+    if floor is not None:
+        higher_is_better = bool(primary.get("greater_is_better", True))
+        if higher_is_better:
+            passed = value >= float(floor)
+            reasons.append(f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}")
+        else:
+            passed = value <= float(floor)
+            reasons.append(f"{primary['name']} {value:.4f} {'<=' if passed else '>'} allowed {float(floor):.4f}")
+        checks.append({"metric": primary["name"], "value": value, "limit": float(floor),
+                       "higher_is_better": higher_is_better, "passed": passed})
+    for check in security_checks(params, privacy, robustness):
+        reasons.append(check.pop("reason"))
+        checks.append(check)
+    if not checks:
         return {"verdict": {"passed": True, "reason": "no gate configured (gate.min_score unset)",
                             "checks": []}}
-    higher_is_better = bool(primary.get("greater_is_better", True))
-    if higher_is_better:
-        passed = value >= float(floor)
-        reason = f"{primary['name']} {value:.4f} {'>=' if passed else '<'} required {float(floor):.4f}"
-    else:
-        passed = value <= float(floor)
-        reason = f"{primary['name']} {value:.4f} {'<=' if passed else '>'} allowed {float(floor):.4f}"
-    checks = [{"metric": primary["name"], "value": value, "limit": float(floor),
-               "higher_is_better": higher_is_better, "passed": passed}]
-    return {"verdict": {"passed": passed, "reason": reason, "checks": checks}}
+    passed = all(c["passed"] for c in checks)
+    shown = reasons if passed else [r for r, c in zip(reasons, checks, strict=True) if not c["passed"]]
+    return {"verdict": {"passed": passed, "reason": "; ".join(shown), "checks": checks}}
+
+
+def privacy(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
+            contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Membership-inference audit (members vs held-out rows) and attribute inference per sensitive column."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.security.membership import privacy_audit
+
+    with threadpool_limits(limits=resources["threads"]):
+        report = privacy_audit(model, train, test, Contract.model_validate(contract),
+                               sample_size=params["sample_rows"], seed=params["seed"],
+                               max_auc=params["max_membership_auc"],
+                               flag_advantage=params["attribute_advantage_flag"])
+    return {"report": report}
+
+
+def robustness(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
+               contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Prediction flip rate under contract-valid perturbations; optionally a black-box attack."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.security.robustness import robustness_audit
+
+    with threadpool_limits(limits=resources["threads"]):
+        report = robustness_audit(model, train, test, Contract.model_validate(contract),
+                                  noise_scale=params["noise_scale"], swap_fraction=params["swap_fraction"],
+                                  sample_size=params["sample_rows"], seed=params["seed"],
+                                  max_flip_rate=params["max_flip_rate"], attack=params["attack"],
+                                  attack_rows=params["attack_rows"])
+    return {"report": report}
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,

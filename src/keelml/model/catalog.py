@@ -90,6 +90,10 @@ def make_pipeline_for(contract: Contract, family: str, params: Mapping[str, Any]
     Histogram gradient boosting gets native categorical splits on ordinal codes (unless the spec
     sets `categorical_features` itself); the other families get imputation, scaling and one-hot.
     """
+    if family.startswith("dp_"):  # differentially private (extra `dp`): contract-only preprocessing
+        from keelml.model.private import make_private_pipeline
+
+        return make_private_pipeline(contract, family, params, seed)
     estimator = make_estimator(family, contract.task, params, seed)
     if family == "hist_gradient_boosting" and "categorical_features" not in params:
         features, mask = build_native_preprocessor(contract)

@@ -71,10 +71,82 @@ def _fold_chart(name: str, test: list[float], train: list[float], caption: str) 
             f"not 0. {caption}</figcaption></figure>")
 
 
+_PII_ACTIONS = {"drop": "dropped before storage", "hash": "hashed before storage (salted HMAC-SHA256)",
+                "keep": "kept as is (declared pii_action: keep)"}
+
+
+def _limit(value: Any, limit: Any) -> str:
+    if limit is None:
+        return "no limit set"
+    passed = float(value) <= float(limit)
+    return (f"<span class='{'pass' if passed else 'fail'}'>{'within' if passed else 'above'}</span> "
+            f"the limit {_num(limit)}")
+
+
+def _security_section(security: Mapping[str, Any], contract: Mapping[str, Any]) -> str:
+    """Membership and attribute inference, robustness, and how each PII column was handled."""
+    parts = ["<h2>Security</h2>"]
+    privacy = security.get("privacy")
+    if privacy:
+        m = privacy.get("membership", {})
+        parts.append(
+            f"<p>Membership inference ({_e(m.get('attack'))} attack, {_e(m.get('members'))} training rows vs "
+            f"{_e(m.get('non_members'))} held-out rows): ROC AUC <b>{_num(m.get('auc'))}</b> (0.5 = no leakage; "
+            f"{_limit(m.get('auc'), m.get('max_auc'))}), TPR at 1% FPR <b>{_num(m.get('tpr_at_1pct_fpr'))}</b>, "
+            f"best-threshold advantage {_num(m.get('advantage'))}.</p>")
+        columns = privacy.get("attribute_inference", {}).get("columns", {})
+        rows = []
+        for name, entry in columns.items():
+            if "skipped" in entry:
+                rows.append([_e(name), "", "", "", _e("skipped: " + str(entry["skipped"]))])
+                continue
+            flag = "<span class='fail'>flagged</span>" if entry.get("flagged") else "no"
+            rows.append([_e(name), _num(entry.get("attack_balanced_accuracy")),
+                         _num(entry.get("baseline_balanced_accuracy")), _num(entry.get("advantage")), flag])
+        if rows:
+            parts.append("<p>Attribute inference: can the model's outputs reveal a sensitive column? "
+                         "(cross-validated balanced accuracy of a classifier on the scores)</p>")
+            parts.append(_table(["sensitive column", "attack", "majority baseline", "advantage", "leaks"], rows))
+        else:
+            parts.append("<p>Attribute inference: no sensitive columns (data.sensitive_columns) to check.</p>")
+    else:
+        parts.append("<p>Privacy audit: off (security.privacy: false).</p>")
+    robustness = security.get("robustness")
+    if robustness:
+        st = robustness.get("stability", {})
+        parts.append(
+            f"<p>Robustness: prediction flip rate <b>{_num(st.get('flip_rate'))}</b> "
+            f"({_limit(st.get('flip_rate'), st.get('max_flip_rate'))}) on {_e(st.get('rows'))} held-out rows "
+            f"under noise of {_num(st.get('noise_scale'), 2)} × IQR on every numeric column and category swaps "
+            f"on {float(st.get('swap_fraction') or 0):.0%} of rows, all kept inside the contract.</p>")
+        per_column = st.get("columns", {})
+        ranked = sorted(per_column, key=lambda c: per_column[c].get("flip_rate", 0), reverse=True)
+        parts.append(_table(["column (perturbed alone)", "kind", "flip rate", "flip rate of changed rows"],
+                            [[_e(c), _e(per_column[c].get("kind")), _num(per_column[c].get("flip_rate")),
+                              _num(per_column[c].get("flip_rate_changed"))] for c in ranked]))
+        attack = robustness.get("attack")
+        if attack:
+            if "skipped" in attack:
+                parts.append(f"<p>Black-box attack: skipped ({_e(attack['skipped'])}).</p>")
+            else:
+                parts.append(f"<p>Black-box attack ({_e(attack.get('attack'))}): {_e(attack.get('rows'))} rows, "
+                             f"success rate {_num(attack.get('success_rate'), 2)}, median minimal perturbation "
+                             f"{_num(attack.get('median_l2'), 3)} IQR units (L2).</p>")
+    else:
+        parts.append("<p>Robustness audit: off (security.robustness: false).</p>")
+    pii = [[_e(c["name"]), _e(c["pii"]), _e(_PII_ACTIONS.get(str(c.get("pii_action")), c.get("pii_action")))]
+           for c in contract.get("columns", []) if c.get("pii")]
+    if pii:
+        parts.append(_table(["PII column", "kind", "handling"], pii))
+    else:
+        parts.append("<p>PII columns: none.</p>")
+    return "\n".join(parts)
+
+
 def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any],
                       validation: Mapping[str, Any], cv: Mapping[str, Any], metrics: Mapping[str, Any],
                       verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
-                      registration: tuple[str, int] | None) -> str:
+                      registration: tuple[str, int] | None, security: Mapping[str, Any] | None = None) -> str:
     """Pure function: the report's HTML from the run's artifacts."""
     from keelml.data.contract import Contract
 
@@ -114,6 +186,8 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
                                  [float(v) for v in entry.get("train", [])], provenance))
     parts.append(f"<p class='meta'>model family {_e(cv.get('family'))}, {_e(cv.get('folds'))} folds, "
                  f"{_e(cv.get('n_train'))} training rows; train-validation gap {_num(cv.get('fit_gap'))}</p>")
+    if security is not None:
+        parts.append(_security_section(security, contract))
     parts.append("<h2>Data quality</h2>")
     rows = []
     for source, rep in validation.items():
