@@ -174,7 +174,8 @@ class SecuritySpec(StrictModel):
     swap_fraction: float = Field(0.1, ge=0.0, le=1.0, description="share of rows whose categories are swapped")
     attack: Literal["none", "hopskipjump"] = Field(
         "none", description="optional black-box attack (extra `art`: adversarial-robustness-toolbox)")
-    attack_rows: int = Field(10, ge=1, le=1000, description="rows attacked by the black-box attack (~100 predict calls each)")
+    attack_rows: int = Field(10, ge=1, le=1000,
+                             description="rows attacked by the black-box attack (~100 predict calls each)")
 
     @model_validator(mode="after")
     def _limits_need_audits(self) -> SecuritySpec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tests.security.conftest import fit, halves, make_data
+from tests.security.synthetic import fit, halves, make_data
 
 from keelml import steps
 from keelml.errors import SpecError

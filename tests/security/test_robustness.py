@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+import polars as pl
 import pytest
-from tests.security.conftest import fit, halves, make_data
+from tests.security.synthetic import fit, halves, make_data
 
 from keelml import steps
+from keelml.data.contract import ColumnContract
 from keelml.model.features import to_xy
 from keelml.security.robustness import column_scales, hopskipjump_audit, perturb, perturbation_stability
 
@@ -53,6 +55,19 @@ def test_perturbations_stay_inside_the_contract() -> None:
     assert set(moved["flag"].tolist()) <= {True, False} and (moved["flag"] != X["flag"]).all()
     assert set(moved["group"]) <= {"a", "b"}
     assert moved["indep"].equals(X["indep"]) if "indep" in X else True  # not a feature: never touched
+
+
+def test_a_column_dominated_by_one_value_keeps_it_and_its_other_values_get_noise() -> None:
+    frame, contract = make_data(400)
+    gains = [0] * 320 + list(range(1, 81))  # like capital-gain: mostly 0, so its IQR is 0
+    frame = frame.with_columns(count=pl.Series(gains, dtype=pl.Int64))
+    contract.columns[1] = ColumnContract(name="count", type="integer", min=0, max=1000)
+    X, _ = to_xy(frame, contract)
+    scales = column_scales(X, ["count"])
+    assert scales["count"].dominant == 0.0 and scales["count"].spread == pytest.approx(39.5)
+    moved = perturb(X, contract, np.random.default_rng(0), noise_scale=0.5, swap_fraction=0.0, scales=scales,
+                    columns=["count"])
+    assert (moved["count"][:320] == 0).all() and (moved["count"][320:] != X["count"][320:]).mean() > 0.8
 
 
 def test_gate_refuses_when_the_flip_rate_exceeds_the_limit() -> None:

@@ -56,7 +56,7 @@ class BoundedScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
         low = np.asarray(self.lows, dtype=np.float64)
         span = np.asarray(self.highs, dtype=np.float64) - low
         scaled = np.divide(values - low, span, out=np.zeros_like(values), where=span > 0)
-        return np.nan_to_num(np.clip(scaled, 0.0, 1.0), nan=0.5)
+        return np.asarray(np.nan_to_num(np.clip(scaled, 0.0, 1.0), nan=0.5), dtype=np.float64)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         names = input_features if input_features is not None else [f"x{i}" for i in range(len(self.lows))]

@@ -1,9 +1,9 @@
 """Robustness of a trained model: how often small, valid changes to an input flip its prediction.
 
-Perturbation stability: Gaussian noise scaled to each numeric column's interquartile range (its
-standard deviation when the IQR is 0), rounded for integer columns and clipped inside the
-contract's [min, max]; and, for a share of the rows, categorical values swapped to another value of
-the contract's domain. Every perturbed row is still a row the contract accepts. The flip rate is
+Perturbation stability: Gaussian noise scaled to each numeric column's interquartile range (a
+column dominated by one value keeps it; its other values get noise scaled to their own IQR),
+rounded for integer columns and clipped inside the contract's [min, max]; and, for a share of
+the rows, categorical values swapped to another value of the contract's domain. Every perturbed row is still a row the contract accepts. The flip rate is
 reported overall (all columns at once) and per column (that column alone).
 
 Optionally a black-box HopSkipJump attack (extra `art`: adversarial-robustness-toolbox) on a small
@@ -17,6 +17,7 @@ import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,19 +37,39 @@ REGRESSION_TOLERANCE = 0.1  # a regression prediction "flips" when it moves by >
 ATTACK_BUDGET = {"max_iter": 10, "max_eval": 200, "init_eval": 20, "init_size": 20}
 
 
-def column_scales(X: pd.DataFrame, numeric: Sequence[str]) -> dict[str, float]:
-    """Each numeric column's interquartile range (its std if the IQR is 0; 0 for a constant column)."""
-    scales: dict[str, float] = {}
+@dataclass(frozen=True)
+class Scale:
+    """How much noise a numeric column gets: `spread` (its IQR) and, for a column dominated by one
+    value (IQR 0, e.g. capital gains that are mostly 0), that value, which noise leaves alone."""
+
+    spread: float
+    dominant: float | None = None
+
+
+def column_scales(X: pd.DataFrame, numeric: Sequence[str]) -> dict[str, Scale]:
+    """Each numeric column's noise scale: its interquartile range; when that is 0, the column's
+    dominant value is kept and its other values use their own IQR (or std); 0 for a constant column."""
+    scales: dict[str, Scale] = {}
     for name in numeric:
         values = X[name].to_numpy(dtype=np.float64, na_value=np.nan)
         values = values[np.isfinite(values)]
         if values.size == 0:
-            scales[name] = 0.0
+            scales[name] = Scale(0.0)
             continue
-        q1, q3 = np.quantile(values, [0.25, 0.75])
-        spread = float(q3 - q1)
-        scales[name] = spread if spread > 0 else float(values.std())
+        spread = _iqr(values)
+        if spread > 0:
+            scales[name] = Scale(spread)
+            continue
+        dominant = float(np.median(values))
+        rest = values[values != dominant]
+        tail = _iqr(rest) if rest.size else 0.0
+        scales[name] = Scale(tail if tail > 0 else float(rest.std()) if rest.size else 0.0, dominant)
     return scales
+
+
+def _iqr(values: FloatArray) -> float:
+    q1, q3 = np.quantile(values, [0.25, 0.75])
+    return float(q3 - q1)
 
 
 def _domains(contract: Contract, X: pd.DataFrame) -> dict[str, list[Any]]:
@@ -69,7 +90,7 @@ def _domains(contract: Contract, X: pd.DataFrame) -> dict[str, list[Any]]:
 
 
 def perturb(X: pd.DataFrame, contract: Contract, rng: np.random.Generator, *, noise_scale: float,
-            swap_fraction: float, scales: dict[str, float], columns: Sequence[str] | None = None) -> pd.DataFrame:
+            swap_fraction: float, scales: Mapping[str, Scale], columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A copy of X with noise on numeric columns and category swaps, kept inside the contract.
 
     `columns` limits the perturbation to those features (default: every numeric column in `scales`
@@ -84,7 +105,11 @@ def perturb(X: pd.DataFrame, contract: Contract, rng: np.random.Generator, *, no
             continue
         column = contract.column(name)
         values = X[name].to_numpy(dtype=np.float64, na_value=np.nan)
-        noisy = values + rng.normal(0.0, 1.0, size=n) * noise_scale * scales[name]
+        scale = scales[name]
+        noise = rng.normal(0.0, 1.0, size=n) * noise_scale * scale.spread
+        if scale.dominant is not None:
+            noise[values == scale.dominant] = 0.0
+        noisy = values + noise
         low = -np.inf if column.min is None else float(column.min)
         high = np.inf if column.max is None else float(column.max)
         if column.type == "integer":
@@ -151,7 +176,8 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
         flips = _flips(base, _predictions(model, changed, task), task, tolerance)
         columns[name] = {
             "kind": "noise" if name in scales else "swap",
-            "scale": scales.get(name),
+            "scale": scales[name].spread if name in scales else None,
+            "dominant_value_kept": scales[name].dominant if name in scales else None,
             "rows_changed": int(moved.sum()),
             "flip_rate": float(flips.mean()),
             "flip_rate_changed": float(flips[moved].mean()) if moved.any() else 0.0,
@@ -215,7 +241,7 @@ def hopskipjump_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contr
         return {"skipped": "adversarial-robustness-toolbox is not installed (pip install 'keelml[art]')"}
     numeric, _, _ = split_features(contract)
     reference, _ = to_xy(sample_rows(train, 2000, seed), contract)
-    scales = {k: v for k, v in column_scales(reference, numeric).items() if v > 0}
+    scales = {k: v.spread for k, v in column_scales(reference, numeric).items() if v.spread > 0}
     names = list(scales)
     if not names:
         return {"skipped": "the model has no numeric feature with a spread to perturb"}
