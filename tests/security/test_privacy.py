@@ -73,6 +73,19 @@ def test_privacy_audit_without_sensitive_columns_reports_none() -> None:
     assert report["attribute_inference"]["columns"] == {} and report["membership"]["members"] == 100
 
 
+def test_too_few_rows_skip_the_audit_and_a_set_limit_then_refuses() -> None:
+    frame, contract = make_data(60)
+    train, test = frame.head(54), frame.tail(6)
+    report = privacy_audit(fit(train, contract, "logistic_regression"), train, test, contract,
+                           sample_size=100, seed=0)
+    assert report["membership"]["skipped"] == "too few rows to audit (6; at least 10 in each split needed)"
+    metrics = {"primary": {"name": "roc_auc", "value": 0.9, "greater_is_better": True}}
+    verdict = steps.gate(params={"max_membership_auc": 0.6}, metrics=metrics, privacy=report)["verdict"]
+    assert not verdict["passed"]
+    assert verdict["reason"] == ("membership_auc not measured (too few rows to audit (6; at least 10 in each "
+                                 "split needed)) but a limit is set")
+
+
 def _privacy(auc: float) -> dict:
     return {"membership": {"auc": auc}}
 

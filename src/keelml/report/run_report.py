@@ -83,36 +83,43 @@ def _limit(value: Any, limit: Any) -> str:
             f"the limit {_num(limit)}")
 
 
+def _attribute_table(columns: Mapping[str, Any]) -> str:
+    rows = []
+    for name, entry in columns.items():
+        if "skipped" in entry:
+            rows.append([_e(name), "", "", "", _e("skipped: " + str(entry["skipped"]))])
+            continue
+        flag = "<span class='fail'>flagged</span>" if entry.get("flagged") else "no"
+        rows.append([_e(name), _num(entry.get("attack_balanced_accuracy")),
+                     _num(entry.get("baseline_balanced_accuracy")), _num(entry.get("advantage")), flag])
+    if not rows:
+        return "<p>Attribute inference: no sensitive columns (data.sensitive_columns) to check.</p>"
+    return ("<p>Attribute inference: can the model's outputs reveal a sensitive column? "
+            "(cross-validated balanced accuracy of a classifier on the scores)</p>"
+            + _table(["sensitive column", "attack", "majority baseline", "advantage", "leaks"], rows))
+
+
 def _security_section(security: Mapping[str, Any], contract: Mapping[str, Any]) -> str:
     """Membership and attribute inference, robustness, and how each PII column was handled."""
     parts = ["<h2>Security</h2>"]
     privacy = security.get("privacy")
     if privacy:
         m = privacy.get("membership", {})
-        parts.append(
-            f"<p>Membership inference ({_e(m.get('attack'))} attack, {_e(m.get('members'))} training rows vs "
-            f"{_e(m.get('non_members'))} held-out rows): ROC AUC <b>{_num(m.get('auc'))}</b> (0.5 = no leakage; "
-            f"{_limit(m.get('auc'), m.get('max_auc'))}), TPR at 1% FPR <b>{_num(m.get('tpr_at_1pct_fpr'))}</b>, "
-            f"best-threshold advantage {_num(m.get('advantage'))}.</p>")
-        columns = privacy.get("attribute_inference", {}).get("columns", {})
-        rows = []
-        for name, entry in columns.items():
-            if "skipped" in entry:
-                rows.append([_e(name), "", "", "", _e("skipped: " + str(entry["skipped"]))])
-                continue
-            flag = "<span class='fail'>flagged</span>" if entry.get("flagged") else "no"
-            rows.append([_e(name), _num(entry.get("attack_balanced_accuracy")),
-                         _num(entry.get("baseline_balanced_accuracy")), _num(entry.get("advantage")), flag])
-        if rows:
-            parts.append("<p>Attribute inference: can the model's outputs reveal a sensitive column? "
-                         "(cross-validated balanced accuracy of a classifier on the scores)</p>")
-            parts.append(_table(["sensitive column", "attack", "majority baseline", "advantage", "leaks"], rows))
+        if "skipped" in m:
+            parts.append(f"<p>Membership inference: skipped ({_e(m['skipped'])}).</p>")
         else:
-            parts.append("<p>Attribute inference: no sensitive columns (data.sensitive_columns) to check.</p>")
+            parts.append(
+                f"<p>Membership inference ({_e(m.get('attack'))} attack, {_e(m.get('members'))} training rows vs "
+                f"{_e(m.get('non_members'))} held-out rows): ROC AUC <b>{_num(m.get('auc'))}</b> (0.5 = no leakage; "
+                f"{_limit(m.get('auc'), m.get('max_auc'))}), TPR at 1% FPR <b>{_num(m.get('tpr_at_1pct_fpr'))}</b>, "
+                f"best-threshold advantage {_num(m.get('advantage'))}.</p>")
+        parts.append(_attribute_table(privacy.get("attribute_inference", {}).get("columns", {})))
     else:
         parts.append("<p>Privacy audit: off (security.privacy: false).</p>")
     robustness = security.get("robustness")
-    if robustness:
+    if robustness and "skipped" in robustness.get("stability", {}):
+        parts.append(f"<p>Robustness: skipped ({_e(robustness['stability']['skipped'])}).</p>")
+    elif robustness:
         st = robustness.get("stability", {})
         parts.append(
             f"<p>Robustness: prediction flip rate <b>{_num(st.get('flip_rate'))}</b> "

@@ -25,8 +25,6 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier
 
-from keelml.errors import DataError
-
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
@@ -37,6 +35,7 @@ FloatArray = npt.NDArray[np.float64]
 ATTRIBUTE_FOLDS = 5
 ATTRIBUTE_BINS = 4  # numeric sensitive columns are cut into this many quantile bins
 MIN_CLASS_ROWS = ATTRIBUTE_FOLDS  # rarer sensitive values are merged into "(other)"
+MIN_AUDIT_ROWS = 10  # fewer members or non-members than this: the audit is skipped, with a note
 
 
 def sample_rows(frame: pl.DataFrame, n: int, seed: int) -> pl.DataFrame:
@@ -83,10 +82,9 @@ def membership_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contra
     from keelml.model.features import to_labelled_xy
 
     n = min(train.height, test.height, sample_size)
-    if n < 10:
-        raise DataError(f"only {n} row(s) to audit membership inference",
-                        expected="at least 10 rows in both the training and the test split",
-                        fix="give more data, or set security.privacy: false")
+    if n < MIN_AUDIT_ROWS:
+        return {"skipped": f"too few rows to audit ({n}; at least {MIN_AUDIT_ROWS} in each split needed)",
+                "auc": None, "members": n, "non_members": n, "max_auc": max_auc, "passed": None}
     members = sample_rows(train, n, seed)
     outsiders = sample_rows(test, n, seed + 1)
     losses = []
@@ -217,6 +215,6 @@ def privacy_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contract:
     """The privacy step's report: the membership audit and attribute inference on the member sample."""
     membership = membership_audit(model, train, test, contract, sample_size=sample_size, seed=seed,
                                   max_auc=max_auc)
-    members = sample_rows(train, membership["members"], seed)
+    members = sample_rows(train, min(train.height, sample_size), seed)
     attributes = attribute_inference(model, members, contract, seed=seed, flag_advantage=flag_advantage)
     return {"membership": membership, "attribute_inference": attributes}
