@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= examples/adult/pipeline.yaml
 
-.PHONY: demo test lint typecheck importlint unit bench install dev clean
+.PHONY: demo test lint typecheck importlint unit bench install dev clean lock audit-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,18 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/csv_read.py
 	$(BIN)/python bench/serve.py
+
+## lock: requirements.lock, the runtime dependencies at exact versions with SHA-256 hashes (reads the index;
+## existing pins are kept, pass PIP_COMPILE_ARGS=--upgrade to refresh them)
+lock: $(VENV)/.installed-dev
+	$(BIN)/python -m pip install --quiet "pip-tools>=7.4"
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+		$(PIP_COMPILE_ARGS) --output-file requirements.lock pyproject.toml
+
+## audit-deps: check requirements.lock against the known-vulnerability database (needs it online; not in `make test`)
+audit-deps: $(VENV)/.installed-dev requirements.lock
+	$(BIN)/python -m pip install --quiet "pip-audit>=2.7"
+	$(BIN)/pip-audit --requirement requirements.lock --require-hashes --disable-pip --progress-spinner off
 
 clean:
 	rm -rf $(VENV) examples/*/.keel examples/*/.keel-reports .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """Compile a spec into the standard graph and run it: the Python API's entry point.
 
-    ingest -> validate -> profile, split -> train -> evaluate -> model_tests, export -> gate -> register
+    ingest -> validate -> profile, split -> train -> evaluate -> model_tests, export, privacy, robustness
+           -> gate -> register
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from keelml.spec import LoadedSpec, PipelineSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 2, "model_tests": 1, "gate": 3,
-                 "register": 3, "profile": 1, "export": 1}
+STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 2, "model_tests": 1, "gate": 4,
+                 "register": 3, "profile": 1, "export": 1, "privacy": 1, "robustness": 1}
 
 
 def _version(step: str) -> str:
@@ -150,6 +151,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
     sign = functools.partial(build_bundle, keys=project.keys)
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
+    security_steps, gate_inputs = _security_steps(loaded, resources)
     return Graph([
         *ingest_steps,
         Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=_version("validate"),
@@ -178,9 +180,12 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
              outputs={"onnx": "bytes", "engine": "json"}, version=_version("export"),
              params={"onnx": onnx_available()}, bound={"resources": resources}),
+        *security_steps,
         Step("gate", steps.gate,
-             inputs={"metrics": "evaluate.metrics", "analysis": "evaluate.analysis", "tests": "model_tests.results"},
-             outputs={"verdict": "json"}, version=_version("gate"), params=spec.gate.model_dump(mode="json")),
+             inputs={"metrics": "evaluate.metrics", "analysis": "evaluate.analysis", "tests": "model_tests.results",
+                     **gate_inputs},
+             outputs={"verdict": "json"}, version=_version("gate"),
+             params={**spec.gate.model_dump(mode="json"), **spec.security.gate_limits()}),
         Step("register", steps.register,
              refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
                    "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile", "onnx": "export.onnx",
@@ -214,6 +219,29 @@ def lineage_parameters(loaded: LoadedSpec) -> dict[str, Any]:
             "target": spec.data.target, "drop_columns": list(spec.data.drop_columns)}
 
 
+def _security_steps(loaded: LoadedSpec, resources: Mapping[str, int]) -> tuple[list[Step], dict[str, str]]:
+    """The privacy and robustness audits the spec turns on, and the gate inputs they feed."""
+    security = loaded.spec.security
+    audited = {"model": "train.model", "train": "split.train", "test": "split.test", "contract": "validate.contract"}
+    common = {"sample_rows": security.sample_rows, "seed": security.seed}
+    found: list[Step] = []
+    gate_inputs: dict[str, str] = {}
+    if security.privacy:
+        found.append(Step("privacy", steps.privacy, inputs=audited, outputs={"report": "json"},
+                          version=_version("privacy"), bound={"resources": resources},
+                          params={**common, "max_membership_auc": security.max_membership_auc,
+                                  "attribute_advantage_flag": security.attribute_advantage_flag}))
+        gate_inputs["privacy"] = "privacy.report"
+    if security.robustness:
+        found.append(Step("robustness", steps.robustness, inputs=audited, outputs={"report": "json"},
+                          version=_version("robustness"), bound={"resources": resources},
+                          params={**common, **security.model_dump(
+                              mode="json", include={"noise_scale", "swap_fraction", "max_flip_rate", "attack",
+                                                    "attack_rows"})}))
+        gate_inputs["robustness"] = "robustness.report"
+    return found, gate_inputs
+
+
 @dataclass
 class RunOutcome:
     """What `keel run` reports: every step's status, the model, the metrics and the report."""
@@ -228,6 +256,7 @@ class RunOutcome:
     report_path: Path | None = None
     validation: Mapping[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
+    security: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         primary = (self.metrics or {}).get("primary")
@@ -242,6 +271,7 @@ class RunOutcome:
                      for role, stats in (self.validation or {}).items()},
             "primary_metric": primary,
             "gate": dict(self.verdict) if self.verdict else None,
+            "security": security_summary(self.security),
             "model": ({"name": self.registration.name, "version": self.registration.version,
                        "bundle": self.registration.bundle_id, "new_version": self.registration.created}
                       if self.registration else None),
@@ -259,6 +289,17 @@ def _lineage(loaded: LoadedSpec, results: list[StepResult]) -> dict[str, Any]:
                            "evaluate": spec.evaluate.model_dump(mode="json"),
                            "gate": spec.gate.model_dump(mode="json")},
             "steps": [{"name": r.name, "status": r.status, "cache_key": r.key} for r in results]}
+
+
+def security_summary(security: Mapping[str, Any]) -> dict[str, Any]:
+    """The headline figures of the privacy and robustness audits (None for an audit that did not run)."""
+    privacy = security.get("privacy") or {}
+    stability = (security.get("robustness") or {}).get("stability") or {}
+    membership = privacy.get("membership") or {}
+    attributes = (privacy.get("attribute_inference") or {}).get("columns") or {}
+    return {"membership_auc": membership.get("auc"), "membership_tpr_at_1pct_fpr": membership.get("tpr_at_1pct_fpr"),
+            "flip_rate": stability.get("flip_rate"),
+            "attribute_advantage": {k: v.get("advantage") for k, v in attributes.items()}}
 
 
 def new_run_id() -> str:
@@ -299,6 +340,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                 outcome.validation = runner.value("validate.report")
             if "gate" in done:
                 outcome.verdict = runner.value("gate.verdict")
+            outcome.security = {name: runner.value(f"{name}.report")
+                                for name in ("privacy", "robustness") if name in done}
             if "register" in done and outcome.verdict is not None:
                 if outcome.verdict["passed"]:
                     primary = (outcome.metrics or {}).get("primary", {})
@@ -322,7 +365,7 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                     if outcome.registration else None,
                     analysis=runner.value("evaluate.analysis"),
                     tests=runner.value("model_tests.results") if "model_tests" in done else None,
-                    lineage=_lineage(loaded, results))
+                    lineage=_lineage(loaded, results), security=outcome.security)
             outcome.wall_s = time.perf_counter() - started
             refused = outcome.verdict is not None and not outcome.verdict["passed"]
             project.metadata.finish_run(run_id, status="refused" if refused else "succeeded",

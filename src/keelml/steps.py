@@ -173,12 +173,47 @@ def export(*, params: Mapping[str, Any], resources: Mapping[str, int], model: An
 
 
 def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Mapping[str, Any] | None = None,
-         tests: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Pass or refuse the model: its primary metric, fairness and model tests (every check with its reason)."""
+         tests: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
+         robustness: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Pass or refuse the model: primary metric, fairness, model tests and security limits (each with its reason)."""
     from keelml.model.gate import gate_checks, verdict_of
+    from keelml.security.gate import security_checks
 
-    checks = gate_checks(params, metrics, analysis, tests)
+    checks = [*gate_checks(params, metrics, analysis, tests), *security_checks(params, privacy, robustness)]
     return {"verdict": verdict_of(checks, min_score_set=params.get("min_score") is not None)}
+
+
+def privacy(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
+            contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Membership-inference audit (members vs held-out rows) and attribute inference per sensitive column."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.security.membership import privacy_audit
+
+    with threadpool_limits(limits=resources["threads"]):
+        report = privacy_audit(model, train, test, Contract.model_validate(contract),
+                               sample_size=params["sample_rows"], seed=params["seed"],
+                               max_auc=params["max_membership_auc"],
+                               flag_advantage=params["attribute_advantage_flag"])
+    return {"report": report}
+
+
+def robustness(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
+               contract: Mapping[str, Any]) -> dict[str, Any]:
+    """Prediction flip rate under contract-valid perturbations; optionally a black-box attack."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.security.robustness import robustness_audit
+
+    with threadpool_limits(limits=resources["threads"]):
+        report = robustness_audit(model, train, test, Contract.model_validate(contract),
+                                  noise_scale=params["noise_scale"], swap_fraction=params["swap_fraction"],
+                                  sample_size=params["sample_rows"], seed=params["seed"],
+                                  max_flip_rate=params["max_flip_rate"], attack=params["attack"],
+                                  attack_rows=params["attack_rows"])
+    return {"report": report}
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -13,7 +14,8 @@ def run(
     explain: bool = typer.Option(False, "--explain", help="Say why each step that re-ran could not be cached."),
     step: str | None = typer.Option(None, "--step", help="Run only this step (and what it needs)."),
 ) -> None:
-    """Run the pipeline: ingest, validate, profile, split, train, evaluate, gate, register."""
+    """Run the pipeline: ingest, validate, profile, split, train, evaluate, model tests, export, privacy,
+    robustness, gate, register."""
     from keelml.cli.output import StepProgress, err, out, print_json
     from keelml.pipeline import run as run_pipeline
 
@@ -48,6 +50,7 @@ def run(
         verdict = f"; gate: {gate['reason']}" if gate else ""
         out.print(f"{primary['name']} on held-out data: [bold]{primary['value']:.4f}[/bold] ({interval}{verdict})",
                   soft_wrap=True, markup=True)
+    _print_security(report.get("security") or {}, outcome.security)
     for note in outcome.notes:
         out.print(f"note: {note}", soft_wrap=True)
     if outcome.registration:
@@ -58,6 +61,24 @@ def run(
         out.print(f"report: {outcome.report_path}", soft_wrap=True)
     out.print(f"run: {outcome.run_id}")
     _exit_if_refused(outcome.verdict)
+
+
+def _print_security(summary: dict[str, Any], reports: dict[str, Any]) -> None:
+    """One line with the privacy and robustness audits' headline figures (when they ran)."""
+    from keelml.cli.output import out
+
+    parts = []
+    if summary.get("membership_auc") is not None:
+        parts.append(f"membership-attack AUC {summary['membership_auc']:.4f} "
+                     f"(TPR at 1% FPR {summary['membership_tpr_at_1pct_fpr']:.4f})")
+    if summary.get("flip_rate") is not None:
+        parts.append(f"flip rate {summary['flip_rate']:.4f}")
+    columns = ((reports.get("privacy") or {}).get("attribute_inference") or {}).get("columns") or {}
+    flagged = [f"{name} (+{entry['advantage']:.3f})" for name, entry in columns.items() if entry.get("flagged")]
+    if flagged:
+        parts.append("scores reveal " + ", ".join(flagged))
+    if parts:
+        out.print("security: " + "; ".join(parts), soft_wrap=True, markup=False)
 
 
 def _exit_if_refused(verdict: object) -> None:

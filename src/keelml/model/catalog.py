@@ -92,6 +92,10 @@ def make_pipeline_for(contract: Contract, family: str, params: Mapping[str, Any]
     Histogram gradient boosting gets native categorical splits on ordinal codes (unless the spec
     sets `categorical_features` itself or another encoding); see model/preprocess.py.
     """
+    if family.startswith("dp_"):  # differentially private (extra `dp`): contract-only preprocessing
+        from keelml.model.private import make_private_pipeline
+
+        return make_private_pipeline(contract, family, params, seed)
     estimator = make_estimator(family, contract.task, params, seed)
     features, mask = preprocessor_for(contract, family, params, preprocess)
     if mask:

@@ -49,6 +49,14 @@ TRUSTED_TYPES: tuple[str, ...] = (
     # partials of allowlisted functions load.
     "functools.partial",
     "sklearn.utils.validation.check_array",
+    # Differentially private families (extra `dp`): exactly the diffprivlib classes keelml builds,
+    # the budget accountant each one carries, and keelml's contract-bounded scaler.
+    "keelml.model.private.BoundedScaler",
+    "diffprivlib.accountant.BudgetAccountant",
+    "diffprivlib.models.logistic_regression.LogisticRegression",
+    "diffprivlib.models.linear_regression.LinearRegression",
+    "diffprivlib.models.forest.RandomForestClassifier",
+    "diffprivlib.models.forest.DecisionTreeClassifier",
 )
 
 

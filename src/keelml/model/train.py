@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
 from keelml.model.features import to_labelled_xy
 from keelml.model.preprocess import resolve_preprocessing
+from keelml.model.private import is_private, privacy_leaks_as_errors, privacy_record
 
 if TYPE_CHECKING:
     import polars as pl
@@ -59,15 +61,19 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
         folds = min(spec.cv_folds, *(int(np.sum(y == c)) for c in classes))
         splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=spec.seed)
     scoring = CV_SCORING[task]
+    private = is_private(spec.family)
+    # Private fits run in this process, where the PrivacyLeakWarning-as-error filter applies.
+    n_jobs = spec.n_jobs if spec.n_jobs > 1 and not private else None
     started = time.perf_counter()
     try:
-        cv = cross_validate(
-            pipeline, X, y, cv=splitter, scoring={name: s for name, (s, _) in scoring.items()},
-            return_train_score=True, error_score="raise", n_jobs=spec.n_jobs if spec.n_jobs > 1 else None,
-        )
-        cv_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        model: Pipeline = clone(pipeline).fit(X, y)
+        with privacy_leaks_as_errors(spec.family) if private else contextlib.nullcontext():
+            cv = cross_validate(
+                pipeline, X, y, cv=splitter, scoring={name: s for name, (s, _) in scoring.items()},
+                return_train_score=True, error_score="raise", n_jobs=n_jobs,
+            )
+            cv_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            model: Pipeline = clone(pipeline).fit(X, y)
     except (ValueError, TypeError) as exc:  # parameters that pass validation but not fitting
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DataError(
@@ -114,6 +120,8 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
         "positive_class": classes[1] if task == "binary" and classes else None,
         "preprocess": resolve_preprocessing(preprocess, spec.family, spec.params).describe(),
     }
+    if private:
+        report["privacy"] = privacy_record(model, spec.family, folds)
     return model, _jsonable(report)
 
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from keelml.report import evaluation, training
 from keelml.report.html import CSS, e, num, section, table
+from keelml.report.security import security_section
 from keelml.store.atomic import atomic_write_bytes
 
 SECTIONS = (
@@ -21,7 +22,7 @@ SECTIONS = (
     ("learning-curves", "Learning curves"), ("cross-validation", "Cross-validation"), ("metrics", "Metrics"),
     ("curves", "ROC / PR"), ("calibration", "Calibration"), ("confusion-matrix", "Confusion matrix"),
     ("slices", "Slices"), ("fairness", "Fairness"), ("error-analysis", "Errors"), ("model-tests", "Model tests"),
-    ("gate", "Gate"), ("contract", "Contract"), ("lineage", "Lineage"),
+    ("security", "Security"), ("gate", "Gate"), ("contract", "Contract"), ("lineage", "Lineage"),
 )
 
 
@@ -115,7 +116,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
                       verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
                       registration: tuple[str, int] | None, analysis: Mapping[str, Any] | None = None,
                       tests: Mapping[str, Any] | None = None, lineage: Mapping[str, Any] | None = None,
-                      profile: Mapping[str, Any] | None = None) -> str:
+                      profile: Mapping[str, Any] | None = None, security: Mapping[str, Any] | None = None) -> str:
     """Pure function: the report's HTML from the run's artifacts."""
     from keelml.data.contract import Contract
 
@@ -132,6 +133,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
         evaluation.metrics_section(metrics), evaluation.curves_section(metrics), evaluation.confusion_section(metrics),
         evaluation.slices_section(analysis), evaluation.fairness_section(analysis),
         evaluation.errors_section(analysis), evaluation.tests_section(tests), evaluation.gate_section(verdict),
+        security_section(security or {}, contract),
         _contract(contract), _lineage(run_id, version, data_digests, cv, lineage),
     ]
     body = "\n".join(parts)
