@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from keelml.errors import SpecError
+from keelml.spec_monitor import MonitorSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -348,6 +349,7 @@ class PipelineSpec(StrictModel):
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
     gate: GateSpec = Field(default_factory=GateSpec)
     tests: ModelTestsSpec = Field(default_factory=ModelTestsSpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @model_validator(mode="before")
     @classmethod
@@ -364,7 +366,8 @@ class PipelineSpec(StrictModel):
         return self
 
 
-_SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate", "tests")
+_SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate", "tests",
+             "monitor")
 
 
 @dataclass(frozen=True)
