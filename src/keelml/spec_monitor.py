@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 DISTRIBUTION_STATISTICS = ("wasserstein", "psi", "ks", "jensen_shannon")
 SHARE_STATISTICS = ("unseen", "out_of_range", "nulls")
 Statistic = Literal["wasserstein", "psi", "ks", "jensen_shannon", "unseen", "out_of_range", "nulls"]
+DEFAULT_DECIDE_ON: tuple[Statistic, ...] = ("wasserstein", "psi", "jensen_shannon", "unseen", "out_of_range", "nulls")
 _WINDOW = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -49,7 +50,7 @@ class DriftSpec(_Section):
 
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
     decide_on: list[Statistic] = Field(
-        default_factory=lambda: ["wasserstein", "psi", "jensen_shannon", "unseen", "out_of_range", "nulls"],
+        default_factory=lambda: list(DEFAULT_DECIDE_ON),
         description="statistics whose exceedance makes a column drifted (the others are reported only)")
     require_significance: bool = Field(
         True, description="distribution statistics count only when the column's test (KS or chi-squared) "

@@ -9,6 +9,7 @@ import typer
 from keelml.cli import contract as contract_cmd
 from keelml.cli import init as init_cmd
 from keelml.cli import models as models_cmd
+from keelml.cli import monitor as monitor_cmd
 from keelml.cli import profile as profile_cmd
 from keelml.cli import report as report_cmd
 from keelml.cli import run as run_cmd
@@ -41,6 +42,7 @@ app.add_typer(models_cmd.app, name="models")
 app.command("validate")(validate_cmd.validate)
 app.command("profile")(profile_cmd.profile)
 app.add_typer(contract_cmd.app, name="contract")
+app.command("monitor")(monitor_cmd.monitor)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -2,11 +2,10 @@
 
 The reference is a profile (``keelml.profile/1``, as shipped in every model bundle) or a raw frame,
 which is profiled first. The current table is read in one vectorised pass: a single polars
-``select`` counts every numeric column on the reference's histogram edges, its missing values and
-its values outside the range; one group-by per categorical column counts its values; all run
-together with ``collect_all``. Then each numeric column is sorted once (numpy) for its quantiles on
-the reference's grid. Wasserstein comes from those quantiles and the KS statistic from the histogram
-edges (docs/monitoring.md gives the error of each), so a raw reference and its profile give the same
+``select`` counts every numeric column on the reference's histogram edges, its mean, its missing
+values and its values outside the range; one group-by per categorical column counts its values; all
+run together with ``collect_all``. Wasserstein and KS then come from the histogram counts and the
+means (docs/monitoring.md gives the error of each), so a raw reference and its profile give the same
 verdicts; with a raw reference frame, ``exact=True`` computes both exactly instead, as scipy does
 (both samples sorted and merged; slower).
 """
@@ -47,7 +46,6 @@ class _Column:
     entry: Mapping[str, Any]
     key: str
     edges: list[float] = field(default_factory=list)
-    levels: list[float] = field(default_factory=list)
     value_range: tuple[float | None, float | None, str] = (None, None, "none")
 
 
@@ -57,7 +55,8 @@ def drift_report(reference: Mapping[str, Any] | pl.DataFrame, current: pl.DataFr
     """Drift of every comparable column (features and ``prediction``) of ``current`` against ``reference``.
 
     ``exact`` computes Wasserstein and KS from both raw samples (as scipy does); it needs a frame.
-    ``columns`` restricts the comparison. Returns a JSON-ready dict (format ``keelml.drift/1``) whose every statistic carries value, threshold, sample sizes and verdict.
+    ``columns`` restricts the comparison. Returns a JSON-ready dict (format ``keelml.drift/1``) whose
+    every statistic carries value, threshold, sample sizes and verdict.
     """
     settings = settings or DriftSpec()
     raw = reference if isinstance(reference, pl.DataFrame) else None
@@ -84,24 +83,23 @@ def drift_report(reference: Mapping[str, Any] | pl.DataFrame, current: pl.DataFr
     row = results[0].row(0, named=True)
     counts = {c.key: dict(zip(f["value"].to_list(), f["count"].to_list(), strict=True))
               for c, f in zip(categorical, results[1:], strict=True)}
-    ordered = {c.key: _finite_sorted(typed[c.key]) for c in numeric}
     shape: dict[str, dict[str, Any]] = {}
-    for col in numeric:
-        if exact and raw is not None:
+    if exact and raw is not None:
+        for col in numeric:
             reference_values = raw.select(_typed(col, raw.schema[col.name]))[col.key]
-            shape[col.key] = _exact(_finite_sorted(reference_values), ordered[col.key])
-        else:
-            shape[col.key] = {"quantiles": _nearest(ordered[col.key], col.levels)}
+            shape[col.key] = _exact(_finite_sorted(reference_values), _finite_sorted(typed[col.key]))
     height = current.height
     entries = []
     for col in plan:
         if col.kind == "numeric":
-            entries.append(_numeric(col, row, shape[col.key], profile["rows"], height, settings))
+            entries.append(_numeric(col, row, shape.get(col.key), _rows(col.entry), height, settings))
         else:
-            entries.append(_categorical(col, row, counts[col.key], profile["rows"], height, settings))
+            entries.append(_categorical(col, row, counts[col.key], _rows(col.entry), height, settings))
     _judge(entries, height, settings)
-    entries += [{"column": name, "verdict": "missing", "reasons": ["column missing from the current data"],
-                 "statistics": {}} for name in missing]
+    enough = height >= settings.min_rows
+    entries += [{"column": name, "verdict": "missing" if enough else "insufficient", "statistics": {},
+                 "reasons": ["column missing from the current data"] if enough else [], "notes": []}
+                for name in missing]
     judged = [e for e in entries if e["verdict"] in ("drift", "ok", "missing")]
     drifted = [e["column"] for e in entries if e["verdict"] in ("drift", "missing")]
     return {
@@ -128,7 +126,6 @@ def _plan(profile: Mapping[str, Any], current: pl.DataFrame, contract: Contract 
     listed = {e["name"]: e for e in profile.get("columns", [])}
     if wanted is not None:
         skipped += [{"column": n, "reason": "not in the reference"} for n in wanted if n not in listed]
-    bins = int(profile.get("settings", {}).get("bins", 20))
     for name, entry in listed.items():
         if (wanted is not None and name not in wanted) or name in settings.exclude:
             continue
@@ -141,18 +138,21 @@ def _plan(profile: Mapping[str, Any], current: pl.DataFrame, contract: Contract 
         kind = entry.get("type")
         key = f"c{len(plan)}"
         if kind in _NUMERIC:
-            grid = entry.get("grid") or []
-            if not entry.get("count") or any(v is None for v in grid):
+            if not entry.get("count") or entry.get("mean") is None:
                 skipped.append({"column": name, "reason": "the reference has no finite values"})
                 continue
             plan.append(_Column(name, "numeric", entry, key, edges=list(entry["histogram"]["edges"]),
-                                levels=[j / bins for j in range(1, bins)],
                                 value_range=_range(name, entry, contract)))
         elif kind in _CATEGORICAL:
             plan.append(_Column(name, "categorical", entry, key))
         else:
             skipped.append({"column": name, "reason": f"type {kind}: free text and dates are not compared"})
     return plan, skipped, missing
+
+
+def _rows(entry: Mapping[str, Any]) -> int:
+    """Rows the reference column was profiled on (present and missing values)."""
+    return int(entry.get("count", 0)) + int(entry.get("nulls", 0))
 
 
 def _range(name: str, entry: Mapping[str, Any], contract: Contract | None) -> tuple[float | None, float | None, str]:
@@ -211,13 +211,6 @@ def _finite_sorted(values: pl.Series) -> npt.NDArray[np.float64]:
     return np.asarray(array, dtype=np.float64)
 
 
-def _nearest(ordered: npt.NDArray[np.float64], levels: Sequence[float]) -> list[float] | None:
-    """Quantiles of sorted values by polars' "nearest" rule (as the profile's grid was computed)."""
-    if ordered.size == 0:
-        return None
-    return [float(ordered[math.floor(q * (ordered.size - 1) + 0.5)]) for q in levels]
-
-
 def _exact(reference: npt.NDArray[np.float64], current: npt.NDArray[np.float64]) -> dict[str, float]:
     """Exact two-sample KS statistic and Wasserstein-1 distance of sorted samples (scipy's definitions)."""
     if reference.size == 0 or current.size == 0:
@@ -236,7 +229,7 @@ def _stat(value: float | None, threshold: float, n_ref: int, n_cur: int, **extra
             "n_reference": n_ref, "n_current": n_cur, **extra}
 
 
-def _numeric(col: _Column, row: Mapping[str, Any], shape: Mapping[str, Any], ref_rows: int, height: int,
+def _numeric(col: _Column, row: Mapping[str, Any], exact: Mapping[str, float] | None, ref_rows: int, height: int,
              settings: DriftSpec) -> dict[str, Any]:
     entry, k, limits = col.entry, col.key, settings.thresholds
     ref_counts = [int(c) for c in entry["histogram"]["counts"]]
@@ -247,29 +240,31 @@ def _numeric(col: _Column, row: Mapping[str, Any], shape: Mapping[str, Any], ref
     std = entry.get("std")
     scale = float(std) if std else 1.0
     notes = [] if std else ["the reference is constant: Wasserstein is not divided by its std"]
-    if "ks" in shape:
-        ks_value, w_value, method = shape["ks"], shape["wasserstein"], "exact"
+    mean = row[f"{k}_mean"]
+    w_value: float | None
+    ks_value: float | None
+    if exact is not None:
+        ks_value, w_value, method = exact["ks"], exact["wasserstein"], "exact"
     else:
-        quantiles = shape["quantiles"]
         ks_value = stats.ks_from_bins(ref_counts, cur_counts)
-        w_value = stats.quantile_wasserstein(col.levels, entry["grid"][1:-1], quantiles) if quantiles else None
-        method = "quantile grid"
-    ks_value = float(ks_value) if ks_value is not None and n_cur and math.isfinite(ks_value) else None
+        w_value, method = _wasserstein(entry, col.edges, ref_counts, cur_counts, mean), "histogram and means"
+    if not n_cur:
+        ks_value = w_value = None
+    ks_value = float(ks_value) if ks_value is not None and math.isfinite(ks_value) else None
     low, high, source = col.value_range
     outside = int(row[f"{k}_outside"])
     ref_missing = (int(entry.get("nulls", 0)) + int(entry.get("nan", 0))) / ref_rows if ref_rows else 0.0
     cur_missing = int(row[f"{k}_missing"]) / height if height else 0.0
-    mean = row[f"{k}_mean"]
     return {
         "column": col.name, "kind": "numeric", "type": entry.get("type"), "n_reference": n_ref, "n_current": n_cur,
         "reference_mean": entry.get("mean"), "current_mean": float(mean) if mean is not None else None,
         "statistics": {
-            "wasserstein": _stat(None if w_value is None or not math.isfinite(w_value) else float(w_value) / scale,
+            "wasserstein": _stat(None if w_value is None or not math.isfinite(w_value) else w_value / scale,
                                  limits.wasserstein, n_ref, n_cur, method=method, scale=scale),
             "psi": _stat(stats.psi(ref_counts, cur_counts) if n_cur else None, limits.psi, n_ref, n_cur,
                          bins=len(ref_counts)),
             "ks": _stat(ks_value, limits.ks, n_ref, n_cur,
-                        method="exact" if method == "exact" else "histogram edges",
+                        method="exact" if exact is not None else "histogram edges",
                         p_value=stats.ks_pvalue(ks_value, n_ref, n_cur) if ks_value is not None else None),
             "out_of_range": _stat(outside / n_cur if n_cur else None, limits.out_of_range, n_ref, n_cur,
                                   count=outside, range=[low, high], range_source=source),
@@ -278,6 +273,17 @@ def _numeric(col: _Column, row: Mapping[str, Any], shape: Mapping[str, Any], ref
         },
         "test": "ks", "notes": notes,
     }
+
+
+def _wasserstein(entry: Mapping[str, Any], edges: list[float], ref_counts: list[int], cur_counts: list[int],
+                 mean: float | None) -> float:
+    """The larger of the histogram Wasserstein distance and the shift of the mean (a lower bound of W1)."""
+    quantiles = entry.get("quantiles") or {}
+    low, high = quantiles.get("0.01"), quantiles.get("0.99")
+    binned = stats.binned_wasserstein(edges, ref_counts, cur_counts, edges[0] if low is None else low,
+                                      edges[-1] if high is None else high) if edges else 0.0
+    shift = abs(float(mean) - float(entry["mean"])) if mean is not None and entry.get("mean") is not None else 0.0
+    return max(binned, shift)
 
 
 def _categorical(col: _Column, row: Mapping[str, Any], found: Mapping[str, int], ref_rows: int, height: int,
