@@ -50,6 +50,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cli_startup.py
 	$(BIN)/python bench/validate.py
 	$(BIN)/python bench/csv_read.py
+	$(BIN)/python bench/drift.py
 
 clean:
 	rm -rf $(VENV) examples/*/.keel .pytest_cache .mypy_cache .ruff_cache

@@ -95,28 +95,18 @@ def _context(loaded: LoadedSpec, project: Project, found: Reference, *, alias: s
 
 
 def _print(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from keelml.cli.data_input import clean, safe_text
+    from keelml.cli.data_input import clean
     from keelml.cli.output import out
 
     model, drift, performance = report["model"], report["drift"], report["performance"]
     out.print(f"{clean(model['name'])} v{model['version']}: {report['rows']:,} rows in window "
               f"{clean(report['window'])} ({clean(report['log'])})", markup=False, soft_wrap=True)
-    out.print(f"drift: {len(drift['drifted'])} of {drift['evaluated']} columns drifted "
-              f"(share {drift['share_drifted']:.2f})", markup=False)
-    table = Table(show_edge=False, header_style="bold")
-    for heading in ("column", "kind", "verdict", "effect size", "threshold", "test p (BH)", "why"):
-        table.add_column(heading)
-    for entry in drift["columns"]:
-        main = _main_statistic(entry)
-        test = entry["statistics"].get(entry.get("test", ""), {})
-        q = test.get("p_adjusted")
-        table.add_row(safe_text(entry["column"], 30), safe_text(entry.get("kind", "-")),
-                      safe_text(entry["verdict"], style="bold red" if entry["verdict"] in ("drift", "missing") else ""),
-                      safe_text(main[0]), safe_text(main[1]), safe_text("-" if q is None else f"{q:.3g}"),
-                      safe_text("; ".join(entry.get("reasons") or entry.get("notes") or []), 70))
-    out.print(table)
+    if report["rows"] == 0:
+        out.print("no predictions in the window: nothing to compare", markup=False)
+    else:
+        out.print(f"drift: {len(drift['drifted'])} of {drift['evaluated']} columns drifted "
+                  f"(share {drift['share_drifted']:.2f})", markup=False)
+        out.print(_drift_table(drift))
     for skipped in drift["skipped"]:
         out.print(f"  not compared: {clean(skipped['column'])} ({skipped['reason']})", markup=False, soft_wrap=True)
     if performance.get("available"):
@@ -134,6 +124,25 @@ def _print(report: dict[str, Any]) -> None:
         out.print(f"action {clean(action['action'])} ({action['type']}): {action['status']}"
                   + (f": {clean(action.get('detail', ''), 300)}" if action.get("detail") else ""),
                   markup=False, soft_wrap=True)
+
+
+def _drift_table(drift: dict[str, Any]) -> Any:
+    from rich.table import Table
+
+    from keelml.cli.data_input import safe_text
+
+    table = Table(show_edge=False, header_style="bold")
+    for heading in ("column", "kind", "verdict", "effect size", "threshold", "test p (BH)", "why"):
+        table.add_column(heading)
+    for entry in drift["columns"]:
+        main = _main_statistic(entry)
+        test = entry["statistics"].get(entry.get("test", ""), {})
+        q = test.get("p_adjusted")
+        table.add_row(safe_text(entry["column"], 30), safe_text(entry.get("kind", "-")),
+                      safe_text(entry["verdict"], style="bold red" if entry["verdict"] in ("drift", "missing") else ""),
+                      safe_text(main[0]), safe_text(main[1]), safe_text("-" if q is None else f"{q:.3g}"),
+                      safe_text("; ".join(entry.get("reasons") or entry.get("notes") or []), 70))
+    return table
 
 
 def _main_statistic(entry: dict[str, Any]) -> tuple[str, str]:

@@ -101,7 +101,7 @@ def _join_feedback(frame: pl.LazyFrame, labels: pl.LazyFrame, *, with_row: bool)
         labels = labels.sort("ts", maintain_order=True)
     newest = labels.select([*keys, pl.col("label").cast(pl.String)]).unique(subset=keys, keep="last",
                                                                             maintain_order=True)
-    return frame.join(newest, on=keys, how="left")
+    return frame.join(newest, on=keys, how="left", maintain_order="left")
 
 
 def window_frame(directory: str | Path, window: str | int, *, now: float | None = None) -> pl.DataFrame:
