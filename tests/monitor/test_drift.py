@@ -210,3 +210,18 @@ def test_small_statistics_match_their_definitions() -> None:
     assert stats.chi2_test([10, 0], [5, 0]) == (0.0, 0, 1.0)
     # a histogram shift by exactly one bin width moves all the mass by that width
     assert stats.binned_wasserstein([1.0, 2.0, 3.0], [0, 10, 10, 0], [0, 0, 10, 10], 0.0, 3.5) == pytest.approx(1.0)
+
+
+def test_prediction_is_compared_with_the_recorded_held_out_predictions() -> None:
+    from keelml.data.frames import encode_table
+    from keelml.monitor.reference import with_prediction
+
+    rng = np.random.default_rng(6)
+    reference = pl.DataFrame({"x": rng.normal(0, 1, 5000)})
+    recorded = pl.DataFrame({"_row": np.arange(2000), "prediction": rng.choice(["no", "yes"], 2000, p=[0.7, 0.3])})
+    profile = with_prediction(profile_frame(reference), encode_table(recorded))
+    assert [c["name"] for c in profile["columns"]] == ["x", "prediction"]
+    current = pl.DataFrame({"x": rng.normal(0, 1, 3000), "prediction": rng.choice(["no", "yes"], 3000, p=[0.4, 0.6])})
+    report = drift_report(profile, current)
+    assert report["drifted"] == ["prediction"]
+    assert report["columns"][1]["statistics"]["jensen_shannon"]["n_reference"] == 2000

@@ -46,7 +46,8 @@ def monitor(
     project = open_project(loaded, create=False)
     try:
         found = load_reference(project, model, ref, reference)
-        directory = log or Path(loaded.resolve(settings.log_path) if settings.log_path
+        configured = settings.log_path or getattr(getattr(loaded.spec, "serve", None), "log_path", None)
+        directory = log or Path(loaded.resolve(configured) if configured
                                 else store_root(loaded) / "predictions" / model)
         chosen = window if window is not None else settings.window
         frame = window_frame(directory, chosen)

@@ -3,7 +3,8 @@
 Rules: https only (TLS verified against the system's or a given CA file); no user:password in the
 URL; the host is resolved first and every address it resolves to must be public (loopback,
 private, link-local, shared, reserved and multicast addresses are refused unless
-``allow_private``); cloud metadata addresses are refused always. The connection goes to the
+``allow_private``, and so are IPv6 forms of such IPv4 addresses: mapped, NAT64, 6to4, Teredo);
+cloud metadata addresses are refused always. The connection goes to the
 address that was checked (no second lookup, so DNS rebinding cannot swap it); redirects are not
 followed; connect and read share one timeout; at most 64 KiB of the answer is read.
 """
@@ -30,6 +31,7 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "100.100.100.200",  # Alibaba Cloud
     "192.0.0.192",  # Oracle Cloud
 ))
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
 MAX_ANSWER = 64 * 1024
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
@@ -41,8 +43,12 @@ class WebhookRefused(Exception):
 def check_address(address: str, *, allow_private: bool) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     """The address if a webhook may connect to it; WebhookRefused (with the reason) otherwise."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(ip)
+        if embedded is not None:  # an IPv6 form of an IPv4 address is judged as that address
+            check_address(str(embedded), allow_private=allow_private)
+            if ip.ipv4_mapped is not None:
+                return ip.ipv4_mapped
     if ip in METADATA_ADDRESSES:
         raise WebhookRefused(f"{ip} is a cloud metadata address")
     if ip.is_unspecified or ip.is_multicast:
@@ -52,6 +58,17 @@ def check_address(address: str, *, allow_private: bool) -> ipaddress.IPv4Address
                 else "private" if ip.is_private else "not public")
         raise WebhookRefused(f"{ip} is a {kind} address (set allow_private: true to allow it)")
     return ip
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address inside an IPv4-mapped, NAT64 (64:ff9b::/96), 6to4 or Teredo address."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    return ip.teredo[1] if ip.teredo is not None else None
 
 
 def resolve(url: str, *, allow_private: bool, resolver: Resolver = socket.getaddrinfo) -> tuple[str, int, str, str]:
