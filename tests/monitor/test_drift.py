@@ -177,8 +177,16 @@ def test_missing_feature_and_skipped_text_columns() -> None:
 
 
 def test_profile_reference_is_checked() -> None:
-    with pytest.raises(DataError, match="not a keelml profile"):
+    with pytest.raises(DataError, match="not a usable keelml profile: wrong or missing format"):
         drift_report({"format": "something else"}, pl.DataFrame({"a": [1.0]}))
+    broken = profile_frame(pl.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "x"]}))
+    broken["columns"][0]["histogram"]["counts"].append(7)
+    with pytest.raises(DataError, match="column 'a': no histogram"):
+        drift_report(broken, pl.DataFrame({"a": [1.0]}))
+    broken = profile_frame(pl.DataFrame({"b": ["x", "y", "x"]}))
+    broken["columns"][0]["top"][0]["count"] = "many"
+    with pytest.raises(DataError, match="column 'b': top values"):
+        drift_report(broken, pl.DataFrame({"b": ["x"]}))
     with pytest.raises(ValueError, match="raw reference"):
         drift_report(profile_frame(pl.DataFrame({"a": [1.0, 2.0]})), pl.DataFrame({"a": [1.0]}), exact=True)
 

@@ -65,11 +65,7 @@ def drift_report(reference: Mapping[str, Any] | pl.DataFrame, current: pl.DataFr
 
         profile = profile_frame(raw, contract, top=RAW_REFERENCE_TOP)
     else:
-        profile = dict(reference)  # type: ignore[arg-type]
-        if profile.get("format") != PROFILE_FORMAT:
-            raise DataError("the drift reference is not a keelml profile",
-                            expected=f"a JSON document with format {PROFILE_FORMAT!r}",
-                            fix="give a profile written by `keel profile --json` or shipped in a model bundle")
+        profile = check_profile(reference)  # type: ignore[arg-type]
     if exact and raw is None:
         raise ValueError("exact statistics need the raw reference frame, not only its profile")
     plan, skipped, missing = _plan(profile, current, contract, settings, columns)
@@ -115,6 +111,40 @@ def drift_report(reference: Mapping[str, Any] | pl.DataFrame, current: pl.DataFr
         "drifted": drifted,
         "share_drifted": len(drifted) / len(judged) if judged else 0.0,
     }
+
+
+def check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile, if it has the shape drift needs (it may come from a file); DataError otherwise."""
+    def bad(why: str) -> DataError:
+        return DataError(f"the drift reference is not a usable keelml profile: {why}",
+                         expected=f"a JSON document with format {PROFILE_FORMAT!r}",
+                         fix="give a profile written by `keel profile --json` or shipped in a model bundle")
+
+    if not isinstance(profile, Mapping) or profile.get("format") != PROFILE_FORMAT:
+        raise bad("wrong or missing format")
+    columns = profile.get("columns")
+    if not isinstance(columns, list) or not isinstance(profile.get("rows"), int):
+        raise bad("no columns list or row count")
+    for entry in columns:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise bad("a column without a name")
+        if not isinstance(entry.get("count", 0), int) or not isinstance(entry.get("nulls", 0), int):
+            raise bad(f"column {entry['name']!r}: counts are not integers")
+        if entry.get("type") in _NUMERIC and entry.get("count"):
+            histogram = entry.get("histogram") or {}
+            edges, counts = histogram.get("edges"), histogram.get("counts")
+            if (not isinstance(edges, list) or not isinstance(counts, list) or len(counts) != len(edges) + 1
+                    or not all(isinstance(v, int | float) for v in [*edges, *counts])):
+                raise bad(f"column {entry['name']!r}: no histogram with len(counts) == len(edges) + 1")
+        if entry.get("type") in _CATEGORICAL:
+            top, domain = entry.get("top", []), entry.get("domain")
+            if not isinstance(top, list) or not all(isinstance(t, Mapping) and isinstance(t.get("value"), str)
+                                                    and isinstance(t.get("count"), int) for t in top):
+                raise bad(f"column {entry['name']!r}: top values are not {{value, count}} pairs")
+            if domain is not None and not (isinstance(domain, Mapping)
+                                           and all(isinstance(n, int) for n in domain.values())):
+                raise bad(f"column {entry['name']!r}: domain counts are not integers")
+    return dict(profile)
 
 
 def _plan(profile: Mapping[str, Any], current: pl.DataFrame, contract: Contract | None, settings: DriftSpec,
