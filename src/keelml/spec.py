@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from keelml.errors import SpecError
+from keelml.spec_monitor import MonitorSpec
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 
@@ -404,6 +405,7 @@ class PipelineSpec(StrictModel):
     tests: ModelTestsSpec = Field(default_factory=ModelTestsSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
     security: SecuritySpec = Field(default_factory=SecuritySpec)
+    monitor: MonitorSpec = Field(default_factory=MonitorSpec)
 
     @model_validator(mode="before")
     @classmethod
@@ -432,7 +434,7 @@ class PipelineSpec(StrictModel):
 
 
 _SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate", "tests",
-             "serve", "security")
+             "serve", "security", "monitor")
 
 
 @dataclass(frozen=True)

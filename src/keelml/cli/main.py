@@ -12,6 +12,7 @@ from keelml.cli import init as init_cmd
 from keelml.cli import keys as keys_cmd
 from keelml.cli import lineage as lineage_cmd
 from keelml.cli import models as models_cmd
+from keelml.cli import monitor as monitor_cmd
 from keelml.cli import profile as profile_cmd
 from keelml.cli import report as report_cmd
 from keelml.cli import run as run_cmd
@@ -51,6 +52,7 @@ app.command("audit")(audit_cmd.audit)
 app.command("serve")(serve_cmd.serve)
 app.command("score")(serve_cmd.score)
 app.command("containerize")(serve_cmd.containerize)
+app.command("monitor")(monitor_cmd.monitor)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,1 +1,1 @@
-"""Production monitoring: drift, live performance, alerts (arrives with the monitoring release)."""
+"""Production monitoring: the prediction-log window, drift, live performance, alert rules and actions."""
