@@ -97,7 +97,8 @@ def test_gate_refuses_when_the_membership_auc_exceeds_the_limit() -> None:
     passed = steps.gate(params=params, metrics=metrics, privacy=_privacy(0.52))["verdict"]
     assert not refused["passed"] and refused["reason"] == "membership_auc 0.7200 > allowed 0.6000"
     assert [c["metric"] for c in refused["checks"]] == ["roc_auc", "membership_auc"]
-    assert passed["passed"] and "membership_auc 0.5200 <= allowed 0.6000" in passed["reason"]
+    assert passed["passed"] and passed["reason"].startswith("all 2 checks passed")
+    assert passed["checks"][1]["reason"] == "membership_auc 0.5200 <= allowed 0.6000"
     alone = steps.gate(params={"min_score": None, "max_membership_auc": 0.6}, metrics=metrics,
                        privacy=_privacy(0.9))["verdict"]
     assert not alone["passed"]

@@ -39,7 +39,8 @@ def render(security: object, contract: object = CONTRACT) -> str:
 
 def test_security_section_shows_the_audits_and_their_limits() -> None:
     page = render(SECURITY)
-    section = page[page.index("<h2>Security</h2>"):page.index("<h2>Data quality</h2>")]
+    start = page.index("<section id='security'>")
+    section = page[start:page.index("</section>", start)]
     assert "ROC AUC <b>0.8123</b>" in section and "above</span> the limit 0.6000" in section
     assert "TPR at 1% FPR <b>0.0500</b>" in section
     assert "flip rate <b>0.0310</b>" in section and "no limit set" in section
