@@ -54,7 +54,7 @@ def test_sweep_is_flagged_audited_and_blocked_normal_traffic_is_not(store: Store
     assert "normal-client" not in metrics and "keel_extraction_suspected_keys 1" in metrics
     project = store.open()
     try:
-        events = project.audit.records(event="serve.extraction_suspected")
+        events = project.audit.records(event="extraction_suspected")
         assert project.audit.verify().problem is None
     finally:
         project.close()

@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.serve.conftest import Store
 from typer.testing import CliRunner
 
 from keelml.cli.main import app
-from keelml.errors import InputError
+from keelml.errors import InputError, KeelError
 from keelml.monitor.webhook import WebhookRefused, post_json, resolve
 from keelml.names import check_alias, check_name, check_version
-
-from .conftest import Store
 
 TRAVERSAL = ["..", "../../etc/passwd", "..%2f..%2fkeys", "%2e%2e/", "%2e%2e%2f", "..\\..\\keys", "a\x00b",
              "\u2025", "\uff0e\uff0e\uff0fkeys", "/etc/passwd", "file:///etc/passwd", "~root", ".%00.", "..;/"]
@@ -31,7 +30,12 @@ def _marker_commands(marker: Path) -> list[str]:
 
 
 def _cli(store: Store, *args: str) -> tuple[int, str]:
+    """The real command in process; a KeelError is what `keel` turns into its exit code (2 or 3)."""
     result = CliRunner().invoke(app, [*args, "--spec", str(store.spec)])
+    if isinstance(result.exception, KeelError):
+        return result.exception.exit_code, result.exception.what
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        return 1, f"{type(result.exception).__name__}: {result.exception}"
     return result.exit_code, result.output
 
 

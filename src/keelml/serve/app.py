@@ -108,7 +108,9 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
             if predlog is not None:
                 await asyncio.to_thread(predlog.close)
 
-    app = FastAPI(title="keelml model server", docs_url=None, redoc_url=None, lifespan=lifespan)
+    # no slash redirects: a decoded "..%2f" must not be bounced to another path (the 404 is the answer)
+    app = FastAPI(title="keelml model server", docs_url=None, redoc_url=None, lifespan=lifespan,
+                  redirect_slashes=False)
 
     def current(name: str) -> Served | None:
         served = holder.current

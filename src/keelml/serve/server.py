@@ -105,7 +105,7 @@ def create_app(config: ServeConfig) -> Any:
         ExtractionSettings(quota_rows=spec.query_quota_rows, min_rows=spec.extraction_min_rows,
                            margin=spec.extraction_margin, share=spec.extraction_share,
                            block=spec.block_suspected_extraction),
-        on_alert=lambda key, reason, stats: source.audit("serve.extraction_suspected", model=name, caller=key,
+        on_alert=lambda key, reason, stats: source.audit("extraction_suspected", model=name, caller=key,
                                                          reason=reason, blocked=spec.block_suspected_extraction,
                                                          **stats))
     metrics.extra.append(extraction.render)
