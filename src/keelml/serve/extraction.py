@@ -92,9 +92,9 @@ class ExtractionMonitor:
             if gap is not None and gap <= limit:
                 stats.near_boundary += 1
             last = stats.last_row
-            if last is not None and len(last) == len(values):
-                if sum(1 for a, b in zip(last, values, strict=True) if a != b) == 1:
-                    stats.one_column_steps += 1
+            if (last is not None and len(last) == len(values)
+                    and sum(1 for a, b in zip(last, values, strict=True) if a != b) == 1):
+                stats.one_column_steps += 1
             stats.last_row = values
         if stats.suspected is None:
             reason = self._reason(stats)
