@@ -140,6 +140,8 @@ def boundary_gaps(out: Any) -> list[float | None]:
     """Per row, the gap between the two most probable classes (None for regression outputs)."""
     if out.ndim != 2 or out.shape[1] < 2:
         return [None] * len(out)
+    if out.shape[1] == 2:  # binary: no sort needed
+        return [abs(a - b) for a, b in out.tolist()]
     import numpy as np
 
     top2 = np.sort(out, axis=1)[:, -2:]
