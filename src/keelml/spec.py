@@ -344,6 +344,13 @@ class ServeSpec(StrictModel):
     log_roll_bytes: int = Field(64 * 1024 * 1024, ge=1024)
     log_roll_seconds: float = Field(3600.0, gt=0)
     hash_columns: list[str] = Field(default_factory=list, description="PII columns logged as keyed hashes")
+    query_quota_rows: int | None = Field(None, ge=1, description="rows one API key may ask for before an alert")
+    extraction_min_rows: int = Field(200, ge=10, description="rows a key sends before its sweep statistics count")
+    extraction_margin: float = Field(0.05, gt=0, le=0.5, description="probability distance to the threshold "
+                                     "that counts as near the decision boundary")
+    extraction_share: float = Field(0.5, gt=0, le=1.0, description="share of near-boundary rows or one-column "
+                                    "variations that marks a key as sweeping the input space")
+    block_suspected_extraction: bool = Field(False, description="refuse (403) keys suspected of model extraction")
 
 
 class SecuritySpec(StrictModel):

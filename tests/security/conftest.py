@@ -15,3 +15,6 @@ def _single_thread() -> Iterator[None]:
 
     with threadpool_limits(limits=1):
         yield
+
+
+from tests.serve.conftest import api_key, store  # noqa: E402,F401  (the served Adult store, reused)

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 
+from keelml.serve.extraction import ExtractionMonitor, boundary_gaps
 from keelml.serve.metrics import Metrics
 from keelml.serve.predlog import Feedback, LogEntry, PredictionLog
 from keelml.serve.schema import InferRequest
@@ -92,7 +93,7 @@ def answers(served: Served, out: np.ndarray, settings: AppSettings
 
 
 def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
-              predlog: PredictionLog | None) -> FastAPI:
+              predlog: PredictionLog | None, extraction: ExtractionMonitor | None = None) -> FastAPI:
     """The application (wrap it in limits.Guard before serving)."""
 
     @contextlib.asynccontextmanager
@@ -107,15 +108,20 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
             if predlog is not None:
                 await asyncio.to_thread(predlog.close)
 
-    app = FastAPI(title="keelml model server", docs_url=None, redoc_url=None, lifespan=lifespan)
+    # no slash redirects: a decoded "..%2f" must not be bounced to another path (the 404 is the answer)
+    app = FastAPI(title="keelml model server", docs_url=None, redoc_url=None, lifespan=lifespan,
+                  redirect_slashes=False)
 
     def current(name: str) -> Served | None:
         served = holder.current
         return served if served is not None and served.model.name == name else None
 
-    def predict_rows(served: Served, rows: Sequence[Sequence[Any]], started: float
+    def predict_rows(served: Served, rows: Sequence[Sequence[Any]], started: float, caller: str
                      ) -> tuple[str, list[dict[str, Any]], list[Any], list[float | None]]:
         out = served.model.runner.rows(rows)
+        if extraction is not None:
+            extraction.observe(caller, rows, boundary_gaps(out) if served.model.task != "regression"
+                               else [None] * len(rows))
         results, labels, scores = answers(served, out, settings)
         request_id = uuid.uuid4().hex
         metrics.rows += len(rows)
@@ -124,7 +130,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
                                  (time.perf_counter() - started) * 1000.0))
         return request_id, results, labels, scores
 
-    def predict_body(name: str, body: bytes) -> Answer:
+    def predict_body(name: str, body: bytes, caller: str = "anonymous") -> Answer:
         """The predict endpoint on raw bytes (the guard calls it directly: no framework hop per request)."""
         started = time.perf_counter()
         served = current(name)
@@ -137,7 +143,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
             return 422, json.dumps({"error": "invalid request", "detail": _errors(exc)}).encode(), {}
         attrs = served.schema.attributes
         rows = [tuple(getattr(record, a) for a in attrs) for record in payload.records]  # type: ignore[attr-defined]
-        request_id, results, _, _ = predict_rows(served, rows, started)
+        request_id, results, _, _ = predict_rows(served, rows, started, caller)
         version = served.model.version
         answer = {"model": name, "model_version": version, "engine": served.model.engine,
                   "request_id": request_id, "predictions": results}
@@ -150,7 +156,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
                   "schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
     async def predict(name: str, request: Request) -> Response:
-        return _response(predict_body(name, await request.body()))
+        return _response(predict_body(name, await request.body(), _caller(request)))
 
     @app.post("/v1/models/{name}/feedback", status_code=202, summary="Record the true outcome of a prediction",
               openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
@@ -224,7 +230,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
             return _invalid(exc, remap=lambda loc: ["inputs", loc[2], loc[1]] if len(loc) >= 3 else loc)
         attrs = served.schema.attributes
         rows = [tuple(getattr(record, a) for a in attrs) for record in payload.records]  # type: ignore[attr-defined]
-        request_id, results, labels, _ = predict_rows(served, rows, started)
+        request_id, results, labels, _ = predict_rows(served, rows, started, _caller(request))
         n = len(rows)
         if served.model.task == "regression":
             outputs = [{"name": "value", "datatype": "FP64", "shape": [n], "data": [r["value"] for r in results]}]
@@ -266,6 +272,11 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _caller(request: Request) -> str:
+    """The key name the guard put in the request's scope."""
+    return str(request.scope.get("state", {}).get("caller", "anonymous"))
 
 
 def _records_from_inputs(infer: InferRequest, columns: list[str], max_rows: int

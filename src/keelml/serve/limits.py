@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from keelml.serve.auth import KeyChecker, presented_key
+from keelml.serve.extraction import ExtractionMonitor
 from keelml.serve.metrics import Metrics
 
 Scope = MutableMapping[str, Any]
@@ -30,7 +31,7 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("keelml.serve")
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready"})
 PREDICT_PREFIX = "/v1/models/"
-FastRoute = Callable[[str, bytes], tuple[int, bytes, dict[str, str]]]
+FastRoute = Callable[[str, bytes, str], tuple[int, bytes, dict[str, str]]]
 JSON_TYPES = (b"application/json",)
 
 
@@ -86,8 +87,10 @@ class Guard:
     """ASGI middleware: checks, then calls the app with the caller's key name in scope["state"]."""
 
     def __init__(self, app: ASGIApp, *, keys: KeyChecker, limiter: RateLimiter, settings: GuardSettings,
-                 metrics: Metrics, fast_predict: FastRoute | None = None) -> None:
+                 metrics: Metrics, fast_predict: FastRoute | None = None,
+                 extraction: ExtractionMonitor | None = None) -> None:
         self.app, self.keys, self.limiter, self.settings, self.metrics = app, keys, limiter, settings, metrics
+        self.extraction = extraction
         self.fast_predict = fast_predict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -109,7 +112,8 @@ class Guard:
         problem = self._check(scope, path)
         if problem is not None:
             status, body, headers = problem
-            self.metrics.errors[{401: "auth", 429: "rate", 415: "content_type", 413: "body_size", 411: "body_size"}.get(
+            self.metrics.errors[{401: "auth", 429: "rate", 415: "content_type", 413: "body_size", 411: "body_size",
+                 403: "extraction"}.get(
                 status, "other")] += 1
             await send_timed({"type": "http.response.start", "status": status, "headers": headers})
             await send_timed({"type": "http.response.body", "body": body})
@@ -126,7 +130,7 @@ class Guard:
                     if not message.get("more_body", False):
                         break
                 try:
-                    status, payload, extra = self.fast_predict(name, bytes(received))
+                    status, payload, extra = self.fast_predict(name, bytes(received), scope["state"]["caller"])
                 except Exception as exc:  # generic body, details only in the server log
                     log.error("internal error: %s: %s", type(exc).__name__, exc)
                     self.metrics.errors["internal"] += 1
@@ -152,6 +156,8 @@ class Guard:
                 caller = f"ip:{client[0]}" if client else "anonymous"
             if not self.limiter.allow(caller):
                 return _error(429, "rate limit exceeded", {"retry-after": "1"})
+            if self.extraction is not None and self.extraction.blocked(caller):
+                return _error(403, "this API key is blocked: its queries look like model extraction")
         scope.setdefault("state", {})["caller"] = caller
         if scope["method"] in ("POST", "PUT", "PATCH"):
             content_type = b""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Callable
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
@@ -24,6 +25,7 @@ class Metrics:
         self.swap_failures = 0
         self.log_dropped = 0
         self.log_rows = 0
+        self.extra: list[Callable[[], list[str]]] = []  # more Prometheus lines (extraction alerts)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests[(endpoint, status)] += 1
@@ -68,4 +70,6 @@ class Metrics:
             "# HELP keel_prediction_log_dropped_total Log entries dropped (queue full or write error).",
             "# TYPE keel_prediction_log_dropped_total counter", f"keel_prediction_log_dropped_total {self.log_dropped}",
         ]
+        for more in self.extra:
+            lines += more()
         return "\n".join(lines) + "\n"

@@ -5,7 +5,8 @@ QUEUE_LIMIT entries the record is dropped and counted, never waited for). A writ
 every FLUSH_SECONDS, turns what accumulated into Arrow record batches, writes
 them to an open file named ``*.parquet.part`` and renames it to ``*.parquet`` when it is rolled (by
 size or age) or the server stops, so readers only ever see complete files. PII columns are logged
-as HMAC-SHA256 hashes with a key derived from the project's master key.
+as HMAC-SHA256 hashes with a key derived from the project's PII key (or as nulls when the contract
+says drop).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class PredictionLog:
     """Queue + writer thread. `put` and `feedback` never block; `close` flushes and finalises files."""
 
     def __init__(self, directory: Path, *, model: str, columns: list[tuple[str, str]], hash_columns: Sequence[str],
-                 hash_key: bytes, roll_bytes: int, roll_seconds: float,
+                 hash_key: bytes, roll_bytes: int, roll_seconds: float, drop_columns: Sequence[str] = (),
                  on_written: Callable[[int], None] | None = None,
                  on_dropped: Callable[[int], None] | None = None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -103,7 +104,8 @@ class PredictionLog:
         self._model = model
         self._columns = [name for name, _ in columns]
         self._types = [kind for _, kind in columns]
-        self._hashed = {self._columns.index(c) for c in hash_columns if c in self._columns}
+        self._dropped = {self._columns.index(c) for c in drop_columns if c in self._columns}
+        self._hashed = {self._columns.index(c) for c in hash_columns if c in self._columns} - self._dropped
         self._key = hmac.new(hash_key, b"keelml prediction log", hashlib.sha256).digest()
         self._items: collections.deque[LogEntry | Feedback] = collections.deque()
         self._stop = threading.Event()
@@ -174,12 +176,13 @@ class PredictionLog:
                 base["score"].append(score)
                 base["latency_ms"].append(e.latency_ms)
                 for j, value in enumerate(row):
-                    features[j].append(self._hash(value) if j in self._hashed else value)
+                    features[j].append(None if j in self._dropped else
+                                       self._hash(value) if j in self._hashed else value)
         types = {"request_id": pa.string(), "row": pa.int64(), "ts": pa.float64(), "model": pa.string(),
                  "version": pa.int64(), "prediction": pa.string(), "score": pa.float64(), "latency_ms": pa.float64()}
         arrays = {k: pa.array(v, types[k]) for k, v in base.items()}
         for j, name in enumerate(self._columns):
-            kind = "string" if j in self._hashed else self._types[j]
+            kind = "string" if j in self._hashed or j in self._dropped else self._types[j]
             arrays[name] = pa.array(features[j], getattr(pa, _ARROW_TYPES[kind])())
         return pa.table(arrays)
 

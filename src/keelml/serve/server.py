@@ -58,6 +58,7 @@ def create_app(config: ServeConfig) -> Any:
     _limit_threads()
     from keelml.serve.app import AppSettings, build_app
     from keelml.serve.auth import KeyChecker
+    from keelml.serve.extraction import ExtractionMonitor, ExtractionSettings
     from keelml.serve.limits import Guard, GuardSettings, RateLimiter
     from keelml.serve.metrics import Metrics
     from keelml.serve.predlog import PredictionLog
@@ -92,14 +93,23 @@ def create_app(config: ServeConfig) -> Any:
     if spec.log_predictions:
         directory = Path(spec.log_path) if spec.log_path else source.log_root / "predictions" / name
         contract = served.model.contract
+        hashed, dropped = pii_columns(contract, spec.hash_columns)
         predlog = PredictionLog(
             directory, model=name, columns=[(c.name, c.type) for c in contract.features],
-            hash_columns=spec.hash_columns, hash_key=source.hash_key, roll_bytes=spec.log_roll_bytes,
+            hash_columns=hashed, drop_columns=dropped, hash_key=source.hash_key, roll_bytes=spec.log_roll_bytes,
             roll_seconds=spec.log_roll_seconds,
             on_written=lambda n: setattr(metrics, "log_rows", metrics.log_rows + n),
             on_dropped=lambda n: setattr(metrics, "log_dropped", metrics.log_dropped + n))
     settings = AppSettings(precision=spec.precision, top_k=spec.top_k, max_rows=spec.max_rows)
-    app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog)
+    extraction = ExtractionMonitor(
+        ExtractionSettings(quota_rows=spec.query_quota_rows, min_rows=spec.extraction_min_rows,
+                           margin=spec.extraction_margin, share=spec.extraction_share,
+                           block=spec.block_suspected_extraction),
+        on_alert=lambda key, reason, stats: source.audit("extraction_suspected", model=name, caller=key,
+                                                         reason=reason, blocked=spec.block_suspected_extraction,
+                                                         **stats))
+    metrics.extra.append(extraction.render)
+    app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog, extraction=extraction)
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
                     "can use the model")
@@ -108,7 +118,21 @@ def create_app(config: ServeConfig) -> Any:
                     "create one with `keel keys create-api-key --name NAME`")
     return Guard(app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
                  settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
-                 metrics=metrics, fast_predict=app.state.predict_body)
+                 metrics=metrics, fast_predict=app.state.predict_body, extraction=extraction)
+
+
+def pii_columns(contract: Any, hash_columns: list[str]) -> tuple[list[str], list[str]]:
+    """(hashed, dropped) feature columns of the prediction log: the contract's PII flags, plus `hash_columns`.
+
+    A PII column marked ``keep`` is still hashed in the log (requests are not the training data);
+    ``drop`` columns are logged as nulls.
+    """
+    features = {c.name for c in contract.features}
+    dropped = [c.name for c in contract.columns
+               if c.pii is not None and c.pii_action == "drop" and c.name in features]
+    hashed = [c.name for c in contract.columns if c.pii is not None and c.name in features and c.name not in dropped]
+    hashed += [c for c in hash_columns if c not in hashed and c not in dropped]
+    return hashed, dropped
 
 
 class _Source:
@@ -127,8 +151,12 @@ class _Source:
     def key_hashes(self) -> dict[str, tuple[str, str]]:
         raise NotImplementedError
 
+    def audit(self, event: str, **details: Any) -> None:
+        """Record a security event in the project's audit log (exported bundles have none: logged only)."""
+
 
 def _project_source(config: ServeConfig) -> _Source:
+    from keelml.data.pii import pii_key
     from keelml.project import open_store
     from keelml.serve.auth import active_key_hashes
     from keelml.serve.engine import load_registered
@@ -140,7 +168,7 @@ def _project_source(config: ServeConfig) -> _Source:
 
     class ProjectSource(_Source):
         log_root = project.root
-        hash_key = project.keys.master_key
+        hash_key = pii_key(project.keys.master_key)
 
         def resolve(self) -> int:
             # After registry aliases land: `project.registry.resolve(name, ref)`.
@@ -158,6 +186,9 @@ def _project_source(config: ServeConfig) -> _Source:
 
         def key_hashes(self) -> dict[str, tuple[str, str]]:
             return active_key_hashes(project.metadata)
+
+        def audit(self, event: str, **details: Any) -> None:
+            project.audit.append(event, actor="keel-serve", **details)
 
     return ProjectSource()
 
