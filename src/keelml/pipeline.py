@@ -1,6 +1,6 @@
 """Compile a spec into the standard graph and run it: the Python API's entry point.
 
-    ingest -> validate -> split -> train -> evaluate -> gate -> register
+    ingest -> validate -> split -> [tune] -> train -> evaluate -> gate -> register
 """
 
 from __future__ import annotations
@@ -21,19 +21,31 @@ from keelml.engine.step import Step
 from keelml.errors import DataError, SpecError
 from keelml.project import Project, open_project
 from keelml.registry import Registration, build_bundle
-from keelml.spec import LoadedSpec, SourceSpec, load_spec
+from keelml.spec import MODEL_FAMILIES, LoadedSpec, SourceSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 1, "validate": 2, "split": 1, "train": 2, "evaluate": 1, "gate": 2, "register": 1}
+STEP_VERSIONS = {"ingest": 1, "validate": 2, "split": 1, "tune": 1, "train": 3, "evaluate": 1, "gate": 2,
+                 "register": 1}
 
 
 def _version(step: str) -> str:
     return f"{__version__}/{STEP_VERSIONS[step]}"
 
 
-def codecs() -> dict[str, Codec]:
-    """Built-in codecs plus the data-plane ones; their libraries load only when used."""
+def codecs(family: str | None = None) -> dict[str, Codec]:
+    """Built-in codecs plus the data-plane ones; their libraries load only when used.
+
+    `family` is the spec's model.family: an estimator named by import path is trusted (exactly that
+    class) when models are saved and loaded.
+    """
+
+    def trusted() -> tuple[str, ...]:
+        if family is None or family in MODEL_FAMILIES:
+            return ()
+        from keelml.model.catalog import trusted_types
+
+        return trusted_types(family)
 
     def enc_table(obj: Any) -> bytes:
         from keelml.data.frames import encode_table
@@ -46,14 +58,16 @@ def codecs() -> dict[str, Codec]:
         return decode_table(data)
 
     def enc_model(obj: Any) -> bytes:
-        from keelml.model.persist import dump_model
+        from keelml.model.persist import check_loadable, dump_model
 
-        return dump_model(obj)
+        data = dump_model(obj)
+        check_loadable(data, trusted())
+        return data
 
     def dec_model(data: bytes) -> Any:
         from keelml.model.persist import load_model
 
-        return load_model(data)
+        return load_model(data, trusted())
 
     return {**BUILTIN, "table": Codec("table", enc_table, dec_table),
             "model": Codec("model", enc_model, dec_model)}
@@ -103,8 +117,12 @@ def resolve_inputs(loaded: LoadedSpec) -> Inputs:
     return Inputs(sources, declared)
 
 
-def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None) -> Graph:
-    """The standard graph for a spec. Reads only file digests, never the data itself."""
+def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None,
+                  run_id: str = "") -> Graph:
+    """The standard graph for a spec. Reads only file digests, never the data itself.
+
+    `run_id` labels the tuning trials the run records in the metadata store.
+    """
     spec = loaded.spec
     data = spec.data
     inputs = inputs or resolve_inputs(loaded)
@@ -130,6 +148,20 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
     sign = functools.partial(build_bundle, keys=project.keys)
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
+    train_inputs = {"train": "split.train", "contract": "validate.contract"}
+    tune_steps = []
+    if spec.tune is not None:
+        tune_steps.append(Step(
+            "tune", steps.tune, inputs=dict(train_inputs),
+            refs={"train_id": "split.train", "contract_id": "validate.contract"},
+            outputs={"tuning": "json"}, version=_version("tune"),
+            params={"pipeline": spec.name, "metric": spec.evaluate.metric,
+                    "model": spec.model.model_dump(mode="json", exclude={*RESOURCE_KEYS, "learning_curve"}),
+                    "tune": spec.tune.model_dump(mode="json", exclude={"n_jobs"})},
+            bound={"resources": {"n_jobs": spec.tune.n_jobs, "threads": spec.model.threads},
+                   "trial_log": functools.partial(project.metadata.record_trial, run_id=run_id),
+                   "storage_url": project.metadata.url}))
+        train_inputs["tuning"] = "tune.tuning"
     return Graph([
         *ingest_steps,
         Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=_version("validate"),
@@ -138,9 +170,10 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
                      "options": spec.contract.model_dump(mode="json"), **declared}),
         Step("split", steps.split, inputs=split_inputs, outputs={"train": "table", "test": "table"},
              version=_version("split"), params={"target": data.target, **spec.split.model_dump(mode="json")}),
-        Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
+        *tune_steps,
+        Step("train", steps.train, inputs=train_inputs,
              outputs={"model": "model", "cv": "json"}, version=_version("train"),
-             params=spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS),
+             params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), "metric": spec.evaluate.metric},
              bound={"resources": resources}),
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
@@ -206,15 +239,15 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
     inputs = resolve_inputs(loaded)
     project = open_project(loaded)
     try:
-        graph = compile_graph(loaded, project, inputs)
+        run_id = new_run_id()
+        graph = compile_graph(loaded, project, inputs, run_id)
         if only is not None and only not in graph.steps:
             raise SpecError(f"no step named {only!r}", expected="one of: " + ", ".join(graph.steps),
                             fix="pass one of those names to --step")
-        run_id = new_run_id()
         started = time.perf_counter()
         project.metadata.start_run(run_id, pipeline=loaded.spec.name, spec_path=str(loaded.path),
                                    spec_digest=loaded.digest)
-        runner = Runner(project.artifacts, project.metadata, codecs(), scope=loaded.spec.name,
+        runner = Runner(project.artifacts, project.metadata, codecs(loaded.spec.model.family), scope=loaded.spec.name,
                         run_id=run_id, events=events)
         try:
             results = runner.run(graph, only=only)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+from collections.abc import Iterable
 from typing import Any
 
 from keelml.errors import DataError, IntegrityError
@@ -45,7 +46,31 @@ TRUSTED_TYPES: tuple[str, ...] = (
     # partials of allowlisted functions load.
     "functools.partial",
     "sklearn.utils.validation.check_array",
+    # The lightgbm family (the keelml[lightgbm] extra): the booster is rebuilt from its text model.
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
 )
+
+
+def untrusted_types(data: bytes, extra_trusted: Iterable[str] = ()) -> list[str]:
+    """Types in skops bytes that neither skops, TRUSTED_TYPES nor `extra_trusted` allow (sorted)."""
+    import skops.io as sio
+
+    allowed = set(TRUSTED_TYPES) | set(extra_trusted)
+    return sorted(t for t in sio.get_untrusted_types(data=data) if t not in allowed)
+
+
+def check_loadable(data: bytes, extra_trusted: Iterable[str] = ()) -> None:
+    """DataError if load_model would refuse these freshly dumped bytes (say so when saving, not loading)."""
+    offending = untrusted_types(data, extra_trusted)
+    if offending:
+        raise DataError(
+            "the trained model holds type(s) keelml will not load: " + ", ".join(offending),
+            expected="only the declared estimator class, scikit-learn, numpy and keelml types",
+            fix="keep other objects (callables, custom classes) out of the estimator's parameters and fitted state",
+        )
 
 
 def dump_model(model: Any) -> bytes:
@@ -120,9 +145,10 @@ def _refuse(what: str) -> IntegrityError:
     )
 
 
-def load_model(data: bytes) -> Any:
+def load_model(data: bytes, extra_trusted: Iterable[str] = ()) -> Any:
     """Load skops bytes after checking that every type they would build is in TRUSTED_TYPES.
 
+    `extra_trusted` adds exactly the types a spec declared (catalog.trusted_types of its family).
     Raises IntegrityError for pickles, non-skops bytes and files naming any other type.
     """
     import skops.io as sio
@@ -144,7 +170,8 @@ def load_model(data: bytes) -> Any:
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise _refuse(f"refusing to load: the skops model file is malformed ({problem})") from None
-    offending = sorted(t for t in untrusted if t not in TRUSTED_TYPES)
+    allowed = set(TRUSTED_TYPES) | set(extra_trusted)
+    offending = sorted(t for t in untrusted if t not in allowed)
     if offending:
         raise _refuse(
             "refusing to load a model containing untrusted type(s): " + ", ".join(offending)

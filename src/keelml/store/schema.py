@@ -1,4 +1,4 @@
-"""The metadata database's tables (SQLAlchemy Core): runs, steps, cache, artifacts, lineage, models."""
+"""The metadata database's tables (SQLAlchemy Core): runs, steps, cache, artifacts, lineage, models, trials."""
 
 from __future__ import annotations
 
@@ -99,4 +99,20 @@ model_versions = Table(
     Column("metrics", Text, nullable=False),  # JSON summary for listings
     PrimaryKeyConstraint("name", "version"),
     UniqueConstraint("name", "bundle_id"),
+)
+
+tuning_trials = Table(
+    "tuning_trials",
+    metadata,
+    Column("study", String(128), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("state", String(16), nullable=False),  # complete | pruned | failed | interrupted
+    Column("params", Text, nullable=False),  # JSON
+    Column("fold_scores", Text, nullable=False),  # JSON list
+    Column("value", Float),  # mean of the fold scores of a complete trial
+    Column("duration_s", Float),
+    Column("error", Text),
+    Column("recorded_at", Float, nullable=False),
+    PrimaryKeyConstraint("study", "number"),
 )
