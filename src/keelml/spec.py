@@ -197,6 +197,7 @@ class TuneSpec(StrictModel):
     pruner: Literal["median", "none"] = "median"
     seed: int | None = Field(None, description="sampler seed; default model.seed")
     n_jobs: int = Field(1, ge=1, le=64, description="trials evaluated in parallel, one process each")
+    cv_folds: int | None = Field(None, ge=2, le=20, description="folds of the tuning objective; default model.cv_folds")
     space: dict[str, ParamRange] = Field(
         default_factory=dict, description="per parameter, a range or choices; overrides the family's default space"
     )

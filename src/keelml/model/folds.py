@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from keelml.errors import DataError, SpecError
-from keelml.model.features import to_labelled_xy
+from keelml.model.features import FrameCoercer, split_features, to_labelled_xy
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +55,10 @@ def make_folds(frame: pl.DataFrame, contract: Contract, spec: ModelSpec) -> Fold
     if spec.time_column:
         frame = frame.sort(_column(frame, spec.time_column, "time_column"), maintain_order=True)
     X, y = to_labelled_xy(frame, contract, what="training")
+    numeric, known, free = split_features(contract)
+    # Coercion is idempotent and the same for every fold: done once here, each fold's pipeline
+    # (which starts with the same coercer, kept for serving) then finds clean dtypes.
+    X = FrameCoercer(numeric=numeric, categorical=[*known, *free]).fit_transform(X)
     task = contract.task
     classes = None if task == "regression" else check_classes(y, contract)
     n = len(y)

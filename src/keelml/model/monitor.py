@@ -23,12 +23,17 @@ if TYPE_CHECKING:
     from keelml.spec import LearningCurveSpec
 
 MAX_CHECKPOINTS = 40  # iterations scored per fold for the per-iteration curve
-MAX_TRAIN_ROWS = 5000  # training rows scored per fold for the training side of that curve
+MAX_CURVE_ROWS = 4000  # validation rows, and training rows, scored per fold for that curve (seeded sample)
 
 
 def monitor_training(folds: Folds, pipeline: Pipeline, fold_models: Sequence[Pipeline], *, metric: str,
-                     task: str, spec: LearningCurveSpec, seed: int, n_jobs: int) -> dict[str, Any]:
-    """The `monitoring` part of the training report (JSON-ready)."""
+                     task: str, spec: LearningCurveSpec, seed: int, n_jobs: int,
+                     fold_scores: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
+    """The `monitoring` part of the training report (JSON-ready).
+
+    `fold_scores` are the fold models' (train, validation) scores in `metric` when cross-validation
+    already computed them; otherwise the fold models predict again.
+    """
     classes = folds.classes
     full_train: list[float] = []
     full_val: list[float] = []
@@ -36,10 +41,15 @@ def monitor_training(folds: Folds, pipeline: Pipeline, fold_models: Sequence[Pip
     base_val: list[float] = []
     for (fit_idx, val_idx), model in zip(folds.splits, fold_models, strict=True):
         y_fit, y_val = folds.y[fit_idx], folds.y[val_idx]
-        full_train.append(metric_value(metric, task, classes, y_fit, predictions(model, folds.X.iloc[fit_idx], task)))
-        full_val.append(metric_value(metric, task, classes, y_val, predictions(model, folds.X.iloc[val_idx], task)))
+        if fold_scores is None:
+            full_train.append(metric_value(metric, task, classes, y_fit,
+                                           predictions(model, folds.X.iloc[fit_idx], task)))
+            full_val.append(metric_value(metric, task, classes, y_val,
+                                         predictions(model, folds.X.iloc[val_idx], task)))
         base_train.append(metric_value(metric, task, classes, y_fit, baseline_output(task, classes, y_fit, len(y_fit))))
         base_val.append(metric_value(metric, task, classes, y_val, baseline_output(task, classes, y_fit, len(y_val))))
+    if fold_scores is not None:
+        full_train, full_val = list(fold_scores[0]), list(fold_scores[1])
     train_mean, val_mean = _mean(full_train), _mean(full_val)
     baseline = {"train": _mean(base_train), "validation": _mean(base_val)}
     # skill relative to the dummy on the same rows: validation against the validation baseline
@@ -155,28 +165,59 @@ def _checkpoints(total: int) -> list[int]:
 
 def _iteration_curve(folds: Folds, fold_models: Sequence[Pipeline], *, metric: str,
                      task: str) -> dict[str, Any] | None:
-    per_fold_val: list[dict[int, float]] = []
-    per_fold_train: list[dict[int, float]] = []
-    for i, ((fit_idx, val_idx), model) in enumerate(zip(folds.splits, fold_models, strict=True)):
-        val = staged_outputs(model, folds.X.iloc[val_idx], task)
-        if val is None:
-            return None
-        rows = fit_idx if len(fit_idx) <= MAX_TRAIN_ROWS else np.sort(
-            np.random.default_rng(i).choice(fit_idx, MAX_TRAIN_ROWS, replace=False))
-        train = staged_outputs(model, folds.X.iloc[rows], task)
-        assert train is not None
-        y_val, y_rows = folds.y[val_idx], folds.y[rows]
-        per_fold_val.append({k: metric_value(metric, task, folds.classes, y_val, o) for k, o in zip(*val, strict=True)})
-        per_fold_train.append({k: metric_value(metric, task, folds.classes, y_rows, o)
-                               for k, o in zip(*train, strict=True)})
+    """Mean train and validation score after each boosting iteration, over the folds.
+
+    Histogram gradient boosting that early-stopped records its loss per iteration on its own
+    held-out share of the fold's training rows while fitting (free): that curve is used, as log
+    loss or RMSE. Other boosting models are scored in `metric` on a sample of each fold's
+    validation and training rows after up to MAX_CHECKPOINTS iterations.
+    """
+    native = [_recorded_loss(model.steps[-1][1], task) for model in fold_models]
+    if all(n is not None for n in native):
+        name, source = ("rmse" if task == "regression" else "log_loss"), "early-stopping holdout"
+        per_fold_val = [n[0] for n in native if n is not None]
+        per_fold_train = [n[1] for n in native if n is not None]
+    else:
+        name, source = metric, "cv folds"
+        per_fold_val, per_fold_train = [], []
+        for i, ((fit_idx, val_idx), model) in enumerate(zip(folds.splits, fold_models, strict=True)):
+            held, rows = _sample(val_idx, seed=i), _sample(fit_idx, seed=i)
+            val = staged_outputs(model, folds.X.iloc[held], task)
+            train = staged_outputs(model, folds.X.iloc[rows], task)
+            if val is None or train is None:
+                return None
+            per_fold_val.append({k: metric_value(metric, task, folds.classes, folds.y[held], o)
+                                 for k, o in zip(*val, strict=True)})
+            per_fold_train.append({k: metric_value(metric, task, folds.classes, folds.y[rows], o)
+                                   for k, o in zip(*train, strict=True)})
     n_iter = [max(d) if d else 0 for d in per_fold_val]
     marks = _checkpoints(max(n_iter))
     val_mean = [_mean([_at(d, k) for d in per_fold_val]) for k in marks]
     train_mean = [_mean([_at(d, k) for d in per_fold_train]) for k in marks]
     finite = [(k, v) for k, v in zip(marks, val_mean, strict=True) if v is not None]
-    best = (max if greater_is_better(metric) else min)(finite, key=lambda kv: kv[1])[0] if finite else None
-    return {"iteration": marks, "validation_mean": val_mean, "train_mean": train_mean,
-            "n_iter_per_fold": n_iter, "best_iteration": best}
+    best = (max if greater_is_better(name) else min)(finite, key=lambda kv: kv[1])[0] if finite else None
+    return {"metric": name, "greater_is_better": greater_is_better(name), "source": source, "iteration": marks,
+            "validation_mean": val_mean, "train_mean": train_mean, "n_iter_per_fold": n_iter,
+            "best_iteration": best}
+
+
+def _recorded_loss(estimator: Any, task: str) -> tuple[dict[int, float], dict[int, float]] | None:
+    """(validation, train) loss per iteration that early-stopping histogram boosting kept, or None."""
+    val = getattr(estimator, "validation_score_", None)
+    train = getattr(estimator, "train_score_", None)
+    if val is None or train is None or len(val) < 2 or getattr(estimator, "scoring", "loss") != "loss":
+        return None
+
+    def loss(score: float) -> float:  # the scores are minus the loss; regression's is half the MSE
+        return float(np.sqrt(max(0.0, -2.0 * score))) if task == "regression" else float(-score)
+
+    return ({k: loss(v) for k, v in enumerate(val) if k > 0}, {k: loss(v) for k, v in enumerate(train) if k > 0})
+
+
+def _sample(idx: npt.NDArray[np.intp], seed: int) -> npt.NDArray[np.intp]:
+    if len(idx) <= MAX_CURVE_ROWS:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, MAX_CURVE_ROWS, replace=False))
 
 
 def _at(curve: dict[int, float], k: int) -> float:

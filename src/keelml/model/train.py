@@ -110,9 +110,11 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec, *,
     }
     if monitor:
         started = time.perf_counter()
+        name = primary_metric(task, metric)
+        known = (metrics[name]["train"], metrics[name]["test"]) if name in metrics else None
         report["monitoring"] = monitor_training(
-            folds, pipeline, cv["estimator"], metric=primary_metric(task, metric), task=task,
-            spec=spec.learning_curve, seed=spec.seed, n_jobs=spec.n_jobs)
+            folds, pipeline, cv["estimator"], metric=name, task=task, spec=spec.learning_curve,
+            seed=spec.seed, n_jobs=spec.n_jobs, fold_scores=known)
         report["monitoring_seconds"] = time.perf_counter() - started
     return model, _jsonable(report)
 

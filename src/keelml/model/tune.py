@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +28,8 @@ from keelml.model.scoring import check_metric, greater_is_better, metric_value, 
 from keelml.model.spaces import resolve_space, space_as_json, suggest
 
 if TYPE_CHECKING:
+    from multiprocessing.pool import Pool
+
     import polars as pl
 
     from keelml.data.contract import Contract
@@ -103,7 +105,8 @@ def tune_model(train: pl.DataFrame, contract: Contract, model: ModelSpec, tune: 
     maximize = greater_is_better(name)
     seed = model.seed if tune.seed is None else tune.seed
     space = resolve_space(model.family, contract.task, model.params, tune.space)
-    folds = make_folds(train, contract, model)
+    folds = make_folds(train, contract, model if tune.cv_folds is None
+                       else model.model_copy(update={"cv_folds": tune.cv_folds}))
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -116,13 +119,10 @@ def tune_model(train: pl.DataFrame, contract: Contract, model: ModelSpec, tune: 
         started = time.perf_counter()
         resumed_from = _finished(opt_study)
         scorer = FoldScorer(folds, contract, model.family, model.seed, name)
-        executor: Executor | None = None
-        if n_jobs > 1:
-            import multiprocessing
-
-            executor = ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init_worker,
-                                           initargs=(folds, contract, model.family, model.seed, name, threads))
+        pool: Pool | None = None
+        if n_jobs > 1:  # fresh interpreters: no inherited OpenMP state, one thread pool limit each
+            pool = multiprocessing.get_context("spawn").Pool(
+                n_jobs, initializer=_init_worker, initargs=(folds, contract, model.family, model.seed, name, threads))
         stopped_by = "trials"
         try:
             while (done := _finished(opt_study)) < tune.trials:
@@ -135,14 +135,21 @@ def tune_model(train: pl.DataFrame, contract: Contract, model: ModelSpec, tune: 
                     trial = opt_study.ask()
                     batch.append(_Running(trial, suggest(trial, space), time.perf_counter()))
                 try:
-                    _run_batch(batch, folds, model.params, scorer, executor)
+                    _run_batch(batch, folds, model.params, scorer, pool)
                 finally:
                     _finish_batch(opt_study, batch, log)
+        except BaseException:
+            if pool is not None:
+                pool.terminate()  # Ctrl-C or an error: do not wait for the running fits
+            raise
         finally:
-            if executor is not None:
-                executor.shutdown(wait=True, cancel_futures=True)
-        return _summary(opt_study, study, name, maximize, space, model.params, resumed_from,
-                        time.perf_counter() - started, stopped_by, tune.trials)
+            if pool is not None:
+                pool.close()
+                pool.join()
+        summary = _summary(opt_study, study, name, maximize, space, model.params, resumed_from,
+                           time.perf_counter() - started, stopped_by, tune.trials)
+        summary["folds"] = folds.describe()
+        return summary
     finally:
         optuna.logging.set_verbosity(verbosity)
 
@@ -187,17 +194,14 @@ def _fail_interrupted(study: Any, log: TrialLog | None) -> None:
 
 
 def _run_batch(batch: list[_Running], folds: Folds, fixed: Mapping[str, Any],
-               scorer: FoldScorer, executor: Executor | None) -> None:
+               scorer: FoldScorer, pool: Pool | None) -> None:
     """Advance every trial of the batch fold by fold; report the running mean and prune after each."""
     for fold in range(len(folds.splits)):
         alive = [b for b in batch if b.state is None]
         if not alive:
             return
         jobs = [({**fixed, **b.params}, fold) for b in alive]
-        if executor is None:
-            results = [scorer(p, f) for p, f in jobs]
-        else:
-            results = list(executor.map(_score_in_worker, *zip(*jobs, strict=True)))
+        results = [scorer(p, f) for p, f in jobs] if pool is None else pool.starmap(_score_in_worker, jobs)
         for b, result in zip(alive, results, strict=True):
             if isinstance(result, str) or not np.isfinite(result):
                 b.state, b.error = "FAIL", result if isinstance(result, str) else "the metric is undefined on a fold"
