@@ -48,6 +48,7 @@ unit: $(VENV)/.installed-dev
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cached_rerun.py
 	$(BIN)/python bench/cli_startup.py
+	$(BIN)/python bench/overhead.py
 
 clean:
 	rm -rf $(VENV) examples/*/.keel .pytest_cache .mypy_cache .ruff_cache

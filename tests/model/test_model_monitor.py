@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import polars as pl
+import pytest
 
 from keelml.model.monitor import _subsample
 from keelml.model.train import train_model
@@ -68,12 +69,26 @@ def test_boosting_reports_the_validation_score_per_iteration(synthetic) -> None:
     spec = ModelSpec(family="hist_gradient_boosting", params={"max_iter": 30}, cv_folds=3, learning_curve=NO_CURVE)
     _, report = train_model(frame, contract, spec)
     curve = report["monitoring"]["iterations"]
+    assert curve["source"] == "cv folds" and curve["metric"] == "roc_auc"  # scored on the validation rows
     assert curve["n_iter_per_fold"] == [30, 30, 30]
     assert curve["iteration"][0] == 1 and curve["iteration"][-1] == 30
     assert len(curve["validation_mean"]) == len(curve["train_mean"]) == len(curve["iteration"])
     assert curve["validation_mean"][-1] > curve["validation_mean"][0] - 0.05
     assert curve["best_iteration"] in curve["iteration"]
-    assert curve["validation_mean"][-1] == report["monitoring"]["validation"]["mean"]
+    assert curve["validation_mean"][-1] == pytest.approx(report["monitoring"]["validation"]["mean"])
+
+
+def test_early_stopping_boosting_uses_its_recorded_loss(synthetic) -> None:
+    frame, contract = synthetic("regression", n=240)
+    spec = ModelSpec(family="hist_gradient_boosting", cv_folds=3, learning_curve=NO_CURVE,
+                     params={"early_stopping": True, "max_iter": 200, "n_iter_no_change": 5})
+    model, report = train_model(frame, contract, spec)
+    curve = report["monitoring"]["iterations"]
+    assert curve["source"] == "early-stopping holdout" and curve["metric"] == "rmse"
+    assert curve["greater_is_better"] is False
+    assert all(n < 200 for n in curve["n_iter_per_fold"])  # it stopped early
+    assert curve["validation_mean"][-1] < curve["validation_mean"][0]  # the loss fell
+    assert curve["best_iteration"] == min(zip(curve["validation_mean"], curve["iteration"]))[1]
 
 
 def test_time_ordered_curves_keep_the_most_recent_rows() -> None:
