@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers import small_adult_project
+
 from keelml.pipeline import run
 from keelml.project import open_project
 from keelml.spec import load_spec
-from tests.helpers import small_adult_project
 
 TUNE = """
 tune:

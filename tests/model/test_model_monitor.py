@@ -82,13 +82,13 @@ def test_early_stopping_boosting_uses_its_recorded_loss(synthetic) -> None:
     frame, contract = synthetic("regression", n=240)
     spec = ModelSpec(family="hist_gradient_boosting", cv_folds=3, learning_curve=NO_CURVE,
                      params={"early_stopping": True, "max_iter": 200, "n_iter_no_change": 5})
-    model, report = train_model(frame, contract, spec)
+    _, report = train_model(frame, contract, spec)
     curve = report["monitoring"]["iterations"]
     assert curve["source"] == "early-stopping holdout" and curve["metric"] == "rmse"
     assert curve["greater_is_better"] is False
     assert all(n < 200 for n in curve["n_iter_per_fold"])  # it stopped early
     assert curve["validation_mean"][-1] < curve["validation_mean"][0]  # the loss fell
-    assert curve["best_iteration"] == min(zip(curve["validation_mean"], curve["iteration"]))[1]
+    assert curve["best_iteration"] == min(zip(curve["validation_mean"], curve["iteration"], strict=True))[1]
 
 
 def test_time_ordered_curves_keep_the_most_recent_rows() -> None:
