@@ -178,6 +178,8 @@ class ParamRange(StrictModel):
         if self.choices is not None:
             if self.low is not None or self.high is not None or not self.choices:
                 raise ValueError("give either non-empty choices: [...] or low: and high:, not both")
+            if not all(c is None or isinstance(c, bool | int | float | str) for c in self.choices):
+                raise ValueError("choices must be numbers, strings, booleans or null (not lists or mappings)")
             return self
         if self.low is None or self.high is None:
             raise ValueError("a tuned parameter needs low: and high: (or choices: [...])")
