@@ -46,6 +46,7 @@ def test_tuning_in_a_run_is_recorded_cached_and_resumable(tmp_path) -> None:
     assert tuning["folds"]["folds"] == 2 and cv["folds"] == 2
     assert cv["monitoring"]["learning_curve"]["sizes"] == [0.5, 1.0]
     assert first.metrics is not None and first.metrics["roc_auc"] > 0.8
+    assert any(note.startswith(f"tuning: best roc_auc {tuning['best_value']:.4f}") for note in first.notes)
 
     again = run(spec)
     assert {s.status for s in again.steps} == {"cached"}

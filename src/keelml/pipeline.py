@@ -227,6 +227,19 @@ class RunOutcome:
         }
 
 
+def training_notes(cv: Mapping[str, Any]) -> list[str]:
+    """One line on the tuning, and the over/under-fitting notes of the monitoring, for `keel run`."""
+    notes: list[str] = []
+    tuning = cv.get("tuning")
+    if tuning:
+        counts = tuning["trials"]
+        notes.append(f"tuning: best {tuning['metric']} {tuning['best_value']:.4f} (trial {tuning['best_trial']}) "
+                     f"after {counts['complete'] + counts['pruned'] + counts['failed']} trials "
+                     f"({counts['pruned']} pruned) in study {tuning['study']}")
+    notes.extend((cv.get("monitoring") or {}).get("notes", []))
+    return notes
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
@@ -258,6 +271,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             if "evaluate" in done:
                 outcome.metrics = runner.value("evaluate.metrics")
                 outcome.validation = runner.value("validate.report")
+            if "train" in done:
+                outcome.notes.extend(training_notes(runner.value("train.cv")))
             if "gate" in done:
                 outcome.verdict = runner.value("gate.verdict")
             if "register" in done and outcome.verdict is not None:
