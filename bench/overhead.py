@@ -10,10 +10,10 @@ same things:
   computes the learning curve at 10%, 25%, 50% and 75% of each fold's training rows with
   `learning_curve` (the 100% point is the cross-validation above); fits on all training rows and
   scores adult.test with `predict_proba`;
-- keelml: `keel run` of the Adult example without its `tune:` section (defaults otherwise, so the
-  same learning curve), on a fresh store (first run): ingest, contract inference and validation,
-  the same CV, learning curve and fit, the per-iteration curve and fit flags, held-out metrics with
-  a bootstrap interval, signing, encryption, registration and the report.
+- keelml: `keel run` of the Adult example without its `tune:` section, in one process and with the
+  default learning-curve sizes (the same curve), on a fresh store (first run): ingest, contract
+  inference and validation, the same CV, learning curve and fit, the per-iteration curve and fit
+  flags, held-out metrics with a bootstrap interval, signing, encryption, registration and the report.
 
 Each side runs as its own `python` process (interpreter start and imports included), alternately,
 REPEAT times; the ratio of the medians is the figure. CPU times (user + sys of the child) are printed
@@ -93,6 +93,7 @@ def keel_spec(directory: Path, curve: bool) -> Path:
     text = (ADULT / "pipeline.yaml").read_text()
     text = re.sub(r"\ntune:\n(?:  .*\n|\n)*", "\n", text)  # drop the tune section
     text = re.sub(r"  n_jobs: 2.*\n", "", text, count=1)  # one process, like the plain script
+    text = re.sub(r"  learning_curve:\n    sizes: .*\n", "", text)  # keelml's default sizes, as the plain script
     if not curve:
         text = text.replace("  cv_folds: 5\n", "  cv_folds: 5\n  learning_curve: {sizes: []}\n")
     path = directory / "pipeline.yaml"
