@@ -67,3 +67,22 @@ def test_split_column_errors(synthetic) -> None:
         make_folds(frame.with_columns(user=pl.lit("a")), contract, ModelSpec(group_column="user"))
     with pytest.raises(DataError, match="missing values"):
         make_folds(frame.with_columns(day=pl.lit(None, dtype=pl.Int64)), contract, ModelSpec(time_column="day"))
+
+
+@pytest.mark.parametrize("family", ["hist_gradient_boosting", "linear"])
+def test_fold_models_skip_the_coercer_and_predict_the_same(synthetic, family: str) -> None:
+    from keelml.model.catalog import make_pipeline_for
+    from keelml.model.features import to_xy
+    from keelml.model.folds import for_folds
+
+    frame, contract = synthetic("binary", n=200)
+    folds = make_folds(frame, contract, ModelSpec(cv_folds=3))
+    full = make_pipeline_for(contract, family, {}, seed=0)
+    fast = for_folds(full)
+    assert fast.named_steps["features"].named_steps["coerce"] == "passthrough"
+    assert full.named_steps["features"].named_steps["coerce"] != "passthrough"  # the kept model is intact
+    raw, _ = to_xy(frame, contract)
+    fit, val = folds.splits[0]
+    full.fit(raw.iloc[fit], folds.y[fit])
+    fast.fit(folds.X.iloc[fit], folds.y[fit])
+    np.testing.assert_array_equal(full.predict_proba(raw.iloc[val]), fast.predict_proba(folds.X.iloc[val]))

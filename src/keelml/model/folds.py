@@ -19,6 +19,7 @@ from keelml.model.features import FrameCoercer, split_features, to_labelled_xy
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
+    from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import Contract
     from keelml.spec import ModelSpec
@@ -95,6 +96,23 @@ def make_folds(frame: pl.DataFrame, contract: Contract, spec: ModelSpec) -> Fold
     splits = [(np.asarray(a, dtype=np.intp), np.asarray(b, dtype=np.intp))
               for a, b in splitter.split(X, y, groups)]
     return Folds(X, y, splits, kind, classes, column)
+
+
+def for_folds(pipeline: Pipeline) -> Pipeline:
+    """A copy of the pipeline to fit and score on Folds.X: its coercer step is skipped.
+
+    make_folds already coerced X (the coercer is idempotent), so the fold models give exactly the
+    predictions the full pipeline would, without repeating the coercion in every fit and predict.
+    The model that is kept and served is always the full pipeline.
+    """
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    features = pipeline.named_steps.get("features")
+    if isinstance(features, Pipeline) and isinstance(features.named_steps.get("coerce"), FrameCoercer):
+        skipping: Pipeline = clone(pipeline).set_params(features__coerce="passthrough")
+        return skipping
+    return pipeline
 
 
 def _column(frame: pl.DataFrame, name: str, key: str) -> str:

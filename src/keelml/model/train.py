@@ -11,7 +11,7 @@ import numpy as np
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
-from keelml.model.folds import make_folds
+from keelml.model.folds import for_folds, make_folds
 from keelml.model.monitor import monitor_training
 
 if TYPE_CHECKING:
@@ -51,11 +51,12 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec, *,
     folds = make_folds(train, contract, spec)
     X, y, classes = folds.X, folds.y, folds.classes
     pipeline = make_pipeline_for(contract, spec.family, hyper, spec.seed)
+    fold_pipeline = for_folds(pipeline)
     scoring = CV_SCORING[task]
     started = time.perf_counter()
     try:
         cv = cross_validate(
-            pipeline, X, y, cv=folds.splits, scoring={name: s for name, (s, _) in scoring.items()},
+            fold_pipeline, X, y, cv=folds.splits, scoring={name: s for name, (s, _) in scoring.items()},
             return_train_score=True, return_estimator=monitor, error_score="raise",
             n_jobs=spec.n_jobs if spec.n_jobs > 1 else None,
         )
@@ -113,7 +114,7 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec, *,
         name = primary_metric(task, metric)
         known = (metrics[name]["train"], metrics[name]["test"]) if name in metrics else None
         report["monitoring"] = monitor_training(
-            folds, pipeline, cv["estimator"], metric=name, task=task, spec=spec.learning_curve,
+            folds, fold_pipeline, cv["estimator"], metric=name, task=task, spec=spec.learning_curve,
             seed=spec.seed, n_jobs=spec.n_jobs, fold_scores=known)
         report["monitoring_seconds"] = time.perf_counter() - started
     return model, _jsonable(report)

@@ -23,7 +23,7 @@ import numpy as np
 
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
-from keelml.model.folds import Folds, make_folds
+from keelml.model.folds import Folds, for_folds, make_folds
 from keelml.model.scoring import check_metric, greater_is_better, metric_value, predictions
 from keelml.model.spaces import resolve_space, space_as_json, suggest
 
@@ -56,7 +56,7 @@ class FoldScorer:
         fit_idx, val_idx = self.folds.splits[fold]
         X, y = self.folds.X, self.folds.y
         try:
-            model = make_pipeline_for(self.contract, self.family, params, self.seed)
+            model = for_folds(make_pipeline_for(self.contract, self.family, params, self.seed))
             model.fit(X.iloc[fit_idx], y[fit_idx])
             output = predictions(model, X.iloc[val_idx], self.contract.task)
         except (ValueError, TypeError, ArithmeticError, DataError) as exc:
