@@ -131,3 +131,31 @@ gate: {max_fairness_difference: 0.1}
 def test_model_tests_mistakes(extra: str, message: str) -> None:
     with pytest.raises(SpecError, match=message):
         parse_spec(MINIMAL + extra + "\n")
+
+
+def test_tune_and_model_training_keys() -> None:
+    base = "name: x\ndata: {train: {path: a.csv}, target: y}\n"
+    assert parse_spec(base).tune is None  # no section: no tuning
+    assert parse_spec(base + "tune:\n").tune.trials == 30  # a bare section: the defaults
+    spec = parse_spec(base + "model: {family: 'sklearn.svm:SVC', group_column: user}\n"
+                      "tune: {trials: 5, space: {C: {low: 1, high: 100, log: true}, k: {choices: [a, 2]},"
+                      " r: {low: 0.1, high: 0.9}}}\n")
+    assert spec.model.family == "sklearn.svm:SVC" and spec.model.group_column == "user"
+    space = spec.tune.space
+    assert space["C"].integer is True and space["r"].integer is False and space["k"].choices == ["a", 2]
+    bad = {
+        "model: {family: randomforest}": "did you mean 'random_forest'?",
+        "model: {group_column: a, time_column: b}": "not both",
+        "model: {learning_curve: {sizes: [0, 0.5]}}": "fractions",
+        "tune: {space: {C: {low: 10, high: 1}}}": "must not exceed",
+        "tune: {space: {C: {low: 0, high: 1, log: true}}}": "log: true needs low > 0",
+        "tune: {space: {C: {choices: [[1, 2]]}}}": "choices must be numbers",
+        "tune: {pruner: hyperband}": "tune.pruner",
+    }
+    for extra, message in bad.items():
+        with pytest.raises(SpecError) as info:
+            parse_spec(base + extra)
+        assert message in info.value.what
+    with pytest.raises(SpecError) as typo:
+        parse_spec(base + "tune: {space: {C: {lw: 1}}}")
+    assert "'lw' in tune.space.C" in typo.value.what and "did you mean 'low'?" in (typo.value.fix or "")

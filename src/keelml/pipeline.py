@@ -1,7 +1,7 @@
 """Compile a spec into the standard graph and run it: the Python API's entry point.
 
-    ingest -> validate -> profile, split -> train -> evaluate -> model_tests, export, privacy, robustness
-           -> gate -> register
+    ingest -> validate -> profile, split -> [tune] -> train -> evaluate -> model_tests, export, privacy,
+           robustness -> gate -> register
 """
 
 from __future__ import annotations
@@ -23,23 +23,32 @@ from keelml.engine.step import Step
 from keelml.errors import SpecError
 from keelml.project import Project, open_project
 from keelml.registry import Registration, build_bundle
-from keelml.spec import LoadedSpec, PipelineSpec, load_spec
+from keelml.spec import MODEL_FAMILIES, LoadedSpec, PipelineSpec, load_spec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "train": 2, "evaluate": 2, "model_tests": 1, "gate": 4,
-                 "register": 3, "profile": 1, "export": 1, "privacy": 1, "robustness": 1}
+STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 1, "train": 3, "evaluate": 2, "model_tests": 1,
+                 "gate": 4, "register": 3, "profile": 1, "export": 1, "privacy": 1, "robustness": 1}
 
 
 def _version(step: str) -> str:
     return f"{__version__}/{STEP_VERSIONS[step]}"
 
 
-def codecs(functions: Sequence[str] = ()) -> dict[str, Codec]:
+def codecs(functions: Sequence[str] = (), family: str | None = None) -> dict[str, Codec]:
     """Built-in codecs plus the data-plane ones; their libraries load only when used.
 
-    ``functions``: the spec's preprocess.functions, the only user functions a model may call.
+    ``functions``: the spec's preprocess.functions, the only user functions a model may call;
+    ``family``: the spec's model.family: an estimator named by import path is trusted (exactly that
+    class) when models are saved and loaded.
     """
+
+    def trusted() -> tuple[str, ...]:
+        if family is None or family in MODEL_FAMILIES or family.startswith("dp_"):
+            return ()
+        from keelml.model.catalog import trusted_types
+
+        return trusted_types(family)
 
     def enc_table(obj: Any) -> bytes:
         from keelml.data.frames import encode_table
@@ -52,14 +61,16 @@ def codecs(functions: Sequence[str] = ()) -> dict[str, Codec]:
         return decode_table(data)
 
     def enc_model(obj: Any) -> bytes:
-        from keelml.model.persist import dump_model
+        from keelml.model.persist import check_loadable, dump_model
 
-        return dump_model(obj)
+        data = dump_model(obj)
+        check_loadable(data, trusted())
+        return data
 
     def dec_model(data: bytes) -> Any:
         from keelml.model.persist import load_model
 
-        return load_model(data, extra_trusted=functions)
+        return load_model(data, extra_trusted=[*functions, *trusted()])
 
     return {**BUILTIN, "table": Codec("table", enc_table, dec_table),
             "model": Codec("model", enc_model, dec_model)}
@@ -119,8 +130,12 @@ def resolve_inputs(loaded: LoadedSpec, frames: Mapping[str, Any] | None = None) 
     return Inputs(sources, declared, bound)
 
 
-def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None) -> Graph:
-    """The standard graph for a spec. Reads only file digests, never the data itself."""
+def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None,
+                  run_id: str = "") -> Graph:
+    """The standard graph for a spec. Reads only file digests, never the data itself.
+
+    `run_id` labels the tuning trials the run records in the metadata store.
+    """
     spec = loaded.spec
     data = spec.data
     inputs = inputs or resolve_inputs(loaded)
@@ -152,6 +167,20 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
     security_steps, gate_inputs = _security_steps(loaded, resources)
+    train_inputs = {"train": "split.train", "contract": "validate.contract"}
+    tune_steps = []
+    if spec.tune is not None:
+        tune_steps.append(Step(
+            "tune", steps.tune, inputs=dict(train_inputs),
+            refs={"train_id": "split.train", "contract_id": "validate.contract"},
+            outputs={"tuning": "json"}, version=_version("tune"),
+            params={"pipeline": spec.name, "metric": spec.evaluate.metric,
+                    "model": spec.model.model_dump(mode="json", exclude={*RESOURCE_KEYS, "learning_curve"}),
+                    "tune": spec.tune.model_dump(mode="json", exclude={"n_jobs"})},
+            bound={"resources": {"n_jobs": spec.tune.n_jobs, "threads": spec.model.threads},
+                   "trial_log": functools.partial(project.metadata.record_trial, run_id=run_id),
+                   "storage_url": project.metadata.url}))
+        train_inputs["tuning"] = "tune.tuning"
     return Graph([
         *ingest_steps,
         Step("validate", steps.validate, inputs=validate_inputs, outputs=validate_outputs, version=_version("validate"),
@@ -164,9 +193,11 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              outputs={"profile": "json"}, version=_version("profile"), params=PROFILE_PARAMS),
         Step("split", steps.split, inputs=split_inputs, outputs={"train": "table", "test": "table"},
              version=_version("split"), params={"target": data.target, **spec.split.model_dump(mode="json")}),
-        Step("train", steps.train, inputs={"train": "split.train", "contract": "validate.contract"},
+        *tune_steps,
+        Step("train", steps.train, inputs=train_inputs,
              outputs={"model": "model", "cv": "json"}, version=_version("train"),
-             params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), **_preprocess_params(spec)},
+             params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), **_preprocess_params(spec),
+                     "metric": spec.evaluate.metric},
              bound={"resources": resources}),
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
@@ -302,6 +333,19 @@ def security_summary(security: Mapping[str, Any]) -> dict[str, Any]:
             "attribute_advantage": {k: v.get("advantage") for k, v in attributes.items()}}
 
 
+def training_notes(cv: Mapping[str, Any]) -> list[str]:
+    """One line on the tuning, and the over/under-fitting notes of the monitoring, for `keel run`."""
+    notes: list[str] = []
+    tuning = cv.get("tuning")
+    if tuning:
+        counts = tuning["trials"]
+        notes.append(f"tuning: best {tuning['metric']} {tuning['best_value']:.4f} (trial {tuning['best_trial']}) "
+                     f"after {counts['complete'] + counts['pruned'] + counts['failed']} trials "
+                     f"({counts['pruned']} pruned) in study {tuning['study']}")
+    notes.extend((cv.get("monitoring") or {}).get("notes", []))
+    return notes
+
+
 def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
@@ -319,15 +363,16 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
     inputs = resolve_inputs(loaded, frames)
     project = open_project(loaded)
     try:
-        graph = compile_graph(loaded, project, inputs)
+        run_id = new_run_id()
+        graph = compile_graph(loaded, project, inputs, run_id)
         if only is not None and only not in graph.steps:
             raise SpecError(f"no step named {only!r}", expected="one of: " + ", ".join(graph.steps),
                             fix="pass one of those names to --step")
-        run_id = new_run_id()
         started = time.perf_counter()
         project.metadata.start_run(run_id, pipeline=loaded.spec.name, spec_path=str(loaded.path),
                                    spec_digest=loaded.digest)
-        runner = Runner(project.artifacts, project.metadata, codecs(loaded.spec.preprocess.functions),
+        runner = Runner(project.artifacts, project.metadata,
+                        codecs(loaded.spec.preprocess.functions, loaded.spec.model.family),
                         scope=loaded.spec.name, run_id=run_id, events=events)
         try:
             results = runner.run(graph, only=only)
@@ -338,6 +383,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             if "evaluate" in done:
                 outcome.metrics = runner.value("evaluate.metrics")
                 outcome.validation = runner.value("validate.report")
+            if "train" in done:
+                outcome.notes.extend(training_notes(runner.value("train.cv")))
             if "gate" in done:
                 outcome.verdict = runner.value("gate.verdict")
             outcome.security = {name: runner.value(f"{name}.report")

@@ -186,23 +186,116 @@ class SplitSpec(StrictModel):
     seed: int = 42
 
 
-ModelFamily = Literal[
-    "hist_gradient_boosting", "logistic_regression", "random_forest",
-    "dp_logistic_regression", "dp_random_forest",  # differentially private (extra `dp`: diffprivlib)
-]
+MODEL_FAMILIES = ("hist_gradient_boosting", "lightgbm", "linear", "logistic_regression", "random_forest",
+                  "dp_logistic_regression", "dp_random_forest")  # dp_*: differentially private (extra `dp`)
+IMPORT_PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class LearningCurveSpec(StrictModel):
+    """Learning curves over the CV folds and the over/under-fitting flags (skill units, see training.md)."""
+
+    sizes: list[float] = Field(
+        default_factory=lambda: [0.1, 0.25, 0.5, 0.75, 1.0],
+        description="fractions of each fold's training rows; [] skips the curve (flags still computed)",
+    )
+    overfit_gap: float = Field(0.1, gt=0.0, le=1.0, description="flag when train skill - validation skill exceeds it")
+    underfit_skill: float = Field(0.2, gt=0.0, le=1.0, description="flag when train and validation skill are below it")
+
+    @field_validator("sizes")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        if any(not 0.0 < v <= 1.0 for v in value):
+            raise ValueError("learning_curve.sizes are fractions 0 < size <= 1, e.g. [0.1, 0.25, 0.5, 0.75, 1.0]")
+        return sorted(set(value))
 
 
 class ModelSpec(StrictModel):
     """The estimator, its hyperparameters and the cross-validation used to check it."""
 
-    family: ModelFamily = "hist_gradient_boosting"
+    family: str = Field(
+        "hist_gradient_boosting",
+        description="one of MODEL_FAMILIES, or a scikit-learn-compatible estimator as module:Class",
+    )
     params: dict[str, Any] = Field(default_factory=dict)
     cv_folds: int = Field(5, ge=2, le=20)
     seed: int = 42
+    group_column: str | None = Field(None, description="group k-fold on this column (rows of a group stay together)")
+    time_column: str | None = Field(None, description="time-series split in the order of this column")
+    learning_curve: LearningCurveSpec = Field(default_factory=LearningCurveSpec)
     n_jobs: int = Field(1, ge=1, le=64, description="processes for cross-validation folds")
     threads: int = Field(
         1, ge=1, le=64,
         description="OpenMP/BLAS threads per process; 1 avoids oversubscription on shared machines",
+    )
+
+    @field_validator("family")
+    @classmethod
+    def _known_family(cls, value: str) -> str:
+        import re
+
+        if value in MODEL_FAMILIES or re.match(IMPORT_PATH_PATTERN, value):
+            return value
+        close = difflib.get_close_matches(value, MODEL_FAMILIES, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(
+            f"unknown model family {value!r}{hint}: use one of {', '.join(MODEL_FAMILIES)} "
+            "or an estimator's import path such as sklearn.svm:SVC"
+        )
+
+    @model_validator(mode="after")
+    def _one_split_column(self) -> ModelSpec:
+        if self.group_column and self.time_column:
+            raise ValueError("set model.group_column or model.time_column, not both")
+        return self
+
+
+class ParamRange(StrictModel):
+    """One tuned hyperparameter: a numeric range (int when low and high are ints) or a list of choices."""
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: list[Any] | None = None
+    integer: bool | None = Field(None, description="default: true when low and high are written as integers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remember_int(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("integer") is None and "low" in data and "high" in data:
+            ints = all(isinstance(data[k], int) and not isinstance(data[k], bool) for k in ("low", "high"))
+            return {**data, "integer": ints}
+        return data
+
+    @model_validator(mode="after")
+    def _range_or_choices(self) -> ParamRange:
+        if self.choices is not None:
+            if self.low is not None or self.high is not None or not self.choices:
+                raise ValueError("give either non-empty choices: [...] or low: and high:, not both")
+            if not all(c is None or isinstance(c, bool | int | float | str) for c in self.choices):
+                raise ValueError("choices must be numbers, strings, booleans or null (not lists or mappings)")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("a tuned parameter needs low: and high: (or choices: [...])")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError("log: true needs low > 0")
+        return self
+
+
+class TuneSpec(StrictModel):
+    """Hyperparameter search with Optuna; the study lives in the metadata database and resumes."""
+
+    trials: int = Field(30, ge=1, le=100_000, description="finished trials the study should reach")
+    timeout_s: float | None = Field(None, gt=0, description="stop starting new trials after this many seconds")
+    metric: str | None = Field(None, description="the CV metric to optimise; default the evaluation metric")
+    pruner: Literal["median", "none"] = "median"
+    seed: int | None = Field(None, description="sampler seed; default model.seed")
+    n_jobs: int = Field(1, ge=1, le=64, description="trials evaluated in parallel, one process each")
+    cv_folds: int | None = Field(None, ge=2, le=20, description="folds of the tuning objective; default model.cv_folds")
+    space: dict[str, ParamRange] = Field(
+        default_factory=dict, description="per parameter, a range or choices; overrides the family's default space"
     )
 
 
@@ -408,6 +501,7 @@ class PipelineSpec(StrictModel):
     model: ModelSpec = Field(default_factory=ModelSpec)
     preprocess: PreprocessSpec = Field(default_factory=PreprocessSpec)
     evaluate: EvaluateSpec = Field(default_factory=EvaluateSpec)
+    tune: TuneSpec | None = Field(None, description="hyperparameter tuning; absent means no tuning")
     gate: GateSpec = Field(default_factory=GateSpec)
     tests: ModelTestsSpec = Field(default_factory=ModelTestsSpec)
     serve: ServeSpec = Field(default_factory=ServeSpec)
@@ -419,7 +513,10 @@ class PipelineSpec(StrictModel):
     def _empty_sections_default(cls, data: Any) -> Any:
         """A section with every key commented out (`gate:`) means its defaults."""
         if isinstance(data, dict):
-            return {k: v for k, v in data.items() if not (v is None and k in _SECTIONS)}
+            cleaned = {k: v for k, v in data.items() if not (v is None and k in _SECTIONS)}
+            if "tune" in cleaned and cleaned["tune"] is None:
+                cleaned["tune"] = {}  # `tune:` alone means: tune with the defaults
+            return cleaned
         return data
 
     @field_validator("name")
@@ -532,11 +629,16 @@ def parse_spec(raw: bytes | str, *, source: str = "pipeline.yaml") -> PipelineSp
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     """The spec section class found by following a pydantic error location."""
     model: type[BaseModel] | None = PipelineSpec
+    keyed = False  # the previous field was a mapping: this part is one of its keys
     for part in loc:
+        if keyed:
+            keyed = False
+            continue
         if model is None or not isinstance(part, str) or part not in model.model_fields:
             return model if isinstance(part, int) else None
         annotation = model.model_fields[part].annotation
         candidates = [annotation, *getattr(annotation, "__args__", ())]
+        keyed = getattr(annotation, "__origin__", None) is dict
         model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
     return model
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from keelml.errors import DataError
-from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, ModelTestsSpec, PreprocessSpec, SourceSpec
+from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, ModelTestsSpec, PreprocessSpec, SourceSpec, TuneSpec
 
 
 def ingest(*, params: Mapping[str, Any], location: str, files: Sequence[tuple[str, str]] | None = None,
@@ -112,19 +112,51 @@ def split(*, params: Mapping[str, Any], train: Any, test: Any = None) -> dict[st
     return {"train": fit, "test": held_out}
 
 
+def tune(*, params: Mapping[str, Any], resources: Mapping[str, int], trial_log: Callable[..., None],
+         storage_url: str, train: Any, contract: Mapping[str, Any], train_id: str,
+         contract_id: str) -> dict[str, Any]:
+    """Search hyperparameters with Optuna (study in the metadata database, every trial logged)."""
+    from threadpoolctl import threadpool_limits
+
+    from keelml.data.contract import Contract
+    from keelml.model.tune import study_name, tune_model
+
+    model = ModelSpec.model_validate({**params["model"], "threads": resources["threads"]})
+    settings = TuneSpec.model_validate(params["tune"])
+    budget = ("trials", "timeout_s")  # a bigger budget continues the same study
+    identity = {**{k: v for k, v in params.items() if k != "tune"},
+                "tune": {k: v for k, v in params["tune"].items() if k not in budget},
+                "train": train_id, "contract": contract_id}
+    study = study_name(params["pipeline"], identity)
+    with threadpool_limits(limits=model.threads):
+        summary = tune_model(train, Contract.model_validate(contract), model, settings, metric=params["metric"],
+                             storage_url=storage_url, study=study,
+                             log=lambda record: trial_log(record, study=study),
+                             n_jobs=resources["n_jobs"], threads=model.threads)
+    return {"tuning": summary}
+
+
 def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any,
-          contract: Mapping[str, Any]) -> dict[str, Any]:
-    """Fit the preprocessing + estimator pipeline on the training split, with k-fold CV."""
+          contract: Mapping[str, Any], tuning: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fit the preprocessing + estimator pipeline on the training split, with k-fold CV and monitoring.
+
+    With `tuning` (the tune step's summary) the best hyperparameters replace model.params and the
+    summary is kept in the report under "tuning".
+    """
     from threadpoolctl import threadpool_limits
 
     from keelml.data.contract import Contract
     from keelml.model.train import train_model
 
-    model_params = {k: v for k, v in params.items() if k not in ("preprocess", "preprocess_sources")}
-    spec = ModelSpec.model_validate({**model_params, **resources})
+    settings = {k: v for k, v in params.items() if k not in ("preprocess", "preprocess_sources")}
+    metric = settings.pop("metric", None)
+    spec = ModelSpec.model_validate({**settings, **resources})
     preprocess = PreprocessSpec.model_validate(params.get("preprocess", {}))
     with threadpool_limits(limits=spec.threads):
-        model, report = train_model(train, Contract.model_validate(contract), spec, preprocess)
+        model, report = train_model(train, Contract.model_validate(contract), spec, preprocess, metric=metric,
+                                    params=tuning["best_params"] if tuning else None)
+    if tuning:
+        report["tuning"] = dict(tuning)
     return {"model": model, "cv": report}
 
 

@@ -13,7 +13,7 @@ from keelml.errors import DataError
 from keelml.model.evaluate import evaluate_model
 from keelml.model.features import to_xy
 from keelml.model.train import train_model
-from keelml.spec import EvaluateSpec, ModelSpec
+from keelml.spec import EvaluateSpec, LearningCurveSpec, ModelSpec
 
 
 def test_binary_report_structure(synthetic) -> None:
@@ -101,7 +101,8 @@ def test_unsorted_contract_classes_are_refused(synthetic) -> None:
 def test_adult_hist_gradient_boosting(adult) -> None:
     frame, contract = adult
     train, holdout = frame.head(5000), frame.slice(5000, 1000)
-    spec = ModelSpec(family="hist_gradient_boosting", params={"max_iter": 100}, cv_folds=3, seed=0)
+    spec = ModelSpec(family="hist_gradient_boosting", params={"max_iter": 100}, cv_folds=3, seed=0,
+                     learning_curve=LearningCurveSpec(sizes=[]))
     model, report = train_model(train, contract, spec)
     assert report["n_train"] == 5000 and report["cv"]["roc_auc"]["mean"] > 0.85
     metrics, table = evaluate_model(model, holdout, contract, EvaluateSpec(bootstrap_rounds=100))

@@ -36,7 +36,9 @@ def parse_ref(ref: str) -> tuple[str, str]:
 
 
 def trusted_name(ref: str) -> str:
-    """The name skops records for the referenced function: `package.module.function`."""
+    """The name skops records for the referenced function: `package.module.function` (a dotted name as is)."""
+    if ":" not in ref:
+        return ref
     module, name = parse_ref(ref)
     return f"{module}.{name}"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from keelml.errors import DataError, IntegrityError
@@ -57,7 +57,31 @@ TRUSTED_TYPES: tuple[str, ...] = (
     "diffprivlib.models.linear_regression.LinearRegression",
     "diffprivlib.models.forest.RandomForestClassifier",
     "diffprivlib.models.forest.DecisionTreeClassifier",
+    # The lightgbm family (the keelml[lightgbm] extra): the booster is rebuilt from its text model.
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
 )
+
+
+def untrusted_types(data: bytes, extra_trusted: Iterable[str] = ()) -> list[str]:
+    """Types in skops bytes that neither skops, TRUSTED_TYPES nor `extra_trusted` allow (sorted)."""
+    import skops.io as sio
+
+    allowed = set(TRUSTED_TYPES) | set(extra_trusted)
+    return sorted(t for t in sio.get_untrusted_types(data=data) if t not in allowed)
+
+
+def check_loadable(data: bytes, extra_trusted: Iterable[str] = ()) -> None:
+    """DataError if load_model would refuse these freshly dumped bytes (say so when saving, not loading)."""
+    offending = untrusted_types(data, extra_trusted)
+    if offending:
+        raise DataError(
+            "the trained model holds type(s) keelml will not load: " + ", ".join(offending),
+            expected="only the declared estimator class, scikit-learn, numpy and keelml types",
+            fix="keep other objects (callables, custom classes) out of the estimator's parameters and fitted state",
+        )
 
 
 def dump_model(model: Any) -> bytes:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from keelml.data.contract import Contract
     from keelml.spec import PreprocessSpec
 
-NATIVE_MISSING_FAMILIES = frozenset({"hist_gradient_boosting"})
+NATIVE_MISSING_FAMILIES = frozenset({"hist_gradient_boosting", "lightgbm"})
 """Families whose estimator routes NaN itself and splits natively on categorical codes: "auto"
 means no imputation, no scaling and ordinal codes for them; median / most-frequent imputation,
 standard scaling and one-hot for the others. (Random forests keep standard scaling, as before

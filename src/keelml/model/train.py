@@ -1,4 +1,4 @@
-"""Training: seeded cross-validation of the full (preprocessing + estimator) pipeline, then a final fit."""
+"""Training: seeded cross-validation of the full (preprocessing + estimator) pipeline, monitoring, a final fit."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import numpy as np
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
-from keelml.model.features import to_labelled_xy
+from keelml.model.folds import for_folds, make_folds
+from keelml.model.monitor import monitor_training
 from keelml.model.preprocess import resolve_preprocessing
 from keelml.model.private import is_private, privacy_leaks_as_errors, privacy_record
 
@@ -34,32 +35,27 @@ CV_SCORING: dict[str, dict[str, tuple[str, float]]] = {
 
 
 def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
-                preprocess: PreprocessSpec | None = None) -> tuple[Pipeline, dict[str, Any]]:
+                preprocess: PreprocessSpec | None = None, *, params: Mapping[str, Any] | None = None,
+                metric: str | None = None, monitor: bool = True) -> tuple[Pipeline, dict[str, Any]]:
     """Cross-validate the pipeline on the training rows, then fit it on all of them.
 
-    Returns the fitted pipeline and a JSON-serialisable report: family, params, folds, per-metric
-    fold scores (test and train; error metrics reported positive as log_loss / rmse), means, stds,
-    timings, n_train, fit_gap (mean train minus mean test of the primary metric) and the
-    resolved preprocessing.
+    `preprocess` is the spec's preprocess section (None: defaults); `params` replaces spec.params
+    (tuning passes the best ones); `metric` is the metric learning curves and flags use (default:
+    the task's). Returns the fitted pipeline and a JSON-serialisable report: family, params, folds
+    and how they were made, per-metric fold scores (test and train; error metrics reported positive
+    as log_loss / rmse), means, stds, timings, n_train, fit_gap (mean train minus mean test of the
+    primary metric), the resolved preprocessing and, when `monitor`, the monitoring section
+    (learning curve, per-iteration curve for boosting, over/under-fitting flags).
     """
     from sklearn.base import clone
-    from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+    from sklearn.model_selection import cross_validate
 
     task = contract.task
-    X, y = to_labelled_xy(train, contract, what="training")
-    pipeline = make_pipeline_for(contract, spec.family, spec.params, spec.seed, preprocess)
-    classes: list[str] | None = None
-    splitter: KFold | StratifiedKFold
-    if task == "regression":
-        folds = min(spec.cv_folds, len(y))
-        if folds < 2:
-            raise DataError(f"only {len(y)} training row(s)", expected="at least 2 rows to cross-validate",
-                            fix="give more training data")
-        splitter = KFold(n_splits=folds, shuffle=True, random_state=spec.seed)
-    else:
-        classes = _check_classes(y, contract)
-        folds = min(spec.cv_folds, *(int(np.sum(y == c)) for c in classes))
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=spec.seed)
+    hyper = dict(spec.params if params is None else params)
+    folds = make_folds(train, contract, spec)
+    X, y, classes = folds.X, folds.y, folds.classes
+    pipeline = make_pipeline_for(contract, spec.family, hyper, spec.seed, preprocess)
+    fold_pipeline = for_folds(pipeline)
     scoring = CV_SCORING[task]
     private = is_private(spec.family)
     # Private fits run in this process, where the PrivacyLeakWarning-as-error filter applies.
@@ -68,8 +64,9 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
     try:
         with privacy_leaks_as_errors(spec.family) if private else contextlib.nullcontext():
             cv = cross_validate(
-                pipeline, X, y, cv=splitter, scoring={name: s for name, (s, _) in scoring.items()},
-                return_train_score=True, error_score="raise", n_jobs=n_jobs,
+                fold_pipeline, X, y, cv=folds.splits, scoring={name: s for name, (s, _) in scoring.items()},
+                return_train_score=True, return_estimator=monitor and not private, error_score="raise",
+                n_jobs=n_jobs,
             )
             cv_seconds = time.perf_counter() - started
             started = time.perf_counter()
@@ -79,7 +76,7 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
         raise DataError(
             f"training {spec.family} failed: {first}",
             expected="hyperparameters that work together and with this data",
-            fix=f"check model.params {dict(spec.params)!r} against the scikit-learn documentation",
+            fix=f"check model.params {hyper!r} against the scikit-learn documentation",
         ) from exc
     fit_seconds = time.perf_counter() - started
     if classes is not None and [str(c) for c in model.classes_] != classes:
@@ -104,10 +101,11 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
     report: dict[str, Any] = {
         "family": spec.family,
         "task": task,
-        "params": _jsonable(_used_params(model.named_steps["model"], spec.params)),
+        "params": _jsonable(_used_params(model.named_steps["model"], hyper)),
         "seed": spec.seed,
-        "folds": folds,
+        "folds": len(folds.splits),
         "requested_folds": spec.cv_folds,
+        "splitter": folds.describe(),
         "primary_metric": primary,
         "cv": metrics,
         "fit_gap": metrics[primary]["train_mean"] - metrics[primary]["mean"],
@@ -118,48 +116,19 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
         "n_features": len(contract.features),
         "classes": classes,
         "positive_class": classes[1] if task == "binary" and classes else None,
-        "preprocess": resolve_preprocessing(preprocess, spec.family, spec.params).describe(),
+        "preprocess": resolve_preprocessing(preprocess, spec.family, hyper).describe(),
     }
     if private:
-        report["privacy"] = privacy_record(model, spec.family, folds)
+        report["privacy"] = privacy_record(model, spec.family, len(folds.splits))
+    elif monitor:
+        started = time.perf_counter()
+        name = primary_metric(task, metric)
+        known = (metrics[name]["train"], metrics[name]["test"]) if name in metrics else None
+        report["monitoring"] = monitor_training(
+            folds, fold_pipeline, cv["estimator"], metric=name, task=task, spec=spec.learning_curve,
+            seed=spec.seed, n_jobs=spec.n_jobs, fold_scores=known)
+        report["monitoring_seconds"] = time.perf_counter() - started
     return model, _jsonable(report)
-
-
-def _check_classes(y: np.ndarray, contract: Contract) -> list[str]:
-    """The contract's classes, after checking the target fits them and each has >= 2 rows."""
-    seen = sorted({str(v) for v in y.tolist()})
-    classes = [str(c) for c in contract.classes] if contract.classes else seen
-    unknown = [c for c in seen if c not in classes]
-    if unknown:
-        raise DataError(
-            f"the target has value(s) not in the contract's classes: {', '.join(map(repr, unknown))}",
-            expected="target values among: " + ", ".join(classes),
-            fix="fix the target values, or re-infer the contract",
-        )
-    if classes != sorted(classes):
-        raise DataError(  # sklearn orders labels by sorting; the positive class is classes[1]
-            f"the contract's classes {classes} are not in sorted order",
-            expected=f"classes: {sorted(classes)}",
-            fix="sort the classes list in the contract (or re-infer the contract)",
-        )
-    if contract.task == "binary" and len(classes) != 2:
-        raise DataError(
-            f"a binary task needs exactly 2 classes, the contract lists {len(classes)}: {classes}",
-            expected="two target classes",
-            fix="set task: multiclass, or fix the target column",
-        )
-    if len(classes) < 2:
-        raise DataError(f"only one class ({classes}) to learn", expected="at least 2 target classes",
-                        fix="check the target column")
-    rare = {c: int(np.sum(y == c)) for c in classes if np.sum(y == c) < 2}
-    if rare:
-        shown = ", ".join(f"{c!r} ({n} row(s))" for c, n in rare.items())
-        raise DataError(
-            f"too few training rows for class(es) {shown} to cross-validate",
-            expected="at least 2 training rows of every class",
-            fix="collect more rows of those classes, or merge/drop them before training",
-        )
-    return classes
 
 
 def _used_params(estimator: Any, requested: Mapping[str, Any]) -> dict[str, Any]:

@@ -168,6 +168,34 @@ class MetadataStore:
                     except SqlIntegrityError:
                         pass  # another process recorded the same content first
 
+    # tuning trials ---------------------------------------------------------------------------
+    def record_trial(self, trial: Mapping[str, Any], *, study: str, run_id: str) -> None:
+        """Insert or update one tuning trial (number, state, params, fold_scores, value, duration_s, error)."""
+        values = {"run_id": run_id, "state": trial["state"], "params": json.dumps(trial["params"], sort_keys=True),
+                  "fold_scores": json.dumps(list(trial["fold_scores"])), "value": trial.get("value"),
+                  "duration_s": trial.get("duration_s"), "error": trial.get("error"), "recorded_at": time.time()}
+        table = schema.tuning_trials
+        with self.engine.begin() as conn:
+            done = conn.execute(update(table).where(table.c.study == study, table.c.number == trial["number"])
+                                .values(**values))
+            if done.rowcount == 0:
+                conn.execute(insert(table).values(study=study, number=trial["number"], **values))
+
+    def list_trials(self, study: str | None = None, *, run_id: str | None = None) -> list[dict[str, Any]]:
+        """Recorded tuning trials of a study (or a run), in trial order."""
+        table = schema.tuning_trials
+        query = select(table).order_by(table.c.study, table.c.number)
+        if study is not None:
+            query = query.where(table.c.study == study)
+        if run_id is not None:
+            query = query.where(table.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(query)]
+        for row in rows:
+            row["params"] = json.loads(row["params"])
+            row["fold_scores"] = json.loads(row["fold_scores"])
+        return rows
+
     def referenced_artifacts(self) -> set[str]:
         """Every artifact id that metadata points at (cache entries and lineage)."""
         ids: set[str] = set()

@@ -1,4 +1,4 @@
-"""The metadata database's tables (SQLAlchemy Core): runs, steps, cache, artifacts, lineage, models."""
+"""The metadata database's tables (SQLAlchemy Core): runs, steps, cache, artifacts, lineage, models, trials."""
 
 from __future__ import annotations
 
@@ -157,4 +157,20 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False),  # SHA-256 of the whole key; the key itself is never stored
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+)
+
+tuning_trials = Table(
+    "tuning_trials",
+    metadata,
+    Column("study", String(128), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("run_id", String(40), nullable=False, index=True),
+    Column("state", String(16), nullable=False),  # complete | pruned | failed | interrupted
+    Column("params", Text, nullable=False),  # JSON
+    Column("fold_scores", Text, nullable=False),  # JSON list
+    Column("value", Float),  # mean of the fold scores of a complete trial
+    Column("duration_s", Float),
+    Column("error", Text),
+    Column("recorded_at", Float, nullable=False),
+    PrimaryKeyConstraint("study", "number"),
 )
