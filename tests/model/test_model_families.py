@@ -68,10 +68,10 @@ def test_estimator_by_import_path_trusts_exactly_the_declared_class(synthetic) -
     check_loadable(data, declared)
     _round_trip(model, X, "regression", declared)
     # the pipeline's model codec trusts the spec's family, and only that
-    codec = codecs(CUSTOM)["model"]
+    codec = codecs(family=CUSTOM)["model"]
     np.testing.assert_array_equal(codec.decode(codec.encode(model)).predict(X), model.predict(X))
     with pytest.raises(IntegrityError):
-        codecs("hist_gradient_boosting")["model"].decode(codec.encode(model))
+        codecs(family="hist_gradient_boosting")["model"].decode(codec.encode(model))
 
 
 def test_an_undeclared_type_inside_a_declared_estimator_is_refused_when_saving(synthetic) -> None:
@@ -80,7 +80,7 @@ def test_an_undeclared_type_inside_a_declared_estimator_is_refused_when_saving(s
     family = "tests.model.custom_estimators:LeakyRegressor"
     model = make_pipeline_for(contract, family, {}, seed=0).fit(X, y)
     with pytest.raises(DataError, match="custom_estimators.Holder"):
-        codecs(family)["model"].encode(model)
+        codecs(family=family)["model"].encode(model)
 
 
 def test_sklearn_estimator_by_import_path_trains(synthetic) -> None:
@@ -99,7 +99,7 @@ def test_an_estimator_holding_untrusted_internals_is_refused_when_saving(synthet
     family = "sklearn.neighbors:KNeighborsClassifier"
     model = make_pipeline_for(contract, family, {"algorithm": "kd_tree"}, seed=0).fit(X, y)
     with pytest.raises(DataError, match="KDTree"):  # only the declared class is trusted, not its internals
-        codecs(family)["model"].encode(model)
+        codecs(family=family)["model"].encode(model)
 
 
 def test_import_path_errors() -> None:
