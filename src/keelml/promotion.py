@@ -2,13 +2,15 @@
 
 `Registry.promote` verifies a version and moves the alias; it starts no server and makes no HTTP
 call, so library users and tests promote quickly. `promote_validated` is what `keel models
-promote` runs: verify, serve the version in a fresh process and compare its answers with the
-predictions recorded at evaluation (`keelml.serve.infra.infra_validate`), record the outcome in
-the audit log (``infra_validation``), and only then move the alias, with the outcome in the
-promotion's audit record. A mismatch refuses the promotion (IntegrityError, exit 3); a
-validation that could not run (the server did not start, no recorded predictions) refuses it too
-(KeelError, exit 2). Rollback needs none of this: it returns to a version that was validated
-when it was promoted.
+promote` runs: serve the version in a fresh process and compare its answers with the predictions
+recorded at evaluation (`keelml.serve.infra.infra_validate`, which checks the bundle's signature
+and components before it starts anything), record the outcome in the audit log
+(``infra_validation``), and only then move the alias through `Registry.promote` (full
+verification, right before the move), with the outcome in the promotion's audit record.
+
+A mismatch refuses the promotion (IntegrityError, exit 3); a validation that could not run (the
+server did not start, no recorded predictions) refuses it too (KeelError, exit 2). Rollback needs
+none of this: it returns to a version that was validated when it was promoted.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def promote_validated(project: Project, name: str, version: int | str, *, alias:
     number = check_version(version)
     check_alias(alias)
     why = str(check_text(reason, what="reason", required=True))
-    registry.verify(name, number)  # unknown (exit 2) or tampered (exit 3): before any process starts
+    registry.resolve(name, number)  # an unknown model or version exits 2 before any process starts
     if registry.aliases(name).get(alias) == number:  # nothing moves, nothing to validate
         return Promotion(registry.promote(name, number, alias=alias, reason=why, actor=actor), None)
     if skip_infra_validation:
