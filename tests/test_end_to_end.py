@@ -83,7 +83,8 @@ def test_runs_and_models_listings(project: tuple[Path, dict, dict]) -> None:
     version = keel("models", "show", "adult-income/1", "-f", str(spec))
     assert version.returncode == 0 and "signature verified" in version.stdout
     bundle = json.loads(keel("models", "show", "adult-income/1", "-f", str(spec), "--json").stdout)["bundle"]
-    assert set(bundle["manifest"]["components"]) == {"model", "contract", "metrics", "cv", "verdict", "profile"}
+    assert set(bundle["manifest"]["components"]) == {"model", "contract", "metrics", "cv", "verdict", "profile",
+                                                     "engine", "onnx", "holdout", "predictions"}
 
 
 def test_changed_param_reruns_train_and_explains(project: tuple[Path, dict, dict], tmp_path: Path) -> None:
