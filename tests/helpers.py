@@ -38,3 +38,20 @@ def keel(*args: str, cwd: Path | None = None, timeout: float = 600,
     env = {**(os.environ if env is None else env), "NO_COLOR": "1", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "keelml", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=timeout, env=env, check=False)
+
+
+def keel_here(*args: str) -> subprocess.CompletedProcess[str]:
+    """`keel ARGS` in this process through the real entry point; exit code and both streams captured."""
+    import contextlib
+    import io
+
+    from keelml.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code
+    return subprocess.CompletedProcess(["keel", *args], int(code or 0), out.getvalue(), err.getvalue())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import shutil
 import socket
 import threading
 import time
@@ -18,6 +19,7 @@ from tests.helpers import small_adult_project
 
 from keelml.pipeline import run
 from keelml.project import Project, open_store
+from keelml.registry import build_bundle
 from keelml.serve.auth import create_api_key
 from keelml.serve.server import ServeConfig, create_app
 from keelml.store import schema
@@ -125,6 +127,47 @@ def api_key(store: Store) -> str:
 def server(store: Store, api_key: str) -> Iterator[ThreadServer]:
     with ThreadServer(create_app(serve_config(store))) as srv:
         yield srv
+
+
+@dataclass
+class Aliased:
+    store: Store
+    project: Project
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [r["details"] for r in self.project.audit.records(event=event)]
+
+
+def components(project: Project, version: int) -> dict[str, dict[str, str]]:
+    _, bundle = project.registry.bundle(NAME, version)
+    return dict(bundle["manifest"]["components"])
+
+
+@pytest.fixture
+def aliased(store: Store, api_key: str, tmp_path: Path) -> Iterator[Aliased]:
+    """A private copy of the serving store with version 2 registered and a version 3: version 2's model
+    signed with version 1's recorded predictions (its answers differ from those recorded at evaluation,
+    as a broken serving environment would make them)."""
+    copy = tmp_path / "p"
+    shutil.copytree(store.spec.parent, copy, symlinks=True, ignore=shutil.ignore_patterns("predictions"))
+    private = Store(copy / "pipeline.yaml", copy / ".keel", store.v2_bundle, store.v2_run)
+    project = private.open()
+    registry = project.registry
+    assert registry.register(NAME, store.v2_bundle, run_id=store.v2_run, summary={}).version == 2
+    _, bundle = registry.bundle(NAME, 2)
+    manifest = bundle["manifest"]
+    parts = {part: entry["sha256"] for part, entry in manifest["components"].items()}
+    parts["predictions"] = components(project, 1)["predictions"]["sha256"]
+    forged = build_bundle(name=NAME, components=parts,
+                          codecs={part: entry["codec"] for part, entry in manifest["components"].items()},
+                          info={**manifest["info"], "note": "v2's model with v1's recorded predictions"},
+                          keys=project.keys)
+    forged_id = project.artifacts.put(json.dumps(forged).encode(), codec="json")
+    assert registry.register(NAME, forged_id, run_id=store.v2_run, summary={}).version == 3
+    try:
+        yield Aliased(private, project)
+    finally:
+        project.close()
 
 
 def sample_rows(store: Store, n: int | None = None) -> list[dict[str, Any]]:

@@ -124,3 +124,16 @@ for i in range(20):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     report = AuditLog(MetadataStore(url), keys).verify()
     assert report.ok and report.count == 40
+
+
+def test_event_names_may_be_dotted_by_area(metadata: MetadataStore, keys: KeyRing) -> None:
+    log = AuditLog(metadata, keys)
+    for event in ("serve.start", "api_key.create", "infra_validation"):
+        log.append(event, model="m")
+    assert [r["event"] for r in log.records()] == ["serve.start", "api_key.create", "infra_validation"]
+    for bad in ("Serve.start", "serve.", ".start", "serve..start", "serve start", "serve.start\n", "x" * 65, ""):
+        with pytest.raises(ValueError, match="lowercase identifiers"):
+            log.append(bad)
+    with pytest.raises(ValueError, match="never hold secrets"):
+        log.append("api_key.create", api_key="keel_0123_secret")
+    assert log.verify().ok and log.verify().count == 3

@@ -30,17 +30,36 @@ def promote(name: str = typer.Argument(..., help="Model name."),
             version: str = typer.Argument(..., help="Version number to promote."),
             to: str = typer.Option("production", "--to", help="Alias to point at the version."),
             reason: str = typer.Option(..., "--reason", help="Why (kept in the history and audit log)."),
+            skip_infra_validation: bool = typer.Option(
+                False, "--skip-infra-validation",
+                help="Emergencies only: move the alias without serving the version first (recorded in the "
+                     "audit log and the history's reason)."),
+            sample: int = typer.Option(200, "--sample", min=1, help="Held-out rows sent in infra validation."),
             actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
             as_json: bool = typer.Option(False, "--json")) -> None:
-    """Point NAME@ALIAS at VERSION after verifying it fully (a gate-refused model is never promoted)."""
-    from keelml.names import check_version
+    """Point NAME@ALIAS at VERSION after verifying it fully and infra-validating it: a fresh server process
+    answers held-out rows over HTTP and must match the predictions recorded at evaluation (exit 3 if not)."""
+    from keelml.cli.output import err, print_json
+    from keelml.promotion import promote_validated
+    from keelml.spec import load_spec
 
+    serve = load_spec(spec).spec.serve.model_dump(mode="json")
     project = open_from_spec(spec)
     try:
-        change = project.registry.promote(name, check_version(version), alias=to, reason=reason, actor=actor)
+        done = promote_validated(project, name, version, alias=to, reason=reason, actor=actor,
+                                 skip_infra_validation=skip_infra_validation, sample=sample, serve=serve)
     finally:
         project.close()
-    _print_change(change, as_json)
+    if as_json:
+        print_json(done.as_dict())
+        return
+    if done.skipped:
+        err.print(f"WARNING: infra validation skipped (--skip-infra-validation): v{done.change.to_version} was "
+                  "not served before the alias moved; this is recorded in the audit log", markup=False)
+    elif done.infra is not None:
+        err.print(f"infra validation passed: {done.infra.reason} ({done.infra.seconds:.1f}s)", markup=False,
+                  soft_wrap=True)
+    _print_change(done.change, False)
 
 
 def rollback(name: str = typer.Argument(..., help="Model name."),
@@ -50,15 +69,24 @@ def rollback(name: str = typer.Argument(..., help="Model name."),
              reason: str = typer.Option("rollback", "--reason", help="Why (kept in the history and audit log)."),
              actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
              as_json: bool = typer.Option(False, "--json")) -> None:
-    """Move NAME@ALIAS back to its previous version (or --to VERSION)."""
+    """Move NAME@ALIAS back to its previous version (or --to VERSION). No infra validation: the target was
+    validated when it was promoted, and a rollback must be fast; it is still fully verified."""
     from keelml.names import check_version
 
     project = open_from_spec(spec)
     try:
         change = project.registry.rollback(name, alias=alias, to=check_version(to) if to is not None else None,
                                            reason=reason, actor=actor)
+        held = any(row["alias"] == alias and row["to_version"] == change.to_version
+                   and row["audit_seq"] != change.audit_seq for row in project.registry.alias_history(name))
     finally:
         project.close()
+    if not held:
+        from keelml.cli.output import err
+
+        err.print(f"note: v{change.to_version} never held {name}@{alias} before, so it was not infra-validated for "
+                  f"it; `keel models promote {name} {change.to_version} --to {alias}` validates first", markup=False,
+                  soft_wrap=True)
     _print_change(change, as_json)
 
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import typer
 
-from keelml.cli.common import SPEC_OPTION, open_from_spec
+from keelml.cli.common import ACTOR_OPTION, SPEC_OPTION, open_from_spec
 
 
 def create_api_key(name: str = typer.Option(..., "--name", help="Who or what the key is for."),
-                   spec: Path = SPEC_OPTION) -> None:
-    """Create an API key: it is printed once and only its SHA-256 hash is stored."""
+                   actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION) -> None:
+    """Create an API key: it is printed once and only its SHA-256 hash is stored (audited, never the key)."""
     import sys
 
     from keelml.cli.output import err
@@ -23,7 +23,7 @@ def create_api_key(name: str = typer.Option(..., "--name", help="Who or what the
 
     project = open_from_spec(spec)
     try:
-        key = create(project.metadata, name)
+        key = create(project.metadata, name, audit=project.audit, actor=actor)
     finally:
         project.close()
     sys.stdout.write(key + "\n")
@@ -47,14 +47,15 @@ def list_api_keys(spec: Path = SPEC_OPTION) -> None:
         out.print(f"{key.name:<24} {key.id}  {status:<8} created {when}")
 
 
-def revoke_api_key(name: str = typer.Argument(...), spec: Path = SPEC_OPTION) -> None:
+def revoke_api_key(name: str = typer.Argument(...), actor: str | None = ACTOR_OPTION,
+                   spec: Path = SPEC_OPTION) -> None:
     """Revoke a key; running servers stop accepting it within their poll interval."""
     from keelml.cli.output import out
     from keelml.serve.auth import revoke_api_key as revoke
 
     project = open_from_spec(spec)
     try:
-        revoke(project.metadata, name)
+        revoke(project.metadata, name, audit=project.audit, actor=actor)
     finally:
         project.close()
     out.print(f"revoked API key {name!r}")

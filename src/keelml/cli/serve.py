@@ -10,20 +10,25 @@ from keelml.cli.common import SPEC_OPTION, open_from_spec
 from keelml.errors import KeelError
 
 
-def parse_model_ref(text: str) -> tuple[str, int | None]:
-    """NAME (follow the latest version) or NAME/VERSION (a fixed version)."""
-    name, slash, version = text.partition("/")
-    if "@" in name:
-        raise KeelError(f"{text!r}: aliases (NAME@alias) are not available in this version",
-                        expected="NAME or NAME/VERSION", fix="serve NAME (latest) or NAME/VERSION")
-    if not name or (slash and not version.isdigit()):
-        raise KeelError(f"{text!r} is not a model reference", expected="NAME or NAME/VERSION, e.g. adult-income/2",
-                        fix="list models with `keel models list`")
-    return name, int(version) if slash else None
+def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
+    """(name, fixed version or None, alias or None): NAME (the latest version), NAME/VERSION or NAME@ALIAS."""
+    from keelml.names import parse_model_ref as parse
+
+    name, ref = parse(text)
+    if isinstance(ref, int):
+        return name, ref, None
+    return name, None, None if ref in (None, "latest") else ref
+
+
+def _describe(version: int | None, alias: str | None) -> str:
+    if version is not None:
+        return f"version {version}"
+    return f"@{alias}, following it" if alias else "the latest version, following new ones"
 
 
 def serve(
-    model: str = typer.Argument(..., help="NAME (follows the latest version) or NAME/VERSION"),
+    model: str = typer.Argument(..., help="NAME (follows the latest version), NAME@ALIAS (follows the alias) or "
+                                          "NAME/VERSION (one fixed version)"),
     spec: Path = SPEC_OPTION,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (loopback by default)."),
     port: int = typer.Option(8000, "--port", min=0, max=65535),
@@ -34,13 +39,14 @@ def serve(
                                           help="Serve without API keys (prints a warning)."),
     engine: str = typer.Option("auto", "--engine", help="auto (ONNX when the bundle validated it) or sklearn."),
 ) -> None:
-    """Serve a registered model over HTTP: verified before loading, API keys required, hot swap on new versions."""
+    """Serve a registered model over HTTP: verified before loading, API keys required; follows its alias (or the
+    latest version) and swaps to a new version only after verifying it and a smoke prediction."""
     from keelml.cli.output import err
     from keelml.serve.server import ServeConfig
     from keelml.serve.server import serve as run_server
     from keelml.spec import load_spec
 
-    name, version = parse_model_ref(model)
+    name, version, alias = parse_model_ref(model)
     if (tls_cert is None) != (tls_key is None):
         raise KeelError("--tls-cert and --tls-key go together", expected="both files, or neither",
                         fix="pass the certificate and its private key")
@@ -52,25 +58,25 @@ def serve(
     loaded = load_spec(spec)
     project = open_from_spec(spec)
     try:
-        project.registry.versions(name)  # a clear error for an unknown model, before anything starts
+        now = project.registry.resolve(name, version if version is not None else alias)  # unknown: clear error
         root, url = project.root, project.metadata.url
     finally:
         project.close()
     if insecure_no_auth:
         err.print("[bold red]WARNING:[/bold red] --insecure-no-auth: every endpoint is open to anyone who can "
                   "reach this address")
-    config = ServeConfig(store_root=str(root), model=name, version=version, metadata_url=url,
+    config = ServeConfig(store_root=str(root), model=name, version=version, alias=alias, metadata_url=url,
                          encryption=loaded.spec.store.encryption, serve=loaded.spec.serve.model_dump(mode="json"),
                          insecure_no_auth=insecure_no_auth, prefer_onnx=engine == "auto")
     scheme = "https" if tls_cert else "http"
-    err.print(f"serving {name} ({'version ' + str(version) if version else 'latest version'}) on "
-              f"{scheme}://{host}:{port}  (Ctrl-C to stop)")
+    err.print(f"serving {name} v{now} ({_describe(version, alias)}) on {scheme}://{host}:{port}  (Ctrl-C to stop)",
+              markup=False)
     run_server(config, host=host, port=port, workers=workers, tls_cert=str(tls_cert) if tls_cert else None,
                tls_key=str(tls_key) if tls_key else None)
 
 
 def score(
-    model: str = typer.Argument(..., help="NAME (latest version) or NAME/VERSION"),
+    model: str = typer.Argument(..., help="NAME (latest version), NAME@ALIAS or NAME/VERSION"),
     input_path: Path = typer.Argument(..., metavar="INPUT", help="CSV, Parquet or JSON lines file to score."),
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Predictions (.parquet, else CSV)."),
     spec: Path = SPEC_OPTION,
@@ -86,12 +92,11 @@ def score(
     from keelml.serve.engine import load_registered
     from keelml.spec import load_spec
 
-    name, version = parse_model_ref(model)
+    name, fixed, alias = parse_model_ref(model)
     precision = load_spec(spec).spec.serve.precision
     project = open_from_spec(spec)
     try:
-        if version is None:
-            version = int(project.registry.versions(name)[-1]["version"])
+        version = project.registry.resolve(name, fixed if fixed is not None else alias)  # resolved once
         loaded = load_registered(project, name, version)
     finally:
         project.close()
@@ -110,7 +115,7 @@ def score(
 
 
 def containerize(
-    model: str = typer.Argument(..., help="NAME/VERSION to package"),
+    model: str = typer.Argument(..., help="NAME/VERSION (or NAME@ALIAS, resolved now) to package"),
     output: Path = typer.Option(..., "--output", "-o", help="Directory for the build context (new or empty)."),
     spec: Path = SPEC_OPTION,
 ) -> None:
@@ -119,13 +124,14 @@ def containerize(
     from keelml.serve.containerize import containerize as build_context
     from keelml.spec import load_spec
 
-    name, version = parse_model_ref(model)
-    if version is None:
-        raise KeelError(f"{model!r} names no version", expected="NAME/VERSION: an image holds one fixed version",
-                        fix=f"pass e.g. {name}/1 (see `keel models show {name}`)")
+    name, fixed, alias = parse_model_ref(model)
+    if fixed is None and alias is None:
+        raise KeelError(f"{model!r} names no version", expected="NAME/VERSION or NAME@ALIAS: an image holds one "
+                        "fixed version", fix=f"pass e.g. {name}/1 or {name}@production (see `keel models show {name}`)")
     serve_spec = load_spec(spec).spec.serve.model_dump(mode="json")
     project = open_from_spec(spec)
     try:
+        version = fixed if fixed is not None else project.registry.resolve(name, alias)
         context = build_context(project, name, version, output, serve=serve_spec)
     finally:
         project.close()

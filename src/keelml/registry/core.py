@@ -274,15 +274,20 @@ class Registry:
         return alias_ops.alias_history(self._meta, check_name(name))
 
     def promote(self, name: str, version: int, *, alias: str = "production", reason: str,
-                actor: str | None = None) -> AliasChange:
-        """Point name@alias at a version after verifying it fully; a gate-refused model never moves."""
+                actor: str | None = None, details: Mapping[str, Any] | None = None) -> AliasChange:
+        """Point name@alias at a version after verifying it fully; a gate-refused model never moves.
+
+        `details` are added to the promotion's audit record (e.g. the infra validation's outcome,
+        see `keelml.promotion`); this method itself starts no server and makes no HTTP call.
+        """
         number = check_version(version)
         check_alias(alias)
         why = str(check_text(reason, what="reason", required=True))
         self.resolve(name, number)
         self.verify(name, number)
         return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=number,
-                                    action="promotion", reason=why, actor=_actor(actor))
+                                    action="promotion", reason=why, actor=_actor(actor),
+                                    details=dict(details) if details else None)
 
     def rollback(self, name: str, *, alias: str = "production", to: int | None = None, reason: str = "rollback",
                  actor: str | None = None) -> AliasChange:

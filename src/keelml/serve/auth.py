@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from keelml.errors import KeelError, NotFoundError
 
 if TYPE_CHECKING:
+    from keelml.store.audit import AuditLog
     from keelml.store.metadata import MetadataStore
 
 PREFIX = "keel"
@@ -48,26 +49,42 @@ class ApiKey:
     revoked_at: float | None
 
 
-def create_api_key(metadata: MetadataStore, name: str) -> str:
-    """Create a key named `name`; returns the key text (the only time it exists outside the caller)."""
-    from sqlalchemy import insert
+def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None = None,
+                   actor: str | None = None) -> str:
+    """Create a key named `name`; returns the key text (the only time it exists outside the caller).
+
+    With `audit`, an ``api_key.create`` record (name and public id, never the key) is written in the
+    same transaction as the key's hash.
+    """
+    from sqlalchemy import insert, select
     from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+    from sqlalchemy.exc import OperationalError
 
     from keelml.store import schema
+    from keelml.store.audit import retryable
 
     if not _NAME.match(name):
         raise KeelError(f"invalid API key name {name!r}", expected="1-64 letters, digits, '.', '_' or '-'",
                         fix="choose a name such as ci-deployer or team-dashboard")
+    taken = KeelError(f"an API key named {name!r} already exists", expected="a new name",
+                      fix=f"choose another name, or revoke the old key with `keel keys revoke-api-key {name}`")
     ident = secrets.token_hex(8)
     key = f"{PREFIX}_{ident}_{secrets.token_urlsafe(32)}"
-    try:
-        with metadata.engine.begin() as conn:
-            conn.execute(insert(schema.api_keys).values(id=ident, name=name, key_hash=hash_key(key),
-                                                        created_at=time.time()))
-    except SqlIntegrityError:
-        raise KeelError(f"an API key named {name!r} already exists", expected="a new name",
-                        fix=f"choose another name, or revoke the old key with `keel keys revoke {name}`") from None
-    return key
+    for _attempt in range(50):
+        try:
+            with metadata.engine.begin() as conn:
+                if conn.execute(select(schema.api_keys.c.id).where(schema.api_keys.c.name == name)).first():
+                    raise taken
+                conn.execute(insert(schema.api_keys).values(id=ident, name=name, key_hash=hash_key(key),
+                                                            created_at=time.time()))
+                if audit is not None:
+                    audit.append_in(conn, "api_key.create", actor=actor, details={"key_name": name, "key_id": ident})
+            return key
+        except (SqlIntegrityError, OperationalError) as exc:
+            if not retryable(exc):
+                raise
+            # the name was taken a moment ago (seen on the next attempt) or the audit slot was
+    raise RuntimeError("could not create the API key: too much concurrent writing")
 
 
 def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
@@ -80,18 +97,32 @@ def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
     return [ApiKey(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
 
 
-def revoke_api_key(metadata: MetadataStore, name: str) -> None:
-    from sqlalchemy import update
+def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None = None,
+                   actor: str | None = None) -> None:
+    """Revoke the active key named `name` (with `audit`: an ``api_key.revoke`` record, same transaction)."""
+    from sqlalchemy import select, update
+    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+    from sqlalchemy.exc import OperationalError
 
     from keelml.store import schema
+    from keelml.store.audit import retryable
 
-    with metadata.engine.begin() as conn:
-        done = conn.execute(update(schema.api_keys).where(schema.api_keys.c.name == name,
-                                                          schema.api_keys.c.revoked_at.is_(None))
-                            .values(revoked_at=time.time()))
-    if done.rowcount == 0:
-        raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
-                            fix="list keys with `keel keys list`")
+    active = (schema.api_keys.c.name == name, schema.api_keys.c.revoked_at.is_(None))
+    for _attempt in range(50):
+        try:
+            with metadata.engine.begin() as conn:
+                row = conn.execute(select(schema.api_keys.c.id).where(*active)).first()
+                done = conn.execute(update(schema.api_keys).where(*active).values(revoked_at=time.time()))
+                if done.rowcount == 0 or row is None:
+                    raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
+                                        fix="list keys with `keel keys list-api-keys`")
+                if audit is not None:
+                    audit.append_in(conn, "api_key.revoke", actor=actor, details={"key_name": name, "key_id": row.id})
+            return
+        except (SqlIntegrityError, OperationalError) as exc:
+            if not retryable(exc):
+                raise
+    raise RuntimeError("could not revoke the API key: too much concurrent writing")
 
 
 def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:

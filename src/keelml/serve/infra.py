@@ -115,6 +115,7 @@ def infra_validate(project: Any, name: str, version: int, sample: int | None = 2
     settings["max_body_bytes"] = max(int(settings.get("max_body_bytes", 0)), 16 * 1024 * 1024)
     config = ServeConfig(store_root=str(project.root), model=name, version=version,
                          metadata_url=project.metadata.url, serve=settings, smoke_rows=0, prefer_onnx=prefer_onnx,
+                         purpose="infra-validation",
                          extra_keys={key.split("_", 2)[1]: ["infra-validation", hash_key(key)]})
     port = free_port()
     env = {**os.environ, CONFIG_ENV: config.to_json(), "KEEL_SERVE_PORT": str(port), "KEEL_SERVE_HOST": "127.0.0.1"}

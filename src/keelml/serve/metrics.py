@@ -23,6 +23,7 @@ class Metrics:
         self.engine = ""
         self.swaps = 0
         self.swap_failures = 0
+        self.refused_version = 0  # the version the registry names but this server refused (0: none)
         self.log_dropped = 0
         self.log_rows = 0
         self.extra: list[Callable[[], list[str]]] = []  # more Prometheus lines (extraction alerts)
@@ -65,6 +66,10 @@ class Metrics:
             "# HELP keel_model_swap_failures_total Versions refused (verification or smoke prediction failed).",
             "# TYPE keel_model_swap_failures_total counter",
             f"keel_model_swap_failures_total{{{model}}} {self.swap_failures}",
+            "# HELP keel_model_refused_version The version the registry names that this server refused to switch to "
+            "(0: it serves the version the registry names).",
+            "# TYPE keel_model_refused_version gauge",
+            f"keel_model_refused_version{{{model}}} {self.refused_version}",
             "# HELP keel_prediction_log_rows_total Rows written to the prediction log.",
             "# TYPE keel_prediction_log_rows_total counter", f"keel_prediction_log_rows_total {self.log_rows}",
             "# HELP keel_prediction_log_dropped_total Log entries dropped (queue full or write error).",

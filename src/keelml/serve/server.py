@@ -27,7 +27,8 @@ class ServeConfig:
 
     store_root: str | None  # the project store (None when serving an exported bundle)
     model: str
-    version: int | None = None  # None: follow the latest version
+    version: int | None = None  # a fixed version; None: follow `alias`
+    alias: str | None = None  # with version None: follow this alias (None: the latest version)
     metadata_url: str | None = None
     encryption: bool = True
     serve: dict[str, Any] = field(default_factory=dict)  # ServeSpec fields
@@ -38,6 +39,12 @@ class ServeConfig:
     bundle_dir: str | None = None  # serve an exported bundle (containers) instead of the store
     keys_file: str | None = None  # key hashes (`keel keys export-hashes`) when there is no store
     trusted_key_id: str | None = None  # pin the exported bundle's signer
+    purpose: str = "serve"  # recorded with serve.start ("infra-validation" for promotion checks)
+
+    @property
+    def ref(self) -> str:
+        """What the server follows: a fixed version number, an alias, or "latest"."""
+        return str(self.version) if self.version is not None else (self.alias or "latest")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -53,8 +60,22 @@ def _limit_threads() -> None:
         os.environ.setdefault(var, "1")
 
 
+@dataclass(frozen=True)
+class BuiltServer:
+    """The guarded ASGI application, the holder following the live version, and where versions come from."""
+
+    app: Any
+    holder: Any  # swap.ModelHolder
+    source: _Source
+
+
 def create_app(config: ServeConfig) -> Any:
     """The guarded ASGI application for `config` (loads and verifies the live version first)."""
+    return build_server(config).app
+
+
+def build_server(config: ServeConfig) -> BuiltServer:
+    """Build the application for `config`; its holder can also be polled directly (`holder.poll_once()`)."""
     _limit_threads()
     from keelml.serve.app import AppSettings, build_app
     from keelml.serve.auth import KeyChecker
@@ -87,7 +108,7 @@ def create_app(config: ServeConfig) -> Any:
 
     refresh_keys()
     holder = ModelHolder(resolver=source.resolve, loader=loader, metrics=metrics, poll_seconds=spec.poll_seconds,
-                         on_poll=refresh_keys)
+                         on_poll=refresh_keys, on_event=source.record)
     served = holder.start()
     predlog = None
     if spec.log_predictions:
@@ -116,9 +137,10 @@ def create_app(config: ServeConfig) -> Any:
     elif len(keys) == 0:
         log.warning("no API keys exist yet: every request will be refused with 401; "
                     "create one with `keel keys create-api-key --name NAME`")
-    return Guard(app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
-                 settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
-                 metrics=metrics, fast_predict=app.state.predict_body, extraction=extraction)
+    guard = Guard(app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
+                  settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
+                  metrics=metrics, fast_predict=app.state.predict_body, extraction=extraction)
+    return BuiltServer(guard, holder, source)
 
 
 def pii_columns(contract: Any, hash_columns: list[str]) -> tuple[list[str], list[str]]:
@@ -154,6 +176,9 @@ class _Source:
     def audit(self, event: str, **details: Any) -> None:
         """Record a security event in the project's audit log (exported bundles have none: logged only)."""
 
+    def record(self, event: str, details: dict[str, Any]) -> None:
+        """Write a serving event to the audit log (no-op where there is none)."""
+
 
 def _project_source(config: ServeConfig) -> _Source:
     from keelml.data.pii import pii_key
@@ -171,10 +196,9 @@ def _project_source(config: ServeConfig) -> _Source:
         hash_key = pii_key(project.keys.master_key)
 
         def resolve(self) -> int:
-            # After registry aliases land: `project.registry.resolve(name, ref)`.
             if config.version is not None:
                 return config.version
-            return int(project.registry.versions(name)[-1]["version"])
+            return project.registry.resolve(name, config.alias)  # the alias, or the latest version
 
         def load(self, version: int) -> tuple[Any, Any]:
             model = load_registered(project, name, version, prefer_onnx=config.prefer_onnx)
@@ -189,6 +213,10 @@ def _project_source(config: ServeConfig) -> _Source:
 
         def audit(self, event: str, **details: Any) -> None:
             project.audit.append(event, actor="keel-serve", **details)
+
+        def record(self, event: str, details: dict[str, Any]) -> None:
+            project.audit.append(event, model=name, ref=config.ref, pid=os.getpid(), purpose=config.purpose,
+                                 **details)
 
     return ProjectSource()
 
@@ -251,7 +279,18 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     os.environ[CONFIG_ENV] = config.to_json()
     # One process: build the app here, so a missing model or a failed verification is reported
     # before uvicorn starts. Several workers: each builds its own from the environment.
-    target: Any = create_app(config) if workers == 1 else "keelml.serve.server:app_from_env"
+    if workers == 1:
+        built = build_server(config)
+        target, source, version = built.app, built.source, int(built.holder.current.model.version)
+    else:
+        target = "keelml.serve.server:app_from_env"
+        source = _project_source(config) if config.bundle_dir is None else _export_source(config)
+        version = source.resolve()
+    start = {"version": version, "host": host, "port": port, "workers": workers,
+             "auth": "off" if config.insecure_no_auth else "on", "tls": "on" if tls_cert else "off"}
+    log.info("serving %s (%s) version %d on %s:%d, auth %s, TLS %s", config.model, config.ref, version, host, port,
+             start["auth"], start["tls"])
+    source.record("serve.start", start)
     uvicorn.run(
         target, factory=workers > 1, host=host, port=port, workers=workers,
         ssl_certfile=tls_cert, ssl_keyfile=tls_key, access_log=False, log_level="warning",

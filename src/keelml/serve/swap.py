@@ -4,7 +4,8 @@ The holder keeps one reference to the served model; a request reads it once and 
 model, so requests in flight complete on the old version while new ones get the new version. A
 version that fails to load, verify, or pass its smoke prediction is not switched to: the server
 keeps the previous one, logs why, counts the failure in /metrics, and retries that version only
-after `retry_seconds`.
+after `retry_seconds`. Each switch and each new refusal is also reported to `on_event`
+(``serve.swap``, ``serve.swap_refused``), which the server writes to the audit log.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from keelml.serve.schema import RequestModels
 log = logging.getLogger("keelml.serve")
 
 Resolver = Callable[[], int]
+EventSink = Callable[[str, dict[str, Any]], Any]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class ModelHolder:
 
     def __init__(self, *, resolver: Resolver, loader: Callable[[int], Served], metrics: Metrics,
                  poll_seconds: float, retry_seconds: float = 60.0,
-                 on_poll: Callable[[], Any] | None = None) -> None:
+                 on_poll: Callable[[], Any] | None = None, on_event: EventSink | None = None) -> None:
         self._resolver = resolver
         self._loader = loader
         self._metrics = metrics
@@ -46,6 +48,8 @@ class ModelHolder:
         self._retry_seconds = retry_seconds
         self._failed: dict[int, float] = {}
         self._on_poll = on_poll
+        self._on_event = on_event
+        self._reported: dict[int, str] = {}  # refusals already reported: version -> problem
         self.current: Served | None = None
         self.last_error: str | None = None
 
@@ -63,7 +67,18 @@ class ModelHolder:
         if not first:
             self._metrics.swaps += 1
         log.info("serving %s version %d (engine %s%s)", served.model.name, served.model.version,
-                    served.model.engine, f", was version {previous.model.version}" if previous else "")
+                 served.model.engine, f", was version {previous.model.version}" if previous else "")
+        if not first:
+            self._emit("serve.swap", {"from_version": previous.model.version if previous else None,
+                                      "to_version": served.model.version, "engine": served.model.engine})
+
+    def _emit(self, event: str, details: dict[str, Any]) -> None:
+        if self._on_event is None:
+            return
+        try:
+            self._on_event(event, details)
+        except Exception as exc:  # recording must never stop serving
+            log.error("could not record %s: %s: %s", event, type(exc).__name__, exc)
 
     def poll_once(self) -> bool:
         """Check the resolver once; returns True when a new version was switched to."""
@@ -80,6 +95,7 @@ class ModelHolder:
             return False
         current = self.current
         if current is not None and wanted == current.model.version:
+            self._metrics.refused_version = 0
             return False
         failed_at = self._failed.get(wanted)
         if failed_at is not None and time.monotonic() - failed_at < self._retry_seconds:
@@ -89,12 +105,18 @@ class ModelHolder:
         except Exception as exc:
             self._failed[wanted] = time.monotonic()
             self._metrics.swap_failures += 1
+            self._metrics.refused_version = wanted
             what = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
-            self.last_error = f"version {wanted} refused, still serving version " \
-                              f"{current.model.version if current else '-'}: {what}"
+            still = current.model.version if current else None
+            self.last_error = f"version {wanted} refused, still serving version {still or '-'}: {what}"
             log.error(self.last_error)
+            if self._reported.get(wanted) != what:  # once per version and problem, not at every retry
+                self._reported[wanted] = what
+                self._emit("serve.swap_refused", {"version": wanted, "still_serving": still, "problem": what[:500]})
             return False
         self._failed.pop(wanted, None)
+        self._reported.pop(wanted, None)
+        self._metrics.refused_version = 0
         self._install(served)
         return True
 

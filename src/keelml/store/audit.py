@@ -31,8 +31,10 @@ from keelml.store.metadata import MetadataStore
 
 GENESIS = "0" * 64
 EVENTS = ("registration", "promotion", "rollback", "key_creation", "key_rotation", "key_trust",
-          "verification_failure", "import", "export", "serving_start")
-_EVENT = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+          "verification_failure", "import", "export", "infra_validation", "serve.start", "serve.swap",
+          "serve.swap_refused", "api_key.create", "api_key.revoke")
+# lowercase identifiers, optionally dotted by area (`serve.swap`), at most 64 characters
+_EVENT = re.compile(r"(?=.{1,64}\Z)[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*")
 # Detail keys that could carry key material or credentials are refused outright.
 _SECRET_KEY = re.compile(r"secret|password|passwd|token|private|credential|api_?key|master_key$|data_key$|"
                          r"wrapped_key|seed", re.IGNORECASE)
@@ -100,8 +102,8 @@ class AuditLog:
     def append_in(self, conn: Connection, event: str, *, actor: str | None,
                   details: Mapping[str, Any]) -> int:
         """Append inside the caller's transaction (the caller retries on a sequence conflict)."""
-        if not _EVENT.match(event):
-            raise ValueError(f"audit event names are lowercase identifiers, got {event!r}")
+        if not _EVENT.fullmatch(event):
+            raise ValueError(f"audit event names are lowercase identifiers (dotted by area), got {event!r}")
         _refuse_secrets(details)
         text = canonical_json(dict(details)).decode()
         if len(text) > MAX_DETAILS:
