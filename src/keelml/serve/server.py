@@ -89,8 +89,10 @@ def create_app(config: ServeConfig) -> Any:
                          on_poll=refresh_keys)
     served = holder.start()
     predlog = None
+    log_dir: Path | None = None
     if spec.log_predictions:
         directory = Path(spec.log_path) if spec.log_path else source.log_root / "predictions" / name
+        log_dir = directory
         contract = served.model.contract
         predlog = PredictionLog(
             directory, model=name, columns=[(c.name, c.type) for c in contract.features],
@@ -100,6 +102,11 @@ def create_app(config: ServeConfig) -> Any:
             on_dropped=lambda n: setattr(metrics, "log_dropped", metrics.log_dropped + n))
     settings = AppSettings(precision=spec.precision, top_k=spec.top_k, max_rows=spec.max_rows)
     app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog)
+    from keelml.serve.dashboard import add_dashboard, project_sources
+
+    found = project_sources(source.project, name) if getattr(source, "project", None) is not None else (None, None)
+    add_dashboard(app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
+                  history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
                     "can use the model")
@@ -140,6 +147,7 @@ def _project_source(config: ServeConfig) -> _Source:
 
     class ProjectSource(_Source):
         log_root = project.root
+        project: Any = None  # set below: the dashboard reads the registry and the training profile
         hash_key = project.keys.master_key
 
         def resolve(self) -> int:
@@ -159,7 +167,9 @@ def _project_source(config: ServeConfig) -> _Source:
         def key_hashes(self) -> dict[str, tuple[str, str]]:
             return active_key_hashes(project.metadata)
 
-    return ProjectSource()
+    source = ProjectSource()
+    source.project = project
+    return source
 
 
 def _export_source(config: ServeConfig) -> _Source:
