@@ -104,7 +104,7 @@ def create_app(config: ServeConfig) -> Any:
     app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog)
     from keelml.serve.dashboard import add_dashboard, project_sources
 
-    found = project_sources(source.project, name) if getattr(source, "project", None) is not None else (None, None)
+    found = project_sources(source.project, name) if source.project is not None else (None, None)
     add_dashboard(app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
                   history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
     if config.insecure_no_auth:
@@ -123,6 +123,7 @@ class _Source:
 
     log_root: Path
     hash_key: bytes
+    project: Any = None  # the opened project store, when serving from one (the dashboard reads it)
 
     def resolve(self) -> int:
         raise NotImplementedError
@@ -147,7 +148,6 @@ def _project_source(config: ServeConfig) -> _Source:
 
     class ProjectSource(_Source):
         log_root = project.root
-        project: Any = None  # set below: the dashboard reads the registry and the training profile
         hash_key = project.keys.master_key
 
         def resolve(self) -> int:
