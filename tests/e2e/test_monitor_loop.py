@@ -202,7 +202,7 @@ def test_shifted_traffic_fires_retrains_gates_and_audits(served: Served) -> None
     report = json.loads(done.stdout)
     assert report["log"] == str(served.root / "predictions" / NAME)
     assert report["rows"] == len(served.request_ids) > 550 and {"age", "workclass"} <= set(report["drift"]["drifted"])
-    assert report["performance"]["available"] and report["performance"]["labelled_rows"] == 300
+    assert report["performance"]["available"] and report["performance"]["n_labelled"] == 300
     assert [r["rule"] for r in report["fired"]] == ["feature_drift"]
     log_action, retrain = report["actions"]
     assert log_action["status"] == "done"

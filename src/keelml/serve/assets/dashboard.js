@@ -93,7 +93,7 @@
     const rows = [["version", `${fmt(live.version)} (${fmt(live.engine)})`], ["rows predicted", live.rows],
                   ["rows logged", live.log_rows], ["log entries dropped", live.log_dropped], ["swaps", live.swaps],
                   ["rows in window", d.log_rows_in_window]];
-    if (d.performance) rows.push([`live ${fmt(d.performance.metric)}`, d.performance.value]);
+    if (d.performance) rows.push([`live ${fmt(d.performance.name)}`, d.performance.value]);
     for (const [k, v] of Object.entries(live.requests)) rows.push([`requests ${k}`, v]);
     for (const [k, v] of Object.entries(live.errors)) rows.push([`errors ${k}`, v]);
     table(document.getElementById("live"), ["metric", "value"], rows);
