@@ -176,12 +176,12 @@ def browser_key(scope: dict[str, Any] | Any) -> str | None:
     if path == DASHBOARD_PATH:
         from urllib.parse import parse_qs
 
-        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        query: dict[str, list[str]] = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
         if query.get("key"):
             return query["key"][0]
     for raw_name, raw_value in scope.get("headers", []):
         if raw_name.lower() == b"cookie":
-            for part in raw_value.decode("latin-1").split(";"):
+            for part in bytes(raw_value).decode("latin-1").split(";"):
                 cookie, _, value = part.strip().partition("=")
                 if cookie == DASHBOARD_COOKIE and value:
                     return value

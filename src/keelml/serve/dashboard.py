@@ -88,7 +88,7 @@ def drift_over_time(frame: Any, reference: Any) -> dict[str, Any]:
     for i, offset in enumerate(range(0, ordered.height, size)):
         part = ordered.slice(offset, size)
         report = drift_report(reference.profile, part, contract=reference.contract, settings=settings)
-        times.append(float(part["ts"].mean()))  # type: ignore[arg-type]
+        times.append(float(part["ts"].mean()))
         for entry in report["columns"]:
             psi = (entry.get("statistics") or {}).get("psi") or {}
             features.setdefault(entry["column"], [None] * i).append(_finite(psi.get("value")))
