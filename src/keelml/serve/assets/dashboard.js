@@ -1,5 +1,5 @@
 // keelml dashboard: polls /dashboard/data and draws with inline SVG. Data is written with
-// textContent and SVG attributes only (never innerHTML), so every value is escaped.
+// textContent and SVG attributes only (never parsed as markup), so every value is escaped.
 "use strict";
 (function () {
   const SVG = "http://www.w3.org/2000/svg";
