@@ -213,9 +213,9 @@ def test_shifted_traffic_fires_retrains_gates_and_audits(served: Served) -> None
                            capture_output=True, text=True, timeout=60, check=True)
     records = json.loads(audit.stdout)
     records = records["records"] if isinstance(records, dict) else records
-    events = [(r.get("event"), (r.get("details") or r).get("version")) for r in records]
+    events = [(r.get("event"), next((d[k] for d in [r.get("details") or {}] for k in ("version", "to_version", "to")
+                                     if d.get(k) is not None), None)) for r in records]
     kinds = [e for e, _ in events]
-    assert kinds.count("monitor_alert") == 1 and kinds.count("monitor_action") == 2
-    alert = kinds.index("monitor_alert")
-    assert any(e == "register" or "regist" in str(e) for e in kinds[alert:]), kinds
-    assert any("promot" in str(e) for e in kinds[alert:]), kinds
+    assert kinds.count("monitor_alert") == 1 and kinds.count("monitor_action") == 2, kinds
+    after = events[kinds.index("monitor_alert"):]
+    assert ("registration", 2) in after and ("promotion", 2) in after, after
