@@ -77,7 +77,7 @@ def test_unchanged_traffic_exits_0(project: Path, tmp_path: Path, capsys: pytest
     code, report = monitor_json(capsys, "adult-income", "-f", str(project), "--log", str(log))
     assert code == 0 and report["fired"] == [] and report["actions"] == []
     assert report["model"] == {"name": "adult-income", "version": 1} and report["rows"] == 600
-    assert report["drift"]["drifted"] == [] and report["drift"]["evaluated"] == 15  # 14 features and the prediction
+    assert report["drift"]["drifted"] == [] and report["drift"]["evaluated"] == 15  # 14 features + prediction
     assert report["performance"]["available"] and report["performance"]["primary"]["value"] == 1.0
     assert report["model_versions_in_window"] == [1]
 
@@ -146,7 +146,7 @@ def test_retrain_action_reports_the_gate(project: Path, tmp_path: Path, capsys: 
         code, report = monitor_json(capsys, "adult-income", "-f", str(project), "--log", str(log))
         [action] = report["actions"]
         assert code == 1 and action["gate"]["passed"] and action["candidate"]["version"] == 2
-        assert action["status"] == "promoted"  # the retrain action promotes a candidate that passed the gate
+        assert action["status"] == "promoted" and action["promotion"]["to_version"] == 2
         assert action["comparison"]["passed"] and action["comparison"]["current"] > 0.8
 
         code, report = monitor_json(capsys, "adult-income", "-f", str(project), "--log", str(log))

@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from keelml.errors import KeelError, NotFoundError
 
@@ -188,4 +188,32 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
                 return value.strip()
         elif name == b"x-api-key":
             return raw_value.decode("latin-1").strip()
+    return None
+
+
+DASHBOARD_COOKIE = "keel_dashboard"
+DASHBOARD_PATH = "/dashboard"
+
+
+def browser_key(scope: dict[str, Any] | Any) -> str | None:
+    """A browser's key for the dashboard: `?key=` on `GET /dashboard`, or the dashboard cookie.
+
+    Only GET requests under `/dashboard` qualify, so the cookie can never authorise a prediction,
+    feedback or any state change (and SameSite=Strict keeps other sites from sending it).
+    """
+    path: str = scope.get("path", "")
+    if scope.get("method") != "GET" or not (path == DASHBOARD_PATH or path.startswith(DASHBOARD_PATH + "/")):
+        return None
+    if path == DASHBOARD_PATH:
+        from urllib.parse import parse_qs
+
+        query: dict[str, list[str]] = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+        if query.get("key"):
+            return query["key"][0]
+    for raw_name, raw_value in scope.get("headers", []):
+        if raw_name.lower() == b"cookie":
+            for part in bytes(raw_value).decode("latin-1").split(";"):
+                cookie, _, value = part.strip().partition("=")
+                if cookie == DASHBOARD_COOKIE and value:
+                    return value
     return None

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from keelml.serve.auth import KeyChecker, presented_key
+from keelml.serve.auth import KeyChecker, browser_key, presented_key
 from keelml.serve.extraction import ExtractionMonitor
 from keelml.serve.metrics import Metrics
 
@@ -147,7 +147,7 @@ class Guard:
         caller = "anonymous"
         if path not in OPEN_PATHS:
             if self.settings.require_key:
-                name = self.keys.check(presented_key(headers))
+                name = self.keys.check(presented_key(headers) or browser_key(scope))
                 if name is None:
                     return _error(401, "missing or invalid API key", {"www-authenticate": "Bearer"})
                 caller = name

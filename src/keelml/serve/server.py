@@ -111,8 +111,10 @@ def build_server(config: ServeConfig) -> BuiltServer:
                          on_poll=refresh_keys, on_event=source.record)
     served = holder.start()
     predlog = None
+    log_dir: Path | None = None
     if spec.log_predictions:
         directory = Path(spec.log_path) if spec.log_path else source.log_root / "predictions" / name
+        log_dir = directory
         contract = served.model.contract
         hashed, dropped = pii_columns(contract, spec.hash_columns)
         predlog = PredictionLog(
@@ -131,6 +133,11 @@ def build_server(config: ServeConfig) -> BuiltServer:
                                                          **stats))
     metrics.extra.append(extraction.render)
     app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog, extraction=extraction)
+    from keelml.serve.dashboard import add_dashboard, project_sources
+
+    found = project_sources(source.project, name) if source.project is not None else (None, None)
+    add_dashboard(app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
+                  history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
                     "can use the model")
@@ -162,6 +169,7 @@ class _Source:
 
     log_root: Path
     hash_key: bytes
+    project: Any = None  # the opened project store, when serving from one (the dashboard reads it)
 
     def resolve(self) -> int:
         raise NotImplementedError
@@ -218,7 +226,9 @@ def _project_source(config: ServeConfig) -> _Source:
             project.audit.append(event, model=name, ref=config.ref, pid=os.getpid(), purpose=config.purpose,
                                  **details)
 
-    return ProjectSource()
+    source = ProjectSource()
+    source.project = project
+    return source
 
 
 def _export_source(config: ServeConfig) -> _Source:
