@@ -24,6 +24,9 @@ ROUTES = [
     ("POST", "/v2/models/{name}/infer"),
     ("GET", "/metrics"),
     ("GET", "/openapi.json"),
+    ("GET", "/dashboard"),
+    ("GET", "/dashboard/data"),
+    ("GET", "/dashboard/assets/{asset}"),
 ]
 
 
@@ -55,7 +58,7 @@ def test_routes_are_all_listed(store: Store) -> None:
 
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_endpoint_refuses_requests_without_a_key(server: ThreadServer, method: str, path: str) -> None:
-    status, body, headers = server.request(method, path.format(name=NAME), {"records": []})
+    status, body, headers = server.request(method, path.format(name=NAME, asset="dashboard.js"), {"records": []})
     assert status == 401 and body == {"error": "missing or invalid API key"}
     assert headers["www-authenticate"] == "Bearer"
 
@@ -63,9 +66,9 @@ def test_every_endpoint_refuses_requests_without_a_key(server: ThreadServer, met
 @pytest.mark.parametrize(("method", "path"), ROUTES)
 def test_every_endpoint_refuses_a_wrong_key(server: ThreadServer, api_key: str, method: str, path: str) -> None:
     forged = api_key[:-4] + ("aaaa" if not api_key.endswith("aaaa") else "bbbb")
-    status, _, _ = server.request(method, path.format(name=NAME), {"records": []}, key=forged)
+    status, _, _ = server.request(method, path.format(name=NAME, asset="dashboard.js"), {"records": []}, key=forged)
     assert status == 401
-    status, _, _ = server.request(method, path.format(name=NAME), {"records": []},
+    status, _, _ = server.request(method, path.format(name=NAME, asset="dashboard.js"), {"records": []},
                                   headers={"Authorization": f"Basic {api_key}"})
     assert status == 401
 
