@@ -61,10 +61,11 @@ def codecs(functions: Sequence[str] = (), family: str | None = None) -> dict[str
         return decode_table(data)
 
     def enc_model(obj: Any) -> bytes:
+        from keelml.model.functions import trusted_name
         from keelml.model.persist import check_loadable, dump_model
 
         data = dump_model(obj)
-        check_loadable(data, trusted())
+        check_loadable(data, [*(trusted_name(f) for f in functions), *trusted()])
         return data
 
     def dec_model(data: bytes) -> Any:
