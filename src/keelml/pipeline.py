@@ -175,7 +175,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
             "tune", steps.tune, inputs=dict(train_inputs),
             refs={"train_id": "split.train", "contract_id": "validate.contract"},
             outputs={"tuning": "json"}, version=_version("tune"),
-            params={"pipeline": spec.name, "metric": spec.evaluate.metric,
+            params={"pipeline": spec.name, "metric": spec.evaluate.metric, "version": _version("tune"),
                     "model": spec.model.model_dump(mode="json", exclude={*RESOURCE_KEYS, "learning_curve"}),
                     "tune": spec.tune.model_dump(mode="json", exclude={"n_jobs"})},
             bound={"resources": {"n_jobs": spec.tune.n_jobs, "threads": spec.model.threads},
