@@ -34,7 +34,7 @@ def test_tuning_in_a_run_is_recorded_cached_and_resumable(tmp_path) -> None:
     spec = _project(tmp_path, trials=3)
     first = run(spec)
     status = {s.name: s.status for s in first.steps}
-    assert list(status)[3:6] == ["split", "tune", "train"] and set(status.values()) == {"ran"}
+    assert list(status)[4:7] == ["split", "tune", "train"] and set(status.values()) == {"ran"}
     project = open_project(load_spec(spec))
     try:
         trials = project.metadata.list_trials(run_id=first.run_id)
