@@ -9,6 +9,7 @@ FrameCoercer (scikit-learn). Batch scoring passes polars frames instead of tuple
 
 from __future__ import annotations
 
+import abc
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -27,16 +28,18 @@ NAN = math.nan
 CATEGORICAL_MISSING = ""  # keelml.model.export.CATEGORICAL_MISSING (not imported: keeps serving light)
 
 
-class Runner:
+class Runner(abc.ABC):
     """Turns rows or frames into model outputs: probabilities (n, classes) or values (n,)."""
 
     kind = "base"
 
+    @abc.abstractmethod
     def rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        raise NotImplementedError
+        """Outputs for rows given as value lists in feature order."""
 
+    @abc.abstractmethod
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
-        raise NotImplementedError
+        """Outputs for a frame of feature columns."""
 
 
 def _session(graph: bytes) -> Any:

@@ -7,6 +7,7 @@ build the same application with `app_from_env`.
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import os
@@ -164,28 +165,32 @@ def pii_columns(contract: Any, hash_columns: list[str]) -> tuple[list[str], list
     return hashed, dropped
 
 
-class _Source:
+class _Source(abc.ABC):
     """Where versions, keys and the log's hash key come from."""
 
     log_root: Path
     hash_key: bytes
     project: Any = None  # the opened project store, when serving from one (the dashboard reads it)
 
+    @abc.abstractmethod
     def resolve(self) -> int:
-        raise NotImplementedError
+        """The version that should be live now."""
 
+    @abc.abstractmethod
     def load(self, version: int) -> tuple[Any, Any]:
         """(verified LoadedModel, recorded sample for the smoke prediction or None)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def key_hashes(self) -> dict[str, tuple[str, str]]:
-        raise NotImplementedError
+        """Active API keys: name -> (id, SHA-256 of the key)."""
 
     def audit(self, event: str, **details: Any) -> None:
         """Record a security event in the project's audit log (exported bundles have none: logged only)."""
+        return None
 
     def record(self, event: str, details: dict[str, Any]) -> None:
         """Write a serving event to the audit log (no-op where there is none)."""
+        return None
 
 
 def _project_source(config: ServeConfig) -> _Source:
