@@ -4,12 +4,17 @@
 # without root it does nothing, and the tests skip with a reason when no server is reachable.
 # Prints only the server's SQLAlchemy URL on stdout (everything else goes to stderr).
 set -euo pipefail
-exec 3>&1 1>&2
+# The URL goes to fd 3 (the caller's stdout). Every other command runs with fd 3 closed and stdin from
+# /dev/null: the server daemon must not inherit the caller's pipe, or `$(.ci/postgres.sh)` never returns.
+# Its output goes to a log that is copied to stderr at exit, so no server process holds a CI pipe open.
+exec 3>&1 1>&2 </dev/null
 
 if [ "$(id -u)" != "0" ]; then
   echo "postgres.sh: not root; skipping PostgreSQL setup (SQL tests use KEEL_TEST_POSTGRES_URL or skip)"
   exit 0
 fi
+
+setup() {
 
 if ! command -v pg_lsclusters >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
@@ -40,4 +45,10 @@ fi
 if [ "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname = 'keel'")" != "1" ]; then
   psql_admin -c "CREATE DATABASE keel OWNER keel"
 fi
+}
+
+port=""
+log="$(mktemp)"
+trap 'cat "$log" >&2; rm -f "$log"' EXIT
+setup >"$log" 2>&1 3>&-
 echo "postgresql+psycopg://keel:keel@127.0.0.1:${port}/keel" >&3
