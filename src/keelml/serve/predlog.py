@@ -1,7 +1,10 @@
 """The prediction log: every served row and every feedback label, in Parquet files, off the request path.
 
-Requests append one record to a deque (constant time, no lock, no thread wake-up; when it holds
-QUEUE_LIMIT entries the record is dropped and counted, never waited for). A writer thread wakes
+Requests append one record (a named tuple: cheap to build, few objects for the garbage collector)
+to a deque (constant time, no lock, no thread wake-up; when it holds QUEUE_LIMIT entries the record
+is dropped and counted, never waited for). pyarrow is imported and the table code run once when the
+log is created, so the first flush does not import modules (pyarrow pulls in pandas: over a second
+holding the interpreter lock) while requests are being served. A writer thread wakes
 every FLUSH_SECONDS, turns what accumulated into Arrow record batches, writes
 them to an open file named ``*.parquet.part`` and renames it to ``*.parquet`` when it is rolled (by
 size or age) or the server stops, so readers only ever see complete files. PII columns are logged
@@ -20,9 +23,8 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 log = logging.getLogger("keelml.serve")
 
@@ -31,8 +33,7 @@ _ARROW_TYPES = {"integer": "int64", "float": "float64", "boolean": "bool_", "cat
 FLUSH_SECONDS = 1.0
 
 
-@dataclass(frozen=True)
-class LogEntry:
+class LogEntry(NamedTuple):
     """One request: its id, time, model version, validated rows, outputs and latency."""
 
     request_id: str
@@ -44,8 +45,9 @@ class LogEntry:
     latency_ms: float
 
 
-@dataclass(frozen=True)
-class Feedback:
+class Feedback(NamedTuple):
+    """A ground-truth label for one row of an answered request."""
+
     request_id: str
     row: int
     label: Any
@@ -113,8 +115,17 @@ class PredictionLog:
         self._feedback = _RollingFile(directory, "feedback", roll_bytes, roll_seconds)
         self._on_written = on_written or (lambda n: None)
         self._on_dropped = on_dropped or (lambda n: None)
+        self._warm_up()
         self._thread = threading.Thread(target=self._loop, name="keel-predlog", daemon=True)
         self._thread.start()
+
+    def _warm_up(self) -> None:
+        """Import pyarrow (and what it imports lazily) and build each kind of table once, now, not mid-serving."""
+        import pyarrow.parquet  # noqa: F401
+
+        row = tuple(None for _ in self._columns)
+        self._prediction_table([LogEntry("warm-up", 0.0, 0, [row], ["x"], [0.5], 0.0)])
+        self._feedback_table([Feedback("warm-up", 0, "x", 0.0)])
 
     def put(self, entry: LogEntry | Feedback) -> None:
         if len(self._items) >= QUEUE_LIMIT:
