@@ -3,11 +3,12 @@
 Closed loop: CONCURRENCY keep-alive connections, each sending the next request as soon as the
 previous answer is complete, so CONCURRENCY requests are in flight at all times. One thread,
 raw sockets and epoll (no HTTP library, no GIL contention between connections), so the driver
-adds little latency of its own. A warm-up (not recorded; 200 requests per connection or 1.5 s) precedes a run of SECONDS seconds or
-MAX requests, whichever ends first.
+adds little latency of its own. A warm-up (not recorded; 200 requests per connection or 1.5 s)
+precedes a run of SECONDS seconds or MAX requests, whichever ends first.
 
 With RATE > 0 the run is an open loop instead: a request is due every 1/RATE s on a pool of
-CONCURRENCY connections, and each latency counts from its due time (no coordinated omission).
+CONCURRENCY connections (a latency SLO's setting: a given load, not as fast as possible); a request
+that must wait for a free connection counts from its due time (no coordinated omission).
 
 usage: python serve_load.py PORT PATH BODY_FILE CONCURRENCY SECONDS MAX [KEY] [RATE]; prints JSON.
 """
@@ -103,8 +104,9 @@ def run(port: int, request: bytes, concurrency: int, seconds: float, limit: int)
 
 def run_at_rate(port: int, request: bytes, connections: int, rate: float, seconds: float
                 ) -> tuple[list[int], int, float]:
-    """Open loop: requests due every 1/rate s whatever the answers do; latency from the due time
-    (a request waiting for a free connection counts its wait, so a stall is not hidden)."""
+    """Open loop: a request is due every 1/rate s whatever the answers do. A request sent on time
+    counts from its sending; one that had to wait for a free connection (the server was still busy
+    with all of them) counts from its due time, so a server stall is not hidden."""
     conns = [Conn(port, request) for _ in range(connections)]
     free = list(conns)
     selector = selectors.DefaultSelector()
@@ -120,10 +122,11 @@ def run_at_rate(port: int, request: bytes, connections: int, rate: float, second
     while len(latencies) < total:
         now = time.perf_counter_ns()
         while issued < total and started + issued * interval <= now:
-            backlog.append(started + issued * interval)
+            if free and not backlog:
+                free.pop(0).send()
+            else:
+                backlog.append(started + issued * interval)
             issued += 1
-        while backlog and free:
-            free.pop().send(backlog.pop(0))
         wait = (started + issued * interval - time.perf_counter_ns()) / 1e9 if issued < total else 1.0
         for key, _ in selector.select(max(0.0, wait)):
             conn = key.data
@@ -132,7 +135,10 @@ def run_at_rate(port: int, request: bytes, connections: int, rate: float, second
                 continue
             latencies.append(time.perf_counter_ns() - conn.sent_ns)
             errors += status != 200
-            free.append(conn)
+            if backlog:
+                conn.send(backlog.pop(0))
+            else:
+                free.append(conn)
     wall = (time.perf_counter_ns() - started) / 1e9
     for conn in conns:
         selector.unregister(conn.sock)

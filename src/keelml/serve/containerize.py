@@ -19,7 +19,8 @@ from keelml.errors import KeelError
 
 BASE_IMAGE = "python:3.11-slim"
 PORT = 8000
-COMMON = ("fastapi", "uvicorn", "uvloop", "httptools", "pydantic", "numpy", "pyarrow", "pyyaml", "cryptography")
+COMMON = ("fastapi", "uvicorn", "uvloop", "httptools", "orjson", "pydantic", "numpy", "pyarrow", "pyyaml",
+          "cryptography")
 ENGINE_DEPS = {"onnx": ("onnxruntime",), "sklearn": ("scikit-learn", "skops", "pandas", "scipy", "threadpoolctl")}
 
 

@@ -59,8 +59,8 @@ def _direct_run(session: Any) -> Callable[[dict[str, np.ndarray]], list[Any]]:
     names = [o.name for o in session.get_outputs()]
     inner = getattr(session, "_sess", None)
     if inner is None or not callable(getattr(inner, "run", None)):
-        return lambda feeds: session.run(None, feeds)  # type: ignore[no-any-return]
-    return lambda feeds: inner.run(names, feeds, None)  # type: ignore[no-any-return]
+        return lambda feeds: session.run(None, feeds)
+    return lambda feeds: inner.run(names, feeds, None)
 
 
 class OnnxMatrixRunner(Runner):
