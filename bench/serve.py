@@ -96,16 +96,21 @@ def server_histogram(port: int, key: str) -> dict[str, int]:
     return out
 
 
-def schedstat(pid: int) -> tuple[int, int]:
-    """(ns on a CPU, ns runnable but waiting for one) summed over the process's threads."""
-    ran = waited = 0
+def schedstat(pid: int) -> tuple[float, float]:
+    """(CPU seconds used, seconds runnable but waiting for a CPU) of a process.
+
+    CPU time from /proc/PID/stat (includes threads that have exited); the wait is summed over the
+    live threads' schedstat (threads that exited in between make it unknown: NaN).
+    """
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    waited = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            fields = (task / "schedstat").read_text().split()
+            waited += int((task / "schedstat").read_text().split()[1])
         except OSError:
             continue
-        ran, waited = ran + int(fields[0]), waited + int(fields[1])
-    return ran, waited
+    return cpu, waited / 1e9
 
 
 def load(port: int, path: str, body: Path, concurrency: int, key: str, cpus: set[int] | None, pid: int,
@@ -117,9 +122,9 @@ def load(port: int, path: str, body: Path, concurrency: int, key: str, cpus: set
                          text=True, check=True, preexec_fn=pinned(cpus))
     after = schedstat(pid)
     result: dict[str, Any] = json.loads(out.stdout)
-    served = result["requests"] + 200 * concurrency  # the warm-up's requests were served too (at most that many)
-    result["cpu_ms"] = (after[0] - before[0]) / 1e6 / served
-    result["wait_ms"] = (after[1] - before[1]) / 1e6 / served
+    served = result["requests"] + result["warm_up_requests"]
+    result["cpu_ms"] = (after[0] - before[0]) * 1e3 / served
+    result["wait_ms"] = (after[1] - before[1]) * 1e3 / served if after[1] >= before[1] else float("nan")
     return result
 
 

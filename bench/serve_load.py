@@ -164,7 +164,7 @@ def main() -> None:
     request = ("\r\n".join(head) + "\r\n\r\n").encode() + body
     c = int(concurrency)
     load_start = os.getloadavg()[0]
-    run(int(port), request, c, WARMUP_SECONDS, WARMUP_PER_CONNECTION * c)
+    warm, _, _ = run(int(port), request, c, WARMUP_SECONDS, WARMUP_PER_CONNECTION * c)
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     if rate > 0:
         latencies, errors, wall = run_at_rate(int(port), request, c, rate, float(seconds))
@@ -174,7 +174,8 @@ def main() -> None:
     latencies.sort()
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     print(json.dumps({
-        "requests": len(latencies), "errors": errors, "seconds": wall, "rps": len(latencies) / wall,
+        "requests": len(latencies), "warm_up_requests": len(warm), "errors": errors, "seconds": wall,
+        "rps": len(latencies) / wall,
         "p50_ms": quantile(latencies, 0.5), "p90_ms": quantile(latencies, 0.9), "p99_ms": quantile(latencies, 0.99),
         "p999_ms": quantile(latencies, 0.999), "max_ms": latencies[-1] / 1e6,
         "client_cpu_share": cpu / wall, "load1_at_start": load_start,
