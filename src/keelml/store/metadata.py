@@ -65,7 +65,7 @@ class MetadataStore:
                     schema.metadata.create_all(conn)
                 return
             except (OperationalError, ProgrammingError, SqlIntegrityError) as exc:
-                if "already exists" not in str(exc) and "duplicate key" not in str(exc) or attempt == 4:
+                if ("already exists" not in str(exc) and "duplicate key" not in str(exc)) or attempt == 4:
                     raise
 
     def close(self) -> None:
