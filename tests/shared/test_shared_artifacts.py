@@ -13,6 +13,8 @@ from tests.helpers import keel, keel_here
 from tests.shared.conftest import small_project
 
 from keelml.pipeline import run
+from keelml.project import open_store
+from keelml.serve.server import ServeConfig
 from keelml.store.artifacts import OWNER
 
 
@@ -94,6 +96,16 @@ def test_artifacts_on_s3_compatible_storage(tmp_path: Path, s3_endpoint: str) ->
     assert not (tmp_path / ".keel" / "store").exists() and (tmp_path / ".keel" / "keel.db").is_file()
     assert (tmp_path / ".keel" / "keys" / "master.key").is_file()
     assert outcome.report_path is not None and outcome.report_path.is_relative_to(tmp_path / ".keel-reports")
+
+    # What `keel serve` does in its server process: open the store from plain config, load the model.
+    config = ServeConfig(store_root=str(tmp_path / ".keel"), model="shared", artifacts_url="s3://keel-test/team-a",
+                         artifacts_options={"endpoint_url": s3_endpoint})
+    served = open_store(Path(str(config.store_root)), artifacts_url=config.artifacts_url,
+                        artifacts_options=ServeConfig.from_json(config.to_json()).artifacts_options)
+    try:
+        assert served.registry.load_model("shared").version == 1
+    finally:
+        served.close()
 
     verified = keel_here("verify", str(spec), "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
