@@ -40,3 +40,16 @@ def test_an_unknown_filesystem_is_a_spec_error(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as caught:
         open_project(load_spec(spec))
     assert "cannot open store.artifacts_url nosuchfs://bucket/keel" in caught.value.what
+
+
+def test_key_rotation_is_refused_on_a_shared_artifact_store(tmp_path: Path) -> None:
+    from tests.helpers import keel_here
+
+    from keelml.store.keys import create_keys
+
+    create_keys(tmp_path / ".keel" / "keys")
+    spec = small_project(tmp_path, store=f"  path: .keel\n  artifacts_url: {tmp_path / 'shared'}\n")
+    result = keel_here("keys", "rotate", "-f", str(spec))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "shared at" in result.stderr and "store.artifacts_url" in result.stderr
+    assert not (tmp_path / ".keel" / "keys" / "master.key.next").exists()
