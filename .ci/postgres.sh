@@ -54,7 +54,7 @@ fi
 # TLS for the cluster: a test CA and a server certificate (made once), `ssl = on` in conf.d, then a reload
 # (a signal: no daemon is started here). Running it again changes nothing.
 tls() {
-  local version="$1" name="$2" dir="${KEEL_PG_TLS_DIR:-/var/lib/postgresql/keel-tls}"
+  local version="$1" name="$2" dir="${KEEL_PG_TLS_DIR:-/var/lib/postgresql/keel-tls}" made=""
   if [ ! -s "$dir/server.crt" ] || [ ! -s "$dir/server.key" ] || [ ! -s "$dir/ca.crt" ]; then
     rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=keelml test CA" \
@@ -71,12 +71,13 @@ tls() {
     chmod 0755 "$dir.tmp"
     chown -R postgres:postgres "$dir.tmp"
     rm -rf "$dir" && mv "$dir.tmp" "$dir"
+    made=1
   fi
   local conf="/etc/postgresql/$version/$name/conf.d/keel-tls.conf"
   printf '%s\n' "# written by keelml's .ci/postgres.sh" "ssl = on" "ssl_cert_file = '$dir/server.crt'" \
     "ssl_key_file = '$dir/server.key'" "ssl_min_protocol_version = 'TLSv1.2'" >"$conf.tmp"
   mv "$conf.tmp" "$conf"
-  if [ "$(runuser -u postgres -- psql -p "$port" -qtA -c 'SHOW ssl')" != "on" ]; then
+  if [ -n "$made" ] || [ "$(runuser -u postgres -- psql -p "$port" -qtA -c 'SHOW ssl')" != "on" ]; then
     pg_ctlcluster "$version" "$name" reload
     for _ in $(seq 1 30); do
       [ "$(runuser -u postgres -- psql -p "$port" -qtA -c 'SHOW ssl')" = "on" ] && break
