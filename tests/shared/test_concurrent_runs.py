@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.helpers import keel
+from tests.helpers import keel_here
 from tests.shared.conftest import small_project
 
 
@@ -28,19 +28,19 @@ def test_two_runs_at_once_on_postgres_share_one_store(tmp_path: Path, pg_schema:
         assert proc.returncode == 0, stdout + stderr
         assert "registered new version shared v" in stdout
 
-    verified = keel("verify", str(specs[0]), "--json", cwd=tmp_path)
+    verified = keel_here("verify", str(specs[0]), "--json")
     assert verified.returncode == 0, verified.stdout + verified.stderr
     report = json.loads(verified.stdout)
     assert report["ok"] and report["bundles_checked"] == 2 and report["problems"] == []
 
-    shown = keel("models", "show", "shared", "--json", "-f", str(specs[0]), cwd=tmp_path)
+    shown = keel_here("models", "show", "shared", "--json", "-f", str(specs[0]))
     assert shown.returncode == 0, shown.stdout + shown.stderr
     versions = json.loads(shown.stdout)
     assert sorted(v["version"] for v in versions) == [1, 2]  # distinct and consecutive
     assert len({v["bundle_id"] for v in versions}) == 2
     run_ids = {line.split()[-1] for stdout, _ in outputs for line in stdout.splitlines() if line.startswith("run: ")}
     assert {v["run_id"] for v in versions} == run_ids and len(run_ids) == 2
-    audit = keel("audit", "--verify", "--json", "-f", str(specs[0]), cwd=tmp_path)
+    audit = keel_here("audit", "--verify", "--json", "-f", str(specs[0]))
     assert audit.returncode == 0, audit.stdout + audit.stderr
     records = json.loads(audit.stdout)["records"]
     assert sorted(r["details"]["version"] for r in records if r["event"] == "registration") == [1, 2]
