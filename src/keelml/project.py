@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from keelml.errors import KeyMaterialError, SpecError
 from keelml.registry import Registry
@@ -58,9 +60,38 @@ def store_root(loaded: LoadedSpec) -> Path:
         raise SpecError(
             f"store.path {loaded.spec.store.path!r} is a URL; this version keeps the store on a local path",
             expected="a local directory such as .keel",
-            fix="set store.path to a directory (object storage comes with the scale-out release)",
+            fix="set store.path to a local directory (keys live there) and put the artifacts on the URL with "
+                "store.artifacts_url",
         )
     return Path(location)
+
+
+def artifacts_location(loaded: LoadedSpec) -> str | None:
+    """Where store.artifacts_url puts the artifacts (a URL, or an absolute shared directory); None: in the store."""
+    url = loaded.spec.store.artifacts_url
+    return loaded.resolve(url) if url else None
+
+
+def shared_artifacts(project: Project) -> str | None:
+    """The artifacts location to hand to another process: None when it is the store's own directory."""
+    location = project.artifacts.location
+    return None if location == str(project.root / "store") else location
+
+
+def open_artifacts(root: Path, keys: KeyRing, *, encryption: bool, artifacts_url: str | None,
+                   artifacts_options: Mapping[str, Any] | None = None) -> ArtifactStore:
+    """The artifact store: `root`/store, or the shared location (claimed for this project's key)."""
+    if artifacts_url is None:
+        return ArtifactStore(str(root / "store"), keys, encrypt=encryption)
+    try:
+        artifacts = ArtifactStore(artifacts_url, keys, encrypt=encryption, storage_options=artifacts_options)
+        artifacts.claim()
+    except (ImportError, ValueError, OSError) as exc:
+        raise SpecError(f"cannot open store.artifacts_url {artifacts_url}: {type(exc).__name__}: {exc}",
+                        expected="a reachable directory or fsspec URL (with its driver installed, e.g. "
+                                 "keelml[s3] for s3://) and credentials in the environment",
+                        fix="check store.artifacts_url, store.artifacts_options and the credentials") from None
+    return artifacts
 
 
 def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
@@ -87,7 +118,9 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
         keys = load_keys(keys_dir)
     if not loaded.spec.store.metadata_url:
         root.mkdir(parents=True, exist_ok=True)
-    artifacts = ArtifactStore(str(root / "store"), keys, encrypt=loaded.spec.store.encryption)
+    artifacts = open_artifacts(root, keys, encryption=loaded.spec.store.encryption,
+                               artifacts_url=artifacts_location(loaded),
+                               artifacts_options=loaded.spec.store.artifacts_options)
     metadata = open_metadata(url)
     audit = AuditLog(metadata, keys)
     if created or not audit.knows_master_key(keys.master_key_id):
@@ -97,10 +130,12 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys, audit), created)
 
 
-def open_store(root: Path, *, metadata_url: str | None = None, encryption: bool = True) -> Project:
+def open_store(root: Path, *, metadata_url: str | None = None, encryption: bool = True,
+               artifacts_url: str | None = None, artifacts_options: Mapping[str, Any] | None = None) -> Project:
     """Open an existing store by its directory (no spec needed; never creates keys)."""
     keys = load_keys(root / "keys")
-    artifacts = ArtifactStore(str(root / "store"), keys, encrypt=encryption)
+    artifacts = open_artifacts(root, keys, encryption=encryption, artifacts_url=artifacts_url,
+                               artifacts_options=artifacts_options)
     metadata = open_metadata(metadata_url or f"sqlite:///{root / 'keel.db'}")
     return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys))
 

@@ -480,12 +480,28 @@ class SecuritySpec(StrictModel):
         return {"max_membership_auc": self.max_membership_auc, "max_flip_rate": self.max_flip_rate}
 
 
+_SECRET_OPTION = re.compile(r"secret|password|passwd|token|credential|private|(^|_)key($|_)", re.IGNORECASE)
+
+
 class StoreSpec(StrictModel):
     """Where artifacts and metadata live; paths are relative to the spec file."""
 
-    path: str = ".keel"
-    metadata_url: str | None = None
+    path: str = Field(".keel", description="local directory: keys, the default SQLite metadata and artifacts")
+    metadata_url: str | None = Field(None, description="any SQLAlchemy URL; default: SQLite in `path`")
+    artifacts_url: str | None = Field(
+        None, description="artifacts on a shared directory or any fsspec URL (s3://, gs://...); default: `path`/store")
+    artifacts_options: dict[str, StrictInt | StrictFloat | bool | str] = Field(
+        default_factory=dict, description="fsspec storage options (endpoint_url, region...); never credentials")
     encryption: bool = True
+
+    @field_validator("artifacts_options")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if _SECRET_OPTION.search(key):
+                raise ValueError(f"store.artifacts_options must not hold credentials ({key!r}); set them in the "
+                                 "environment instead (e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY for s3://)")
+        return value
 
 
 class PipelineSpec(StrictModel):

@@ -80,10 +80,18 @@ def rotate(actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
 
     Safe to interrupt: running it again finishes the same rotation."""
     from keelml.cli.output import out, print_json
+    from keelml.project import shared_artifacts
     from keelml.store.rotation import rotate_master_key
 
     project = open_from_spec(spec)
     try:
+        if shared_artifacts(project) is not None:
+            from keelml.errors import SpecError
+
+            raise SpecError(f"keel keys rotate works on a store's own directory; this project's artifacts are "
+                            f"shared at {project.artifacts.location}",
+                            expected="store.artifacts_url unset (not yet supported for shared artifact stores)",
+                            fix="keep the current master key; rotation of shared stores comes later")
         report = rotate_master_key(project.artifacts.root, project.key_provider(), audit=project.audit, actor=actor)
     finally:
         project.close()

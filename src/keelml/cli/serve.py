@@ -42,6 +42,7 @@ def serve(
     """Serve a registered model over HTTP: verified before loading, API keys required; follows its alias (or the
     latest version) and swaps to a new version only after verifying it and a smoke prediction."""
     from keelml.cli.output import err
+    from keelml.project import shared_artifacts
     from keelml.serve.server import ServeConfig
     from keelml.serve.server import serve as run_server
     from keelml.spec import load_spec
@@ -59,13 +60,14 @@ def serve(
     project = open_from_spec(spec)
     try:
         now = project.registry.resolve(name, version if version is not None else alias)  # unknown: clear error
-        root, url = project.root, project.metadata.url
+        root, url, shared = project.root, project.metadata.url, shared_artifacts(project)
     finally:
         project.close()
     if insecure_no_auth:
         err.print("[bold red]WARNING:[/bold red] --insecure-no-auth: every endpoint is open to anyone who can "
                   "reach this address")
     config = ServeConfig(store_root=str(root), model=name, version=version, alias=alias, metadata_url=url,
+                         artifacts_url=shared, artifacts_options=loaded.spec.store.artifacts_options,
                          encryption=loaded.spec.store.encryption, serve=loaded.spec.serve.model_dump(mode="json"),
                          insecure_no_auth=insecure_no_auth, prefer_onnx=engine == "auto")
     scheme = "https" if tls_cert else "http"

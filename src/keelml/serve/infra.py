@@ -98,6 +98,7 @@ def infra_validate(project: Any, name: str, version: int, sample: int | None = 2
     _, bundle = project.registry.bundle(name, version)  # verifies before anything is started
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}
     from keelml.data.contract import Contract
+    from keelml.project import shared_artifacts
 
     contract = Contract.model_validate(json.loads(project.artifacts.get(components["contract"])))
     columns = [c.name for c in contract.features]
@@ -114,7 +115,9 @@ def infra_validate(project: Any, name: str, version: int, sample: int | None = 2
     settings["max_rows"] = min(int(settings.get("max_rows", BATCH)), BATCH)
     settings["max_body_bytes"] = max(int(settings.get("max_body_bytes", 0)), 16 * 1024 * 1024)
     config = ServeConfig(store_root=str(project.root), model=name, version=version,
-                         metadata_url=project.metadata.url, serve=settings, smoke_rows=0, prefer_onnx=prefer_onnx,
+                         metadata_url=project.metadata.url, serve=settings,
+                         artifacts_url=shared_artifacts(project), artifacts_options=project.artifacts.storage_options,
+                         smoke_rows=0, prefer_onnx=prefer_onnx,
                          purpose="infra-validation",
                          extra_keys={key.split("_", 2)[1]: ["infra-validation", hash_key(key)]})
     port = free_port()

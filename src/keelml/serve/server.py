@@ -35,6 +35,8 @@ class ServeConfig:
     alias: str | None = None  # with version None: follow this alias (None: the latest version)
     metadata_url: str | None = None
     encryption: bool = True
+    artifacts_url: str | None = None  # store.artifacts_url (None: the store's own directory)
+    artifacts_options: dict[str, Any] = field(default_factory=dict)
     serve: dict[str, Any] = field(default_factory=dict)  # ServeSpec fields
     insecure_no_auth: bool = False
     extra_keys: dict[str, list[str]] = field(default_factory=dict)  # key id -> [name, sha256] (ephemeral keys)
@@ -222,7 +224,8 @@ def _project_source(config: ServeConfig) -> _Source:
     from keelml.serve.recorded import recorded_sample
 
     assert config.store_root is not None
-    project = open_store(Path(config.store_root), metadata_url=config.metadata_url, encryption=config.encryption)
+    project = open_store(Path(config.store_root), metadata_url=config.metadata_url, encryption=config.encryption,
+                         artifacts_url=config.artifacts_url, artifacts_options=config.artifacts_options)
     name = config.model
 
     class ProjectSource(_Source):

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from keelml.errors import IntegrityError, NotFoundError
+from keelml.errors import IntegrityError, NotFoundError, SpecError
 from keelml.store import envelope
 from keelml.store.atomic import atomic_write_bytes, is_temp
 from keelml.store.keys import KeyRing
 
 _ID = re.compile(r"^[0-9a-f]{64}$")
+OWNER = "keel-store.json"  # at the root of a shared artifact location: which signing key owns it
 
 
 @dataclass
@@ -34,12 +35,12 @@ class VerifyReport:
 class _Files:
     """Byte-level file access: pathlib for local roots, fsspec for URLs (s3://, gs://, memory://)."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, options: Mapping[str, Any] | None = None) -> None:
         self.remote = "://" in root and not root.startswith("file://")
         if self.remote:
             import fsspec
 
-            self.fs, self.root = fsspec.core.url_to_fs(root)
+            self.fs, self.root = fsspec.core.url_to_fs(root, **dict(options or {}))
         else:
             self.root = str(Path(root.removeprefix("file://")).resolve())
 
@@ -99,8 +100,11 @@ class ArtifactStore:
         *,
         encrypt: bool = True,
         trusted_keys: list[Ed25519PublicKey] | None = None,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
-        self._files = _Files(root)
+        self.location = root
+        self.storage_options = dict(storage_options or {})
+        self._files = _Files(root, self.storage_options)
         self._keys = keys
         self._encrypt = encrypt
         self._trusted = envelope.trusted_from(keys, trusted_keys)
@@ -108,6 +112,39 @@ class ArtifactStore:
     @property
     def root(self) -> str:
         return str(self._files.root)
+
+    @property
+    def remote(self) -> bool:
+        """True for a URL (s3://, gs://, memory://...), False for a local or shared directory."""
+        return self._files.remote
+
+    def claim(self) -> None:
+        """Mark a shared location as this project's (by signing key id), or refuse another project's.
+
+        Two projects with different keys in one location would overwrite each other's artifacts
+        (same content, same id, different signer), so the first one to use it writes `OWNER`
+        and every later opening checks it.
+        """
+        import json
+
+        path = self._files.join(OWNER)
+        mine = {"format": 1, "signed_by": self._keys.key_id}
+        try:
+            found = json.loads(self._files.read(path))
+        except FileNotFoundError:
+            self._files.write(path, json.dumps(mine, sort_keys=True).encode())
+            return
+        except ValueError:
+            found = {}
+        owner = found.get("signed_by") if isinstance(found, dict) else None
+        if owner != self._keys.key_id:
+            raise SpecError(
+                f"the artifact store {self.location} belongs to another project (signing key {owner}); "
+                f"this project's signing key is {self._keys.key_id}",
+                expected="one artifacts location per project key pair",
+                fix="give this project its own store.artifacts_url (e.g. another prefix), or run it with the "
+                    "owning project's keys (KEEL_MASTER_KEY and KEEL_SIGNING_KEY, or its keys/ directory)",
+            )
 
     def _path(self, artifact_id: str) -> str:
         if not _ID.match(artifact_id):

@@ -9,11 +9,13 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, insert, select, update
+from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from keelml.errors import NotFoundError
 from keelml.store import schema
+
+_SCHEMA_LOCK = 0x6B65656C  # "keel": the advisory lock that serialises table creation on PostgreSQL
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -48,15 +50,22 @@ class MetadataStore:
         self._create_tables()
 
     def _create_tables(self) -> None:
-        """Create missing tables; another process creating them at the same moment is fine."""
+        """Create missing tables; another process creating them at the same moment is fine.
+
+        On PostgreSQL the check-then-create runs under a transaction-scoped advisory lock, so
+        concurrent first runs queue instead of colliding in the catalog.
+        """
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
         for attempt in range(5):
             try:
-                schema.metadata.create_all(self.engine)
+                with self.engine.begin() as conn:
+                    if self.engine.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+                    schema.metadata.create_all(conn)
                 return
-            except (OperationalError, ProgrammingError) as exc:
-                if "already exists" not in str(exc) or attempt == 4:
+            except (OperationalError, ProgrammingError, SqlIntegrityError) as exc:
+                if ("already exists" not in str(exc) and "duplicate key" not in str(exc)) or attempt == 4:
                     raise
 
     def close(self) -> None:
@@ -134,10 +143,7 @@ class MetadataStore:
                   "parts": json.dumps(dict(parts), sort_keys=True), "created_at": time.time(),
                   "run_id": run_id}
         with self.engine.begin() as conn:
-            done = conn.execute(update(schema.step_cache)
-                                .where(schema.step_cache.c.cache_key == key).values(**values))
-            if done.rowcount == 0:
-                conn.execute(insert(schema.step_cache).values(cache_key=key, **values))
+            _upsert(conn, schema.step_cache, {"cache_key": key}, values)
 
     def record_step(self, *, run_id: str, name: str, status: str, key: str, duration_s: float,
                     explain: list[str], inputs: Mapping[str, str],
@@ -176,10 +182,7 @@ class MetadataStore:
                   "duration_s": trial.get("duration_s"), "error": trial.get("error"), "recorded_at": time.time()}
         table = schema.tuning_trials
         with self.engine.begin() as conn:
-            done = conn.execute(update(table).where(table.c.study == study, table.c.number == trial["number"])
-                                .values(**values))
-            if done.rowcount == 0:
-                conn.execute(insert(table).values(study=study, number=trial["number"], **values))
+            _upsert(conn, table, {"study": study, "number": trial["number"]}, values)
 
     def list_trials(self, study: str | None = None, *, run_id: str | None = None) -> list[dict[str, Any]]:
         """Recorded tuning trials of a study (or a run), in trial order."""
@@ -204,3 +207,18 @@ class MetadataStore:
                 ids.update(json.loads(row.outputs).values())
             ids.update(r.bundle_id for r in conn.execute(select(schema.model_versions.c.bundle_id)))
         return ids
+
+
+def _upsert(conn: Connection, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+    """Update the row with this key, or insert it; a concurrent insert of the same key turns into an update."""
+    where = [table.c[name] == value for name, value in key.items()]
+    for _attempt in range(3):
+        if conn.execute(update(table).where(*where).values(**values)).rowcount:
+            return
+        try:
+            with conn.begin_nested():  # a savepoint: a lost race must not abort the whole transaction
+                conn.execute(insert(table).values(**key, **values))
+            return
+        except SqlIntegrityError:
+            continue  # another process inserted it between our update and insert: update it now
+    raise RuntimeError(f"could not write a {table.name} row: too much concurrent writing")
