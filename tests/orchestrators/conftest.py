@@ -27,7 +27,7 @@ def small_spec(directory: Path, *, test: bool = True, tune: bool = False, securi
         write_csv(directory / "test.csv", 150, 2)
         data += "  test:\n    path: test.csv\n"
     text = (f"name: orch-test\ndata:\n  target: label\n{data}"
-            "model:\n  family: logistic_regression\n  cv_folds: 2\n"
+            "model:\n  family: logistic_regression\n  cv_folds: 2\n  learning_curve:\n    sizes: []\n"
             "evaluate:\n  bootstrap_rounds: 10\ngate:\n  min_score: 0.6\n"
             f"security:\n  sample_rows: 50\n  privacy: {str(security).lower()}\n"
             f"  robustness: {str(security).lower()}\n")

@@ -91,7 +91,7 @@ def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
         os.close(fd)
     except OSError as exc:
         raise InputError(f"cannot write to {path.parent}: {exc.strerror or exc}",

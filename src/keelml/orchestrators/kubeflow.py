@@ -35,6 +35,7 @@ def _component(dsl: Any, step: str, image: str, command: list[str]) -> Any:
     def component() -> Any:
         return dsl.ContainerSpec(image=image, command=command[:1], args=command[1:])
 
+    component.__annotations__ = {"return": dsl.ContainerSpec}  # kfp reads the class, not this module's string
     component.__name__ = f"keel_{step}"
     component.__qualname__ = component.__name__
     component.__doc__ = f"keelml step {step}: {' '.join(command)}"
@@ -61,6 +62,7 @@ def compile_kubeflow(graph: StepGraph, output: Path, *, spec_path: str, image: s
                 task.after(tasks[upstream])
             tasks[step] = task
 
+    body.__annotations__ = {}  # a pipeline without outputs: no return annotation for kfp to read
     body.__name__ = graph.pipeline.replace(".", "-").replace("_", "-")
     pipeline = dsl.pipeline(name=body.__name__, description=f"keelml pipeline {graph.pipeline} (keelml {__version__})")(
         body)
