@@ -7,12 +7,12 @@ import json
 from pathlib import Path
 
 import yaml
+from tests.helpers import keel_here
+from tests.orchestrators.conftest import small_spec
 
 from keelml.pipeline import compile_graph, resolve_inputs
 from keelml.project import open_project
 from keelml.spec import load_spec
-from tests.helpers import keel_here
-from tests.orchestrators.conftest import small_spec
 
 
 def graph_edges(spec: Path) -> tuple[list[str], set[tuple[str, str]]]:
@@ -90,7 +90,8 @@ def test_kubeflow_spec_compiles_with_one_container_task_per_step(tmp_path: Path)
     step_of = {task_id: task["taskInfo"]["name"] for task_id, task in tasks.items()}
     steps, expected = graph_edges(spec)
     assert sorted(step_of.values()) == sorted(steps)
-    edges = {(step_of[up], step_of[task_id]) for task_id, task in tasks.items() for up in task.get("dependentTasks", [])}
+    edges = {(step_of[up], step_of[task_id]) for task_id, task in tasks.items()
+             for up in task.get("dependentTasks", [])}
     assert edges == expected
     executors = ir["deploymentSpec"]["executors"]
     for task_id, task in tasks.items():

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tests.helpers import keel_here
+
 from keelml.orchestrators.topology import step_graph
 from keelml.spec import load_spec
-from tests.helpers import keel_here
 
 STANDARD = ["ingest", "ingest_test", "validate", "profile", "split", "train", "evaluate", "model_tests", "export",
             "privacy", "robustness", "gate", "register"]

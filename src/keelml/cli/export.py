@@ -21,7 +21,8 @@ def export(
         "kubeflow: the .yaml file to write (default: <spec name>-kfp.yaml)."),
     spec_path: str | None = typer.Option(
         None, "--spec-path", help="The spec's path as the tasks see it (default: this spec's absolute path)."),
-    keel_command: str = typer.Option("keel", "--keel-command", help="How the tasks call keel, e.g. /opt/venv/bin/keel."),
+    keel_command: str = typer.Option("keel", "--keel-command",
+                                     help="How the tasks call keel, e.g. /opt/venv/bin/keel."),
     image: str | None = typer.Option(None, "--image", help="kubeflow: the container image with keelml in it "
                                      "(default: keelml:<version>)."),
     dag_id: str | None = typer.Option(None, "--dag-id", help="airflow: the DAG id (default: the spec's name)."),
