@@ -136,3 +136,22 @@ def test_export_errors_say_what_was_expected_and_how_to_fix_it(tmp_path: Path) -
         assert what in stderr and fix in stderr and "expected:" in stderr and "fix:" in stderr, (args, stderr)
         assert "Traceback" not in result.stderr
     assert spec.read_text().startswith("name: orch-test")  # the refused export left the spec alone
+
+
+def test_kubeflow_without_kfp_says_which_extra_to_install(tmp_path: Path, monkeypatch) -> None:
+    import sys
+
+    spec = small_spec(tmp_path / "project")
+    monkeypatch.setitem(sys.modules, "kfp", None)  # `import kfp` now fails as if it were not installed
+    result = keel_here("export", "kubeflow", str(spec), "-o", str(tmp_path / "p.yaml"))
+    assert result.returncode == 2 and "the kfp SDK is not installed" in result.stderr
+    assert "pip install 'keelml[kubeflow]'" in result.stderr and not (tmp_path / "p.yaml").exists()
+    assert not list(tmp_path.glob(".p*.yaml"))  # no temporary file left behind
+
+
+def test_the_cli_does_not_import_kfp_until_asked() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, keelml.cli.main, keelml.cli.export; assert 'kfp' not in sys.modules, 'kfp imported'"
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
