@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -390,11 +391,12 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             try:
                 results = runner.run(graph, only=only, cached_upstream=cached_upstream)
             except UpstreamNotCached as exc:
+                path = shlex.quote(str(loaded.path))
                 raise NotFoundError(
-                    f"{exc}", expected=f"every step before {exc.needed_by!r} already run against this store "
+                    str(exc), expected=f"every step before {exc.needed_by!r} already run against this store "
                     "(an orchestrator runs one task per step in the graph's order, on a shared store)",
-                    fix=f"run `keel run {loaded.path} --step {exc.step}` first (or the whole pipeline with "
-                    f"`keel run {loaded.path}`), or add --with-upstream to run the missing steps here") from None
+                    fix=f"run `keel run {path} --step {exc.step}` first (or the whole pipeline with "
+                    f"`keel run {path}`), or add --with-upstream to run the missing steps here") from None
             outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0, only=only)
             if project.created_keys:
                 outcome.notes.append(f"created new project keys in {project.root / 'keys'} (mode 0600)")
