@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 SPEC   ?= examples/adult/pipeline.yaml
 
-.PHONY: demo test lint typecheck importlint unit bench install dev clean lock audit-deps
+.PHONY: demo test lint typecheck importlint unit bench install dev clean lock audit-deps test-airflow
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ importlint: $(VENV)/.installed-dev
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q
 
+## test-airflow: import an exported DAG with Apache Airflow itself, in a venv of its own (.venv-airflow):
+## Airflow is the `airflow` extra, not part of `dev`, and not in `make test`
+AIRFLOW_VENV ?= .venv-airflow
+test-airflow:
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet -e ".[airflow]" "pytest>=8.0" "pytest-timeout>=2.3"
+	KEEL_REQUIRE_AIRFLOW=1 $(AIRFLOW_VENV)/bin/pytest -q -p no:cacheprovider tests/orchestrators/test_airflow_import.py
+
 ## bench: speed targets, each measured against its baseline in the same run
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/cached_rerun.py
@@ -67,4 +76,4 @@ audit-deps: $(VENV)/.installed-dev requirements.lock
 	$(BIN)/pip-audit --requirement requirements.lock --require-hashes --disable-pip --progress-spinner off
 
 clean:
-	rm -rf $(VENV) examples/*/.keel examples/*/.keel-reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-airflow examples/*/.keel examples/*/.keel-reports .pytest_cache .mypy_cache .ruff_cache

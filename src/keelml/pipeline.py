@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import secrets
+import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,9 +19,9 @@ from keelml import __version__, steps
 from keelml.data.pii import pii_key
 from keelml.engine.codecs import BUILTIN, Codec
 from keelml.engine.graph import Graph
-from keelml.engine.runner import Events, Runner, StepResult
+from keelml.engine.runner import Events, Runner, StepResult, UpstreamNotCached
 from keelml.engine.step import Step
-from keelml.errors import SpecError
+from keelml.errors import NotFoundError, SpecError
 from keelml.project import Project, open_project
 from keelml.registry import Registration, build_bundle
 from keelml.spec import MODEL_FAMILIES, LoadedSpec, PipelineSpec, load_spec
@@ -289,6 +290,7 @@ class RunOutcome:
     validation: Mapping[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
     security: dict[str, Any] = field(default_factory=dict)
+    only: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         primary = (self.metrics or {}).get("primary")
@@ -309,7 +311,14 @@ class RunOutcome:
                       if self.registration else None),
             "report": str(self.report_path) if self.report_path else None,
             "notes": self.notes,
+            **({"step": self._only_json()} if self.only else {}),
         }
+
+    def _only_json(self) -> dict[str, Any]:
+        """For a one-step run: that step's status, and the status of each step before it."""
+        mine = next(s for s in self.steps if s.name == self.only)
+        return {"name": mine.name, "status": mine.status, "duration_s": round(mine.duration_s, 3),
+                "upstream": {s.name: s.status for s in self.steps if s.name != self.only}}
 
 
 def _lineage(loaded: LoadedSpec, results: list[StepResult]) -> dict[str, Any]:
@@ -352,8 +361,11 @@ def new_run_id() -> str:
 
 
 def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: str | None = None,
-        frames: Mapping[str, Any] | None = None) -> RunOutcome:
+        frames: Mapping[str, Any] | None = None, cached_upstream: bool = False) -> RunOutcome:
     """Run a pipeline spec end to end (or up to step `only`), reusing every cached step.
+
+    With ``only`` and ``cached_upstream`` (what `keel run --step` does for orchestrators), the steps
+    before ``only`` must all come from the cache; the first that cannot is a NotFoundError naming it.
 
     ``frames`` ({"train": df, "test": df2}) gives pandas or polars DataFrames that replace the
     spec's sources for those roles; a frame's identity in the cache is the SHA-256 of its Arrow bytes.
@@ -376,8 +388,16 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                         codecs(loaded.spec.preprocess.functions, loaded.spec.model.family),
                         scope=loaded.spec.name, run_id=run_id, events=events)
         try:
-            results = runner.run(graph, only=only)
-            outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0)
+            try:
+                results = runner.run(graph, only=only, cached_upstream=cached_upstream)
+            except UpstreamNotCached as exc:
+                path = shlex.quote(str(loaded.path))
+                raise NotFoundError(
+                    str(exc), expected=f"every step before {exc.needed_by!r} already run against this store "
+                    "(an orchestrator runs one task per step in the graph's order, on a shared store)",
+                    fix=f"run `keel run {path} --step {exc.step}` first (or the whole pipeline with "
+                    f"`keel run {path}`), or add --with-upstream to run the missing steps here") from None
+            outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0, only=only)
             if project.created_keys:
                 outcome.notes.append(f"created new project keys in {project.root / 'keys'} (mode 0600)")
             done = {r.name for r in results}

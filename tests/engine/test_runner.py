@@ -162,3 +162,24 @@ def test_damaged_cached_artifact_is_recomputed_and_rewritten(artifacts: Artifact
     assert load.explain[0].startswith("cached output numbers failed its integrity check")
     assert statuses(results)["total"] == "cached"  # same content, same id: nothing downstream re-runs
     assert artifacts.get(numbers_id) == b"[0,1,2,3,4,5,6,7,8,9]"
+
+
+def test_cached_upstream_refuses_to_compute_a_missing_step(artifacts: ArtifactStore, metadata: MetadataStore) -> None:
+    from keelml.engine.runner import UpstreamNotCached
+
+    metadata.start_run("u1", pipeline="t", spec_path="x", spec_digest="0")
+    runner = Runner(artifacts, metadata, BUILTIN, scope="t", run_id="u1")
+    CALLS.clear()
+    with pytest.raises(UpstreamNotCached) as caught:
+        runner.run(graph(), only="report", cached_upstream=True)
+    assert (caught.value.step, caught.value.needed_by) == ("load", "report") and CALLS == []
+    run(artifacts, metadata, graph(), "u2")  # every step cached now
+    metadata.start_run("u3", pipeline="t", spec_path="x", spec_digest="0")
+    runner = Runner(artifacts, metadata, BUILTIN, scope="t", run_id="u3")
+    CALLS.clear()
+    with pytest.raises(UpstreamNotCached) as caught:  # total's parameters changed: no cached result for it
+        runner.run(graph(scale=3), only="report", cached_upstream=True)
+    assert caught.value.step == "total" and "no cached result" in str(caught.value) and CALLS == []
+    assert statuses(runner.run(graph(scale=3), only="total", cached_upstream=True)) == {"load": "cached",
+                                                                                         "total": "ran"}
+    assert CALLS == ["total"]  # the named step itself runs; only the steps before it must be cached

@@ -8,6 +8,7 @@ import typer
 
 from keelml.cli import audit as audit_cmd
 from keelml.cli import contract as contract_cmd
+from keelml.cli import export as export_cmd
 from keelml.cli import init as init_cmd
 from keelml.cli import keys as keys_cmd
 from keelml.cli import lineage as lineage_cmd
@@ -53,6 +54,7 @@ app.command("serve")(serve_cmd.serve)
 app.command("score")(serve_cmd.score)
 app.command("containerize")(serve_cmd.containerize)
 app.command("monitor")(monitor_cmd.monitor)
+app.command("export")(export_cmd.export)
 
 
 def main(argv: list[str] | None = None) -> None:

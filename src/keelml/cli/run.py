@@ -12,22 +12,37 @@ def run(
     spec: Path = typer.Argument(Path("pipeline.yaml"), help="The pipeline spec (a file or its directory)."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
     explain: bool = typer.Option(False, "--explain", help="Say why each step that re-ran could not be cached."),
-    step: str | None = typer.Option(None, "--step", help="Run only this step (and what it needs)."),
+    step: str | None = typer.Option(
+        None, "--step", help="Run only this step, its inputs taken from the cache (for orchestrators: one task "
+        "per step); a step before it that is not cached is an error (exit 2) naming it."),
+    with_upstream: bool = typer.Option(
+        False, "--with-upstream", help="With --step: run the steps before it that are not cached, instead of failing."),
 ) -> None:
     """Run the pipeline: ingest, validate, profile, split, train, evaluate, model tests, export, privacy,
     robustness, gate, register."""
     from keelml.cli.output import StepProgress, err, out, print_json
     from keelml.pipeline import run as run_pipeline
 
+    if with_upstream and step is None:
+        from keelml.errors import SpecError
+
+        raise SpecError("--with-upstream only applies to a one-step run",
+                        expected="--with-upstream together with --step NAME",
+                        fix="add --step NAME, or drop --with-upstream (a run without --step runs every step)")
     with StepProgress(err) as progress:
-        outcome = run_pipeline(spec, events=progress, only=step)
+        outcome = run_pipeline(spec, events=progress, only=step, cached_upstream=step is not None and not with_upstream)
     report = outcome.as_json()
     if as_json:
         print_json(report)
         _exit_if_refused(outcome.verdict)
         return
     ran = [s for s in outcome.steps if s.status == "ran"]
-    if not ran:
+    if step is not None:
+        mine = report["step"]
+        before = list(mine["upstream"].values())
+        out.print(f"step {mine['name']}: {mine['status']} ({mine['duration_s']:.2f}s); steps before it: "
+                  f"{before.count('cached')} cached, {before.count('ran')} ran", soft_wrap=True)
+    elif not ran:
         out.print(f"nothing to do: all {len(outcome.steps)} steps cached ({outcome.wall_s:.2f}s)")
     if explain:
         for s in ran:

@@ -58,6 +58,16 @@ class OutputMismatch(RuntimeError):
     """A step returned other outputs than it declared."""
 
 
+class UpstreamNotCached(LookupError):
+    """A step that `only` needs has no usable cached result, and the run was told not to compute it."""
+
+    def __init__(self, step: str, needed_by: str, reason: str) -> None:
+        self.step = step
+        self.needed_by = needed_by
+        self.reason = reason
+        super().__init__(f"step {needed_by!r} needs step {step!r}, which {reason}")
+
+
 @dataclass
 class Runner:
     """Executes a graph against an artifact store and a recorder. Holds no global state."""
@@ -73,9 +83,15 @@ class Runner:
     _values: dict[str, Any] = field(default_factory=dict)
     _codec_names: dict[str, str] = field(default_factory=dict)
 
-    def run(self, graph: Graph, *, only: str | None = None) -> list[StepResult]:
+    def run(self, graph: Graph, *, only: str | None = None, cached_upstream: bool = False) -> list[StepResult]:
+        """Run the graph, or step `only` and what it needs, in order.
+
+        With `only` and `cached_upstream`, every step before `only` must come from the cache: the first
+        one that cannot raises UpstreamNotCached (what an orchestrator running one task per step wants).
+        """
         steps = graph.upstream(only) if only else graph.order()
-        return [self._run_step(step) for step in steps]
+        strict = only if cached_upstream else None
+        return [self._run_step(step, None if step.name == only else strict) for step in steps]
 
     def value(self, ref: str) -> Any:
         """The decoded value of a step output ("step.output"), loading it if needed."""
@@ -87,7 +103,7 @@ class Runner:
     def digest(self, ref: str) -> str:
         return self._digests[ref]
 
-    def _run_step(self, step: Step) -> StepResult:
+    def _run_step(self, step: Step, cached_for: str | None = None) -> StepResult:
         for name, codec_name in step.outputs.items():
             if codec_name not in self.codecs:
                 raise KeyError(f"step {step.name!r} output {name!r} uses unknown codec {codec_name!r}")
@@ -107,6 +123,10 @@ class Runner:
             self._record(step, result, inputs, {n: (a, step.outputs[n], -1) for n, a in hit.items()})
             return result
 
+        if cached_for is not None:
+            reason = ("has a cached result that cannot be used (" + "; ".join(problems) + ")" if problems
+                      else "has no cached result for these inputs and parameters")
+            raise UpstreamNotCached(step.name, cached_for, reason)
         if hit is not None:
             explain = problems or ["same key as before, but the cached result has other outputs than declared"]
         else:
