@@ -480,6 +480,10 @@ class SecuritySpec(StrictModel):
         return {"max_membership_auc": self.max_membership_auc, "max_flip_rate": self.max_flip_rate}
 
 
+EXECUTOR_PATTERN = r"^(local|dask://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$"
+"""`executor:`: keelml.engine.executors.DASK_URL accepts the same addresses."""
+
+
 class StoreSpec(StrictModel):
     """Where artifacts and metadata live; paths are relative to the spec file."""
 
@@ -493,6 +497,11 @@ class PipelineSpec(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
+    executor: str = Field(
+        "local", pattern=EXECUTOR_PATTERN,
+        description="where folds, trials, audits run: local, or dask://HOST:PORT (a Dask scheduler); "
+                    "never part of a cache key",
+    )
     store: StoreSpec = Field(default_factory=StoreSpec)
     data: DataSpec
     contract: ContractSpec = Field(default_factory=ContractSpec)

@@ -13,6 +13,8 @@ def run(
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON on stdout."),
     explain: bool = typer.Option(False, "--explain", help="Say why each step that re-ran could not be cached."),
     step: str | None = typer.Option(None, "--step", help="Run only this step (and what it needs)."),
+    executor: str | None = typer.Option(None, "--executor", metavar="URL",
+                                        help="local or dask://HOST:PORT; overrides the spec's executor."),
 ) -> None:
     """Run the pipeline: ingest, validate, profile, split, train, evaluate, model tests, export, privacy,
     robustness, gate, register."""
@@ -20,7 +22,7 @@ def run(
     from keelml.pipeline import run as run_pipeline
 
     with StepProgress(err) as progress:
-        outcome = run_pipeline(spec, events=progress, only=step)
+        outcome = run_pipeline(spec, events=progress, only=step, executor=executor)
     report = outcome.as_json()
     if as_json:
         print_json(report)
