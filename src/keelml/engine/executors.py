@@ -186,8 +186,8 @@ class DaskExecutor:
 class Backend:
     """What `executor:` names: hands out executors for a number of local processes; closes what it opened."""
 
-    def __init__(self, url: str = LOCAL) -> None:
-        self.url = check_url(url)
+    def __init__(self, url: str = LOCAL, *, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+        self.url, self.timeout_s = check_url(url), timeout_s
         match = DASK_URL.match(self.url)
         self.address = f"tcp://{match['host']}:{match['port']}" if match else None
         self._client: Any = None
@@ -212,7 +212,7 @@ class Backend:
                                 expected="the dask extra installed", fix="pip install 'keelml[dask]'") from None
             try:
                 self._client = Client(  # type: ignore[no-untyped-call]
-                    self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+                    self.address, timeout=self.timeout_s, set_as_default=False)
             except (OSError, TimeoutError) as exc:
                 raise SpecError(f"cannot reach the Dask scheduler at {self.url}: {type(exc).__name__}",
                                 expected="a running Dask scheduler at that address, with workers",
