@@ -73,17 +73,22 @@ def outcome_of(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def main() -> int:
-    from distributed import LocalCluster
+    from distributed import Client, LocalCluster
 
     root = Path(tempfile.mkdtemp(prefix="keel-scale-"))
     try:
+        cpu = time.process_time()
         local, local_s = tune(project(root / "local"), "local")
+        local_cpu = time.process_time() - cpu
         with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                          dashboard_address=None) as cluster:
+                          dashboard_address=None) as cluster, Client(cluster, set_as_default=False) as client:
             url = "dask://" + cluster.scheduler_address.removeprefix("tcp://")
-            started = time.perf_counter()
+            workers_cpu = sum(client.run(time.process_time).values())
+            cpu, started = time.process_time(), time.perf_counter()
             remote, remote_s = tune(project(root / "dask"), url)
             wall = time.perf_counter() - started
+            remote_cpu = time.process_time() - cpu
+            workers_cpu = sum(client.run(time.process_time).values()) - workers_cpu
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print(f"Adult tuning: {TRIALS} trials, {local['folds']['folds']}-fold objective, "
@@ -92,6 +97,10 @@ def main() -> int:
         print(f"  {name:18s} best {summary['metric']} {summary['best_value']:.6f} (trial {summary['best_trial']}) "
               f"params {json.dumps(summary['tuned_params'], sort_keys=True)}  tune step {seconds:.1f}s")
     print(f"  dask run including its first connection: {wall:.1f}s")
+    print(f"  CPU: local run {local_cpu:.1f}s; dask run {remote_cpu:.1f}s in this process + {workers_cpu:.1f}s on "
+          "the workers (folds of pruned trials that the cluster scores anyway, and transport)")
+    load = os.getloadavg()[0]
+    print(f"  load average now {load:.1f} on {os.cpu_count()} cores (other work on the machine slows both sides)")
     same = outcome_of(local) == outcome_of(remote)
     print(f"  identical best parameters, scores and trial history: {same}")
     print(f"  wall-time ratio local / dask: {local_s / remote_s:.2f}x (ideal with 2 workers and 3 folds: 1.5x)")
