@@ -385,6 +385,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
         try:
             results = runner.run(graph, only=only)
             outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0)
+            if backend.kind != "local" and any(r.status == "ran" for r in results):
+                outcome.notes.append(f"folds, trials and audits ran on the Dask cluster at {backend.url}")
             if project.created_keys:
                 outcome.notes.append(f"created new project keys in {project.root / 'keys'} (mode 0600)")
             done = {r.name for r in results}

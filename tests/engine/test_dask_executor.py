@@ -153,6 +153,7 @@ def test_pipeline_on_dask_matches_the_local_run(tmp_path: Path, cluster: tuple[s
     with get_task_stream(client) as stream:
         remote = run(remote_spec, executor=url)
     assert {s.status for s in remote.steps} == {"ran"}
+    assert f"folds, trials and audits ran on the Dask cluster at {url}" in remote.notes
     tasks = [(record["key"], record["worker"]) for record in stream.data]
     kinds = {re.sub(r"-[0-9a-f]{32}$", "", key) for key, _ in tasks}
     assert {"keel-cv_fold", "keel-score_fold", "keel-learning_point", "keel-privacy_part",
