@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class KeelError(Exception):
     """An error caused by the user's input; the CLI prints it without a traceback."""
@@ -14,6 +16,10 @@ class KeelError(Exception):
         self.fix = fix
         super().__init__(self.render())
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt with its parts when it comes back from a worker process (the CLI prints it whole)."""
+        return (_rebuild, (type(self), self.what, self.expected, self.fix))
+
     def render(self) -> str:
         lines = [self.what]
         if self.expected:
@@ -21,6 +27,10 @@ class KeelError(Exception):
         if self.fix:
             lines.append(f"  fix: {self.fix}")
         return "\n".join(lines)
+
+
+def _rebuild(cls: type[KeelError], what: str, expected: str | None, fix: str | None) -> KeelError:
+    return cls(what, expected=expected, fix=fix)
 
 
 class SpecError(KeelError):

@@ -18,6 +18,7 @@ from typing import Any
 from keelml import __version__, steps
 from keelml.data.pii import pii_key
 from keelml.engine.codecs import BUILTIN, Codec
+from keelml.engine.executors import Backend, open_backend
 from keelml.engine.graph import Graph
 from keelml.engine.runner import Events, Runner, StepResult, UpstreamNotCached
 from keelml.engine.step import Step
@@ -133,10 +134,11 @@ def resolve_inputs(loaded: LoadedSpec, frames: Mapping[str, Any] | None = None) 
 
 
 def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = None,
-                  run_id: str = "") -> Graph:
+                  run_id: str = "", backend: Backend | None = None) -> Graph:
     """The standard graph for a spec. Reads only file digests, never the data itself.
 
-    `run_id` labels the tuning trials the run records in the metadata store.
+    `run_id` labels the tuning trials the run records in the metadata store; `backend` is where
+    folds, trials and audits run (default: local). Neither is part of any cache key.
     """
     spec = loaded.spec
     data = spec.data
@@ -168,7 +170,8 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
     sign = functools.partial(build_bundle, keys=project.keys)
     # How many processes and threads to use changes speed, not results: kept out of the cache key.
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
-    security_steps, gate_inputs = _security_steps(loaded, resources)
+    backend = backend or Backend()
+    security_steps, gate_inputs = _security_steps(loaded, resources, backend)
     train_inputs = {"train": "split.train", "contract": "validate.contract"}
     tune_steps = []
     if spec.tune is not None:
@@ -181,7 +184,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
                     "tune": spec.tune.model_dump(mode="json", exclude={"n_jobs"})},
             bound={"resources": {"n_jobs": spec.tune.n_jobs, "threads": spec.model.threads},
                    "trial_log": functools.partial(project.metadata.record_trial, run_id=run_id),
-                   "storage_url": project.metadata.url}))
+                   "storage_url": project.metadata.url, "backend": backend}))
         train_inputs["tuning"] = "tune.tuning"
     return Graph([
         *ingest_steps,
@@ -200,7 +203,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              outputs={"model": "model", "cv": "json"}, version=_version("train"),
              params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), **_preprocess_params(spec),
                      "metric": spec.evaluate.metric},
-             bound={"resources": resources}),
+             bound={"resources": resources, "backend": backend}),
         Step("evaluate", steps.evaluate,
              inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
              outputs={"metrics": "json", "analysis": "json", "predictions": "table"}, version=_version("evaluate"),
@@ -252,7 +255,8 @@ def lineage_parameters(loaded: LoadedSpec) -> dict[str, Any]:
             "target": spec.data.target, "drop_columns": list(spec.data.drop_columns)}
 
 
-def _security_steps(loaded: LoadedSpec, resources: Mapping[str, int]) -> tuple[list[Step], dict[str, str]]:
+def _security_steps(loaded: LoadedSpec, resources: Mapping[str, int],
+                    backend: Backend) -> tuple[list[Step], dict[str, str]]:
     """The privacy and robustness audits the spec turns on, and the gate inputs they feed."""
     security = loaded.spec.security
     audited = {"model": "train.model", "train": "split.train", "test": "split.test", "contract": "validate.contract"}
@@ -261,13 +265,13 @@ def _security_steps(loaded: LoadedSpec, resources: Mapping[str, int]) -> tuple[l
     gate_inputs: dict[str, str] = {}
     if security.privacy:
         found.append(Step("privacy", steps.privacy, inputs=audited, outputs={"report": "json"},
-                          version=_version("privacy"), bound={"resources": resources},
+                          version=_version("privacy"), bound={"resources": resources, "backend": backend},
                           params={**common, "max_membership_auc": security.max_membership_auc,
                                   "attribute_advantage_flag": security.attribute_advantage_flag}))
         gate_inputs["privacy"] = "privacy.report"
     if security.robustness:
         found.append(Step("robustness", steps.robustness, inputs=audited, outputs={"report": "json"},
-                          version=_version("robustness"), bound={"resources": resources},
+                          version=_version("robustness"), bound={"resources": resources, "backend": backend},
                           params={**common, **security.model_dump(
                               mode="json", include={"noise_scale", "swap_fraction", "max_flip_rate", "attack",
                                                     "attack_rows"})}))
@@ -361,7 +365,8 @@ def new_run_id() -> str:
 
 
 def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: str | None = None,
-        frames: Mapping[str, Any] | None = None, cached_upstream: bool = False) -> RunOutcome:
+        frames: Mapping[str, Any] | None = None, cached_upstream: bool = False,
+        executor: str | None = None) -> RunOutcome:
     """Run a pipeline spec end to end (or up to step `only`), reusing every cached step.
 
     With ``only`` and ``cached_upstream`` (what `keel run --step` does for orchestrators), the steps
@@ -369,15 +374,18 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
 
     ``frames`` ({"train": df, "test": df2}) gives pandas or polars DataFrames that replace the
     spec's sources for those roles; a frame's identity in the cache is the SHA-256 of its Arrow bytes.
+    ``executor`` ("local" or "dask://HOST:PORT") overrides the spec's `executor:`; results and
+    cache keys are the same on either.
     """
     from keelml.report.run_report import write_run_report
 
     loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    backend = open_backend(executor or loaded.spec.executor)  # a bad URL fails before anything is written
     inputs = resolve_inputs(loaded, frames)
     project = open_project(loaded)
     try:
         run_id = new_run_id()
-        graph = compile_graph(loaded, project, inputs, run_id)
+        graph = compile_graph(loaded, project, inputs, run_id, backend)
         if only is not None and only not in graph.steps:
             raise SpecError(f"no step named {only!r}", expected="one of: " + ", ".join(graph.steps),
                             fix="pass one of those names to --step")
@@ -398,6 +406,8 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
                     fix=f"run `keel run {path} --step {exc.step}` first (or the whole pipeline with "
                     f"`keel run {path}`), or add --with-upstream to run the missing steps here") from None
             outcome = RunOutcome(run_id, loaded.spec.name, results, 0.0, only=only)
+            if backend.kind != "local" and any(r.status == "ran" for r in results):
+                outcome.notes.append(f"folds, trials and audits ran on the Dask cluster at {backend.url}")
             if project.created_keys:
                 outcome.notes.append(f"created new project keys in {project.root / 'keys'} (mode 0600)")
             done = {r.name for r in results}
@@ -445,4 +455,5 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             project.metadata.finish_run(run_id, status=status, error=str(what)[:2000])
             raise
     finally:
+        backend.close()
         project.close()

@@ -481,6 +481,8 @@ class SecuritySpec(StrictModel):
 
 
 _SECRET_OPTION = re.compile(r"secret|password|passwd|token|credential|private|(^|_)key($|_)", re.IGNORECASE)
+EXECUTOR_PATTERN = r"^(local|dask://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$"
+"""`executor:`: keelml.engine.executors.DASK_URL accepts the same addresses."""
 
 
 class StoreSpec(StrictModel):
@@ -509,6 +511,11 @@ class PipelineSpec(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
+    executor: str = Field(
+        "local", pattern=EXECUTOR_PATTERN,
+        description="where folds, trials, audits run: local, or dask://HOST:PORT (a Dask scheduler); "
+                    "never part of a cache key",
+    )
     store: StoreSpec = Field(default_factory=StoreSpec)
     data: DataSpec
     contract: ContractSpec = Field(default_factory=ContractSpec)

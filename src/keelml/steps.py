@@ -11,6 +11,7 @@ import platform
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from keelml.engine.executors import Backend, Executor
 from keelml.errors import DataError
 from keelml.spec import ContractSpec, EvaluateSpec, ModelSpec, ModelTestsSpec, PreprocessSpec, SourceSpec, TuneSpec
 
@@ -114,8 +115,11 @@ def split(*, params: Mapping[str, Any], train: Any, test: Any = None) -> dict[st
 
 def tune(*, params: Mapping[str, Any], resources: Mapping[str, int], trial_log: Callable[..., None],
          storage_url: str, train: Any, contract: Mapping[str, Any], train_id: str,
-         contract_id: str) -> dict[str, Any]:
-    """Search hyperparameters with Optuna (study in the metadata database, every trial logged)."""
+         contract_id: str, backend: Backend | None = None) -> dict[str, Any]:
+    """Search hyperparameters with Optuna (study in the metadata database, every trial logged).
+
+    Trial folds run on the backend's executor (local processes or Dask); it is not part of the key.
+    """
     from threadpoolctl import threadpool_limits
 
     from keelml.data.contract import Contract
@@ -132,12 +136,14 @@ def tune(*, params: Mapping[str, Any], resources: Mapping[str, int], trial_log: 
         summary = tune_model(train, Contract.model_validate(contract), model, settings, metric=params["metric"],
                              storage_url=storage_url, study=study,
                              log=lambda record: trial_log(record, study=study),
-                             n_jobs=resources["n_jobs"], threads=model.threads)
+                             n_jobs=resources["n_jobs"], threads=model.threads,
+                             executor=_executor(backend, resources["n_jobs"], model.threads))
     return {"tuning": summary}
 
 
 def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any,
-          contract: Mapping[str, Any], tuning: Mapping[str, Any] | None = None) -> dict[str, Any]:
+          contract: Mapping[str, Any], tuning: Mapping[str, Any] | None = None,
+          backend: Backend | None = None) -> dict[str, Any]:
     """Fit the preprocessing + estimator pipeline on the training split, with k-fold CV and monitoring.
 
     With `tuning` (the tune step's summary) the best hyperparameters replace model.params and the
@@ -154,7 +160,8 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
     preprocess = PreprocessSpec.model_validate(params.get("preprocess", {}))
     with threadpool_limits(limits=spec.threads):
         model, report = train_model(train, Contract.model_validate(contract), spec, preprocess, metric=metric,
-                                    params=tuning["best_params"] if tuning else None)
+                                    params=tuning["best_params"] if tuning else None,
+                                    executor=_executor(backend, spec.n_jobs, spec.threads))
     if tuning:
         report["tuning"] = dict(tuning)
     return {"model": model, "cv": report}
@@ -216,7 +223,7 @@ def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Map
 
 
 def privacy(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
-            contract: Mapping[str, Any]) -> dict[str, Any]:
+            contract: Mapping[str, Any], backend: Backend | None = None) -> dict[str, Any]:
     """Membership-inference audit (members vs held-out rows) and attribute inference per sensitive column."""
     from threadpoolctl import threadpool_limits
 
@@ -227,12 +234,13 @@ def privacy(*, params: Mapping[str, Any], resources: Mapping[str, int], model: A
         report = privacy_audit(model, train, test, Contract.model_validate(contract),
                                sample_size=params["sample_rows"], seed=params["seed"],
                                max_auc=params["max_membership_auc"],
-                               flag_advantage=params["attribute_advantage_flag"])
+                               flag_advantage=params["attribute_advantage_flag"],
+                               executor=_executor(backend, 1, resources["threads"]))
     return {"report": report}
 
 
 def robustness(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
-               contract: Mapping[str, Any]) -> dict[str, Any]:
+               contract: Mapping[str, Any], backend: Backend | None = None) -> dict[str, Any]:
     """Prediction flip rate under contract-valid perturbations; optionally a black-box attack."""
     from threadpoolctl import threadpool_limits
 
@@ -244,8 +252,14 @@ def robustness(*, params: Mapping[str, Any], resources: Mapping[str, int], model
                                   noise_scale=params["noise_scale"], swap_fraction=params["swap_fraction"],
                                   sample_size=params["sample_rows"], seed=params["seed"],
                                   max_flip_rate=params["max_flip_rate"], attack=params["attack"],
-                                  attack_rows=params["attack_rows"])
+                                  attack_rows=params["attack_rows"],
+                                  executor=_executor(backend, 1, resources["threads"]))
     return {"report": report}
+
+
+def _executor(backend: Backend | None, n_jobs: int, threads: int) -> Executor:
+    """Where a step's tasks run: the run's backend (local by default) for n_jobs local processes."""
+    return (backend or Backend()).executor(n_jobs=n_jobs, threads=threads)
 
 
 def register(*, params: Mapping[str, Any], sign: Callable[..., dict[str, Any]], model: str, contract: str,

@@ -17,6 +17,8 @@ def run(
         "per step); a step before it that is not cached is an error (exit 2) naming it."),
     with_upstream: bool = typer.Option(
         False, "--with-upstream", help="With --step: run the steps before it that are not cached, instead of failing."),
+    executor: str | None = typer.Option(None, "--executor", metavar="URL",
+                                        help="local or dask://HOST:PORT; overrides the spec's executor."),
 ) -> None:
     """Run the pipeline: ingest, validate, profile, split, train, evaluate, model tests, export, privacy,
     robustness, gate, register."""
@@ -30,7 +32,8 @@ def run(
                         expected="--with-upstream together with --step NAME",
                         fix="add --step NAME, or drop --with-upstream (a run without --step runs every step)")
     with StepProgress(err) as progress:
-        outcome = run_pipeline(spec, events=progress, only=step, cached_upstream=step is not None and not with_upstream)
+        outcome = run_pipeline(spec, events=progress, only=step, cached_upstream=step is not None and not with_upstream,
+                                   executor=executor)
     report = outcome.as_json()
     if as_json:
         print_json(report)

@@ -85,28 +85,37 @@ def score(
     rejects: Path | None = typer.Option(None, "--rejects", help="Rows failing the contract (default OUTPUT.rejects)."),
     chunk_rows: int = typer.Option(50_000, "--chunk-rows", min=1, help="Rows scored at a time."),
     as_json: bool = typer.Option(False, "--json"),
+    executor: str | None = typer.Option(None, "--executor", metavar="URL",
+                                        help="local or dask://HOST:PORT (chunks scored on the cluster); "
+                                             "default: the spec's executor."),
 ) -> None:
     """Score a large file in chunks; rows that break the contract go to a rejects file with reasons."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from keelml.cli.output import err, out, print_json
-    from keelml.serve.batch import score_file
+    from keelml.engine.executors import open_backend
+    from keelml.serve.batch import portable_model, score_file
     from keelml.serve.engine import load_registered
     from keelml.spec import load_spec
 
     name, fixed, alias = parse_model_ref(model)
-    precision = load_spec(spec).spec.serve.precision
+    settings = load_spec(spec).spec
+    precision = settings.serve.precision
+    backend = open_backend(executor or settings.executor)
     project = open_from_spec(spec)
     try:
         version = project.registry.resolve(name, fixed if fixed is not None else alias)  # resolved once
         loaded = load_registered(project, name, version)
+        shared = portable_model(loaded, project.artifacts.get) if backend.kind != "local" else None
     finally:
         project.close()
     with Progress(TextColumn("scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn(),
                   console=err, disable=as_json or not err.is_terminal) as progress:
         task = progress.add_task("score", total=None)
-        report = score_file(loaded, input_path, output_path, rejects_path=rejects, chunk_rows=chunk_rows,
-                            precision=precision, on_progress=lambda n: progress.advance(task, n))
+        with backend:
+            report = score_file(loaded, input_path, output_path, rejects_path=rejects, chunk_rows=chunk_rows,
+                                precision=precision, on_progress=lambda n: progress.advance(task, n),
+                                executor=backend.executor(), shared=shared)
     if as_json:
         print_json({**report.__dict__, "model": name, "version": version})
         return

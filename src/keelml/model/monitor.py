@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from keelml.engine.executors import InProcess, Pool, run_all
 from keelml.model.scoring import baseline_output, greater_is_better, metric_value, predictions, skill
 
 if TYPE_CHECKING:
@@ -27,12 +28,13 @@ MAX_CURVE_ROWS = 4000  # validation rows, and training rows, scored per fold for
 
 
 def monitor_training(folds: Folds, pipeline: Pipeline, fold_models: Sequence[Pipeline], *, metric: str,
-                     task: str, spec: LearningCurveSpec, seed: int, n_jobs: int,
+                     task: str, spec: LearningCurveSpec, seed: int, pool: Pool | None = None,
                      fold_scores: tuple[list[float], list[float]] | None = None) -> dict[str, Any]:
     """The `monitoring` part of the training report (JSON-ready).
 
     `fold_scores` are the fold models' (train, validation) scores in `metric` when cross-validation
-    already computed them; otherwise the fold models predict again.
+    already computed them; otherwise the fold models predict again. The learning-curve fits run on
+    `pool`, an executor session whose shared data is (pipeline, folds.X, folds.y) (default: here).
     """
     classes = folds.classes
     full_train: list[float] = []
@@ -56,7 +58,7 @@ def monitor_training(folds: Folds, pipeline: Pipeline, fold_models: Sequence[Pip
     skills = {"train": skill(metric, train_mean, baseline["train"]),
               "validation": skill(metric, val_mean, baseline["validation"])}
     curve = _learning_curve(folds, pipeline, full_train, full_val, metric=metric, task=task,
-                            sizes=spec.sizes, seed=seed, n_jobs=n_jobs) if spec.sizes else None
+                            sizes=spec.sizes, seed=seed, pool=pool) if spec.sizes else None
     iterations = _iteration_curve(folds, fold_models, metric=metric, task=task)
     flags, notes = _flags(metric, train_mean, val_mean, skills, spec, curve)
     report: dict[str, Any] = _clean({
@@ -88,11 +90,16 @@ def _subsample(fit_idx: npt.NDArray[np.intp], fraction: float, kind: str, seed: 
     return np.sort(np.random.default_rng(seed).permutation(fit_idx)[:m])
 
 
-def _fit_and_score(pipeline: Pipeline, X: Any, y: npt.NDArray[Any], fit_idx: npt.NDArray[np.intp],
+def learning_point(shared: tuple[Pipeline, Any, npt.NDArray[Any]], fit_idx: npt.NDArray[np.intp],
                    val_idx: npt.NDArray[np.intp], metric: str, task: str,
                    classes: list[str] | None) -> tuple[float, float]:
+    """One learning-curve fit (an executor task): (train, validation) score of a clone fitted on fit_idx.
+
+    `shared` is (pipeline, X, y).
+    """
     from sklearn.base import clone
 
+    pipeline, X, y = shared
     if classes is not None and len(set(np.asarray(y[fit_idx]).astype(str).tolist())) < len(classes):
         return float("nan"), float("nan")  # too few rows to hold every class
     model = clone(pipeline).fit(X.iloc[fit_idx], y[fit_idx])
@@ -101,15 +108,16 @@ def _fit_and_score(pipeline: Pipeline, X: Any, y: npt.NDArray[Any], fit_idx: npt
 
 
 def _learning_curve(folds: Folds, pipeline: Pipeline, full_train: list[float], full_val: list[float], *,
-                    metric: str, task: str, sizes: Sequence[float], seed: int, n_jobs: int) -> dict[str, Any]:
-    from joblib import Parallel, delayed
-
+                    metric: str, task: str, sizes: Sequence[float], seed: int,
+                    pool: Pool | None) -> dict[str, Any]:
     partial = [s for s in sizes if s < 1.0]
     jobs = [(s, i, _subsample(fit_idx, s, folds.kind, seed + i), val_idx)
             for s in partial for i, (fit_idx, val_idx) in enumerate(folds.splits)]
-    results = Parallel(n_jobs=n_jobs if n_jobs > 1 else None)(
-        delayed(_fit_and_score)(pipeline, folds.X, folds.y, sub, val_idx, metric, task, folds.classes)
-        for _, _, sub, val_idx in jobs)
+    tasks = [(sub, val_idx, metric, task, folds.classes) for _, _, sub, val_idx in jobs]
+    if pool is None:
+        results = run_all(InProcess(), learning_point, tasks, shared=(pipeline, folds.X, folds.y))
+    else:
+        results = pool.map(learning_point, tasks)
     points: list[dict[str, Any]] = []
     for size in partial:
         mine = [(r, len(j[2])) for j, r in zip(jobs, results, strict=True) if j[0] == size]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keelml.engine.executors import Executor, InProcess, ProcessPool
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import Contract
+    from keelml.model.folds import Folds
     from keelml.spec import ModelSpec, PreprocessSpec
 
 # report name -> (sklearn scorer name, sign that makes the reported value the plain metric)
@@ -36,7 +38,8 @@ CV_SCORING: dict[str, dict[str, tuple[str, float]]] = {
 
 def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
                 preprocess: PreprocessSpec | None = None, *, params: Mapping[str, Any] | None = None,
-                metric: str | None = None, monitor: bool = True) -> tuple[Pipeline, dict[str, Any]]:
+                metric: str | None = None, monitor: bool = True,
+                executor: Executor | None = None) -> tuple[Pipeline, dict[str, Any]]:
     """Cross-validate the pipeline on the training rows, then fit it on all of them.
 
     `preprocess` is the spec's preprocess section (None: defaults); `params` replaces spec.params
@@ -46,39 +49,87 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
     as log_loss / rmse), means, stds, timings, n_train, fit_gap (mean train minus mean test of the
     primary metric), the resolved preprocessing and, when `monitor`, the monitoring section
     (learning curve, per-iteration curve for boosting, over/under-fitting flags).
+
+    The folds and learning-curve fits run on `executor` (default: this process, or model.n_jobs
+    local processes); the figures are the same on every executor.
     """
     from sklearn.base import clone
-    from sklearn.model_selection import cross_validate
 
     task = contract.task
     hyper = dict(spec.params if params is None else params)
     folds = make_folds(train, contract, spec)
-    X, y, classes = folds.X, folds.y, folds.classes
+    X, y = folds.X, folds.y
     pipeline = make_pipeline_for(contract, spec.family, hyper, spec.seed, preprocess)
     fold_pipeline = for_folds(pipeline)
     scoring = CV_SCORING[task]
     private = is_private(spec.family)
     # Private fits run in this process, where the PrivacyLeakWarning-as-error filter applies.
-    n_jobs = spec.n_jobs if spec.n_jobs > 1 and not private else None
-    started = time.perf_counter()
-    try:
-        with privacy_leaks_as_errors(spec.family) if private else contextlib.nullcontext():
-            cv = cross_validate(
-                fold_pipeline, X, y, cv=folds.splits, scoring={name: s for name, (s, _) in scoring.items()},
-                return_train_score=True, return_estimator=monitor and not private, error_score="raise",
-                n_jobs=n_jobs,
-            )
-            cv_seconds = time.perf_counter() - started
+    if private or executor is None:
+        executor = InProcess() if private or spec.n_jobs <= 1 else ProcessPool(spec.n_jobs, spec.threads)
+    keep = monitor and not private
+    scorers = {name: s for name, (s, _) in scoring.items()}
+    with executor.session((fold_pipeline, X, y)) as pool:
+        started = time.perf_counter()
+        try:
+            with privacy_leaks_as_errors(spec.family) if private else contextlib.nullcontext():
+                cv = _collect(pool.map(cv_fold, [(fit, val, scorers, keep) for fit, val in folds.splits]))
+                cv_seconds = time.perf_counter() - started
+                started = time.perf_counter()
+                model: Pipeline = clone(pipeline).fit(X, y)
+        except (ValueError, TypeError) as exc:  # parameters that pass validation but not fitting
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"training {spec.family} failed: {first}",
+                expected="hyperparameters that work together and with this data",
+                fix=f"check model.params {hyper!r} against the scikit-learn documentation",
+            ) from exc
+        fit_seconds = time.perf_counter() - started
+        report = _report(model, contract, spec, preprocess, hyper, folds, cv, cv_seconds, fit_seconds)
+        if private:
+            report["privacy"] = privacy_record(model, spec.family, len(folds.splits))
+        elif monitor:
             started = time.perf_counter()
-            model: Pipeline = clone(pipeline).fit(X, y)
-    except (ValueError, TypeError) as exc:  # parameters that pass validation but not fitting
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
-            f"training {spec.family} failed: {first}",
-            expected="hyperparameters that work together and with this data",
-            fix=f"check model.params {hyper!r} against the scikit-learn documentation",
-        ) from exc
-    fit_seconds = time.perf_counter() - started
+            metrics = report["cv"]
+            name = primary_metric(task, metric)
+            known = (metrics[name]["train"], metrics[name]["test"]) if name in metrics else None
+            report["monitoring"] = monitor_training(
+                folds, fold_pipeline, cv["estimator"], metric=name, task=task, spec=spec.learning_curve,
+                seed=spec.seed, pool=pool, fold_scores=known)
+            report["monitoring_seconds"] = time.perf_counter() - started
+    return model, _jsonable(report)
+
+
+def cv_fold(shared: tuple[Pipeline, Any, Any], fit_idx: Any, val_idx: Any, scoring: Mapping[str, str],
+            keep: bool) -> dict[str, Any]:
+    """One cross-validation fold (an executor task): fit a clone on the fold's rows, score both sides.
+
+    `shared` is (pipeline, X, y); `scoring` maps report names to scikit-learn scorer names. The
+    same scorers as `cross_validate`, so the figures are the same as before.
+    """
+    from sklearn.base import clone
+    from sklearn.metrics import get_scorer
+
+    pipeline, X, y = shared
+    started = time.perf_counter()
+    fitted = clone(pipeline).fit(X.iloc[fit_idx], y[fit_idx])
+    fit_time = time.perf_counter() - started
+    scored: dict[str, Any] = {"fit_time": fit_time, "estimator": fitted if keep else None}
+    for name, scorer in scoring.items():
+        score = get_scorer(scorer)
+        scored[f"test_{name}"] = float(score(fitted, X.iloc[val_idx], y[val_idx]))
+        scored[f"train_{name}"] = float(score(fitted, X.iloc[fit_idx], y[fit_idx]))
+    return scored
+
+
+def _collect(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-fold results as cross_validate lays them out: one list per key, in fold order."""
+    return {key: [fold[key] for fold in folds] for key in folds[0]}
+
+
+def _report(model: Pipeline, contract: Contract, spec: ModelSpec, preprocess: PreprocessSpec | None,
+            hyper: Mapping[str, Any], folds: Folds, cv: Mapping[str, Any], cv_seconds: float,
+            fit_seconds: float) -> dict[str, Any]:
+    task, classes, scoring = contract.task, folds.classes, CV_SCORING[contract.task]
     if classes is not None and [str(c) for c in model.classes_] != classes:
         raise DataError(  # guards the positive class being contract.classes[1]
             f"the model's class order {list(model.classes_)} differs from the contract's {classes}",
@@ -112,23 +163,13 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
         "cv_seconds": cv_seconds,
         "cv_fit_seconds_mean": float(np.mean(cv["fit_time"])),
         "fit_seconds": fit_seconds,
-        "n_train": len(y),
+        "n_train": len(folds.y),
         "n_features": len(contract.features),
         "classes": classes,
         "positive_class": classes[1] if task == "binary" and classes else None,
         "preprocess": resolve_preprocessing(preprocess, spec.family, hyper).describe(),
     }
-    if private:
-        report["privacy"] = privacy_record(model, spec.family, len(folds.splits))
-    elif monitor:
-        started = time.perf_counter()
-        name = primary_metric(task, metric)
-        known = (metrics[name]["train"], metrics[name]["test"]) if name in metrics else None
-        report["monitoring"] = monitor_training(
-            folds, fold_pipeline, cv["estimator"], metric=name, task=task, spec=spec.learning_curve,
-            seed=spec.seed, n_jobs=spec.n_jobs, fold_scores=known)
-        report["monitoring_seconds"] = time.perf_counter() - started
-    return model, _jsonable(report)
+    return report
 
 
 def _used_params(estimator: Any, requested: Mapping[str, Any]) -> dict[str, Any]:

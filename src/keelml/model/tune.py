@@ -3,17 +3,17 @@
 The study lives in the metadata database (Optuna's RDBStorage on the same URL), so a run that is
 interrupted resumes it: finished trials count towards the budget and trials that were running are
 marked failed (and recorded as interrupted). Trials are asked in batches of `n_jobs`; each batch
-advances fold by fold (in a process pool when n_jobs > 1), reporting the running mean to the pruner
-after every fold. The sampler is re-seeded from (seed, number of finished trials) before each ask and
-pruning only looks at completed trials, so for a given seed and n_jobs the same trials run in the
-same order, with or without an interruption between batches.
+advances fold by fold (on an executor: a local process pool when n_jobs > 1, or a Dask cluster),
+reporting the running mean to the pruner after every fold. The sampler is re-seeded from (seed,
+number of finished trials) before each ask and pruning only looks at completed trials, so for a
+given seed and n_jobs the same trials run in the same order, with or without an interruption
+between batches, on every executor.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from keelml.engine.executors import Executor, InProcess, Pool, ProcessPool
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.folds import Folds, for_folds, make_folds
@@ -28,8 +29,6 @@ from keelml.model.scoring import check_metric, greater_is_better, metric_value, 
 from keelml.model.spaces import resolve_space, space_as_json, suggest
 
 if TYPE_CHECKING:
-    from multiprocessing.pool import Pool
-
     import polars as pl
 
     from keelml.data.contract import Contract
@@ -65,19 +64,9 @@ class FoldScorer:
         return metric_value(self.metric, self.contract.task, self.folds.classes, y[val_idx], output)
 
 
-_WORKER: dict[str, Any] = {}  # per worker process: the FoldScorer built once by the pool initializer
-
-
-def _init_worker(folds: Folds, contract: Contract, family: str, seed: int, metric: str, threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)  # held for the life of the worker process
-    _WORKER["scorer"] = FoldScorer(folds, contract, family, seed, metric)
-
-
-def _score_in_worker(params: Mapping[str, Any], fold: int) -> float | str:
-    result: float | str = _WORKER["scorer"](params, fold)
-    return result
+def score_fold(shared: tuple[Folds, Contract, str, int, str], params: Mapping[str, Any], fold: int) -> float | str:
+    """One fold of one trial (an executor task); `shared` is FoldScorer's arguments."""
+    return FoldScorer(*shared)(params, fold)
 
 
 @dataclass
@@ -92,8 +81,13 @@ class _Running:
 
 def tune_model(train: pl.DataFrame, contract: Contract, model: ModelSpec, tune: TuneSpec, *, metric: str | None,
                storage_url: str, study: str, log: TrialLog | None = None, n_jobs: int = 1,
-               threads: int = 1) -> dict[str, Any]:
+               threads: int = 1, executor: Executor | None = None) -> dict[str, Any]:
     """Search the family's space for the hyperparameters with the best cross-validated metric.
+
+    `n_jobs` trials are asked at a time (it shapes the search); their folds run on `executor`
+    (default: this process, or n_jobs local processes with `threads` threads each). An executor
+    with more workers than trials in a batch scores all of the batch's folds at once and then
+    replays them to the pruner fold by fold: the same trials, scores and prunings as here.
 
     Every finished trial is passed to `log` (number, state, params, fold_scores, value, duration).
     Returns the JSON tuning summary: best params (model.params merged with the tuned ones), best
@@ -118,13 +112,10 @@ def tune_model(train: pl.DataFrame, contract: Contract, model: ModelSpec, tune: 
         _fail_interrupted(opt_study, log)
         started = time.perf_counter()
         resumed_from = _finished(opt_study)
-        scorer = FoldScorer(folds, contract, model.family, model.seed, name)
-        pool: Pool | None = None
-        if n_jobs > 1:  # fresh interpreters: no inherited OpenMP state, one thread pool limit each
-            pool = multiprocessing.get_context("spawn").Pool(
-                n_jobs, initializer=_init_worker, initargs=(folds, contract, model.family, model.seed, name, threads))
-        stopped_by = "trials"
-        try:
+        if executor is None:
+            executor = InProcess() if n_jobs <= 1 else ProcessPool(n_jobs, threads)
+        stopped_by, workers = "trials", executor.workers
+        with executor.session((folds, contract, model.family, model.seed, name)) as pool:
             while (done := _finished(opt_study)) < tune.trials:
                 if tune.timeout_s is not None and time.perf_counter() - started >= tune.timeout_s:
                     stopped_by = "timeout"
@@ -135,17 +126,9 @@ def tune_model(train: pl.DataFrame, contract: Contract, model: ModelSpec, tune: 
                     trial = opt_study.ask()
                     batch.append(_Running(trial, suggest(trial, space), time.perf_counter()))
                 try:
-                    _run_batch(batch, folds, model.params, scorer, pool)
+                    _run_batch(batch, len(folds.splits), model.params, pool, eager=workers > len(batch))
                 finally:
                     _finish_batch(opt_study, batch, log)
-        except BaseException:
-            if pool is not None:
-                pool.terminate()  # Ctrl-C or an error: do not wait for the running fits
-            raise
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
         summary = _summary(opt_study, study, name, maximize, space, model.params, resumed_from,
                            time.perf_counter() - started, stopped_by, tune.trials)
         summary["folds"] = folds.describe()
@@ -193,23 +176,30 @@ def _fail_interrupted(study: Any, log: TrialLog | None) -> None:
             log(_record(trial, "interrupted", list(trial.user_attrs.get("fold_scores", [])), None, None))
 
 
-def _run_batch(batch: list[_Running], folds: Folds, fixed: Mapping[str, Any],
-               scorer: FoldScorer, pool: Pool | None) -> None:
-    """Advance every trial of the batch fold by fold; report the running mean and prune after each."""
-    for fold in range(len(folds.splits)):
-        alive = [b for b in batch if b.state is None]
+def _run_batch(batch: list[_Running], n_folds: int, fixed: Mapping[str, Any], pool: Pool, *, eager: bool) -> None:
+    """Advance every trial of the batch fold by fold; report the running mean and prune after each.
+
+    `eager`: score every fold of every trial at once first (more workers than trials), then replay.
+    """
+    ready: dict[tuple[int, int], float | str] = {}
+    if eager:
+        jobs = [(i, fold) for i in range(len(batch)) for fold in range(n_folds)]
+        scores = pool.map(score_fold, [({**fixed, **batch[i].params}, fold) for i, fold in jobs])
+        ready = dict(zip(jobs, scores, strict=True))
+    for fold in range(n_folds):
+        alive = [(i, b) for i, b in enumerate(batch) if b.state is None]
         if not alive:
             return
-        jobs = [({**fixed, **b.params}, fold) for b in alive]
-        results = [scorer(p, f) for p, f in jobs] if pool is None else pool.starmap(_score_in_worker, jobs)
-        for b, result in zip(alive, results, strict=True):
+        results = [ready[(i, fold)] for i, _ in alive] if eager else \
+            pool.map(score_fold, [({**fixed, **b.params}, fold) for _, b in alive])
+        for (_, b), result in zip(alive, results, strict=True):
             if isinstance(result, str) or not np.isfinite(result):
                 b.state, b.error = "FAIL", result if isinstance(result, str) else "the metric is undefined on a fold"
                 continue
             b.scores.append(float(result))
             b.trial.set_user_attr("fold_scores", b.scores)
             b.trial.report(float(np.mean(b.scores)), step=fold)
-            if fold < len(folds.splits) - 1 and b.trial.should_prune():
+            if fold < n_folds - 1 and b.trial.should_prune():
                 b.state = "PRUNED"
     for b in batch:
         if b.state is None:

@@ -25,6 +25,8 @@ from sklearn.metrics import balanced_accuracy_score, roc_auc_score, roc_curve
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier
 
+from keelml.engine.executors import Executor, InProcess, run_all
+
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
@@ -211,10 +213,26 @@ def _attack_features(outputs: FloatArray, task: str) -> FloatArray:
 
 def privacy_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contract: Contract, *,
                   sample_size: int, seed: int, max_auc: float | None = None,
-                  flag_advantage: float = 0.05) -> dict[str, Any]:
-    """The privacy step's report: the membership audit and attribute inference on the member sample."""
-    membership = membership_audit(model, train, test, contract, sample_size=sample_size, seed=seed,
-                                  max_auc=max_auc)
+                  flag_advantage: float = 0.05, executor: Executor | None = None) -> dict[str, Any]:
+    """The privacy step's report: the membership audit and attribute inference on the member sample.
+
+    The two audits are two tasks on `executor` (default: this process) on the same seeded samples,
+    so the report is the same on every executor.
+    """
+    n = min(train.height, test.height, sample_size)
     members = sample_rows(train, min(train.height, sample_size), seed)
-    attributes = attribute_inference(model, members, contract, seed=seed, flag_advantage=flag_advantage)
+    tasks = [("membership", sample_rows(train, n, seed), sample_rows(test, n, seed + 1),
+              {"sample_size": n, "seed": seed, "max_auc": max_auc}),
+             ("attributes", members, None, {"seed": seed, "flag_advantage": flag_advantage})]
+    membership, attributes = run_all(executor or InProcess(), privacy_part, tasks, shared=(model, contract))
     return {"membership": membership, "attribute_inference": attributes}
+
+
+def privacy_part(shared: tuple[Any, Contract], part: str, rows: pl.DataFrame, others: pl.DataFrame | None,
+                 options: dict[str, Any]) -> dict[str, Any]:
+    """One audit of the privacy step (an executor task); `shared` is (model, contract)."""
+    model, contract = shared
+    if part == "membership":
+        assert others is not None
+        return membership_audit(model, rows, others, contract, **options)
+    return attribute_inference(model, rows, contract, **options)

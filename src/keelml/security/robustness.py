@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from keelml.engine.executors import Executor, InProcess, run_all
 from keelml.security.membership import sample_rows
 
 if TYPE_CHECKING:
@@ -133,6 +134,11 @@ def perturb(X: pd.DataFrame, contract: Contract, rng: np.random.Generator, *, no
     return out
 
 
+def predict_rows(shared: tuple[Any, str], X: pd.DataFrame) -> npt.NDArray[Any]:
+    """The model's predictions for X (an executor task); `shared` is (model, task)."""
+    return _predictions(shared[0], X, shared[1])
+
+
 def _predictions(model: Any, X: pd.DataFrame, task: str) -> npt.NDArray[Any]:
     if task == "regression":
         return np.asarray(model.predict(X), dtype=np.float64)
@@ -147,12 +153,14 @@ def _flips(base: npt.NDArray[Any], other: npt.NDArray[Any], task: str, tolerance
 
 def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, contract: Contract, *,
                            noise_scale: float, swap_fraction: float, sample_size: int, seed: int,
-                           max_flip_rate: float | None = None) -> dict[str, Any]:
+                           max_flip_rate: float | None = None, executor: Executor | None = None) -> dict[str, Any]:
     """Flip rate of the model's predictions under contract-valid perturbations of held-out rows.
 
     Scales (IQR) come from a sample of the training split; the perturbed rows are a seeded sample
     of the test split. Regression counts a "flip" when a prediction moves by more than
-    REGRESSION_TOLERANCE standard deviations of the unperturbed predictions.
+    REGRESSION_TOLERANCE standard deviations of the unperturbed predictions. The predictions run
+    on `executor` (default: this process); the perturbations are drawn here, so the figures are the
+    same on every executor.
     """
     from keelml.model.features import split_features, to_xy
 
@@ -165,15 +173,20 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
     numeric, _, _ = split_features(contract)
     scales = column_scales(reference, numeric)
     task = contract.task
-    base = _predictions(model, X, task)
-    tolerance = REGRESSION_TOLERANCE * float(np.std(base.astype(np.float64))) if task == "regression" else 0.0
     rng = np.random.default_rng(seed)
+    names = [*scales, *_domains(contract, X)]
+    # Perturbed copies are drawn here in a fixed order (one generator); only the predictions are tasks.
+    changed = [perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction,
+                       scales=scales, columns=[name]) for name in names]
+    everything = perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales)
+    base, *predicted, overall_predicted = run_all(executor or InProcess(), predict_rows,
+                                                  [(X,), *((c,) for c in changed), (everything,)],
+                                                  shared=(model, task))
+    tolerance = REGRESSION_TOLERANCE * float(np.std(base.astype(np.float64))) if task == "regression" else 0.0
     columns: dict[str, Any] = {}
-    for name in [*scales, *_domains(contract, X)]:
-        changed = perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction,
-                          scales=scales, columns=[name])
-        moved = ~_same(X[name], changed[name])
-        flips = _flips(base, _predictions(model, changed, task), task, tolerance)
+    for name, frame, output in zip(names, changed, predicted, strict=True):
+        moved = ~_same(X[name], frame[name])
+        flips = _flips(base, output, task, tolerance)
         columns[name] = {
             "kind": "noise" if name in scales else "swap",
             "scale": scales[name].spread if name in scales else None,
@@ -182,8 +195,7 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
             "flip_rate": float(flips.mean()),
             "flip_rate_changed": float(flips[moved].mean()) if moved.any() else 0.0,
         }
-    everything = perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales)
-    overall = float(_flips(base, _predictions(model, everything, task), task, tolerance).mean())
+    overall = float(_flips(base, overall_predicted, task, tolerance).mean())
     ranked = sorted(columns, key=lambda c: columns[c]["flip_rate"], reverse=True)
     return {
         "flip_rate": overall,
@@ -292,12 +304,15 @@ def _bound(declared: float | None, observed: Any) -> float:
 def robustness_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contract: Contract, *,
                      noise_scale: float, swap_fraction: float, sample_size: int, seed: int,
                      max_flip_rate: float | None = None, attack: str = "none",
-                     attack_rows: int = 20) -> dict[str, Any]:
-    """The robustness step's report: perturbation stability and, if asked for, the black-box attack."""
+                     attack_rows: int = 20, executor: Executor | None = None) -> dict[str, Any]:
+    """The robustness step's report: perturbation stability and, if asked for, the black-box attack.
+
+    Stability's predictions run on `executor`; the attack (one seeded sequence) runs here.
+    """
     report: dict[str, Any] = {
         "stability": perturbation_stability(model, train, test, contract, noise_scale=noise_scale,
                                             swap_fraction=swap_fraction, sample_size=sample_size, seed=seed,
-                                            max_flip_rate=max_flip_rate),
+                                            max_flip_rate=max_flip_rate, executor=executor),
     }
     if attack == "hopskipjump":
         report["attack"] = hopskipjump_audit(model, train, test, contract, rows=attack_rows, seed=seed)

@@ -11,14 +11,15 @@ from __future__ import annotations
 import csv
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from keelml.engine.executors import Executor, InProcess
 from keelml.errors import DataError
-from keelml.serve.engine import LoadedModel
+from keelml.serve.engine import LoadedModel, build_model
 
 NULL_VALUES = ["", "NA", "N/A", "NaN", "null", "NULL"]
 
@@ -122,12 +123,14 @@ class _Writer:
 
 def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejects_path: Path | None = None,
                chunk_rows: int = 50_000, precision: int = 3,
-               on_progress: Callable[[int], None] | None = None) -> ScoreReport:
-    """Score every row of `input_path` that meets the contract; write predictions and rejects."""
-    import polars as pl
+               on_progress: Callable[[int], None] | None = None, executor: Executor | None = None,
+               shared: PortableModel | None = None) -> ScoreReport:
+    """Score every row of `input_path` that meets the contract; write predictions and rejects.
 
-    from keelml.data.validate import validate_frame
-
+    Partitions of `chunk_rows` rows are validated and scored on `executor` (default: this process),
+    as many at a time as it has workers, and written in input order; a remote executor needs
+    `shared`, the model as bytes (`portable_model`). The output is the same on every executor.
+    """
     if not input_path.is_file():
         raise DataError(f"input file not found: {input_path}", expected="a CSV, Parquet or JSON lines file",
                         fix="check the INPUT path")
@@ -136,29 +139,24 @@ def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejec
                         fix="choose another OUTPUT path")
     rejects_path = rejects_path or output_path.with_name(f"{output_path.stem}.rejects{output_path.suffix or '.csv'}")
     started = time.perf_counter()
-    ids = [c.name for c in model.contract.columns if c.role == "id"]
+    executor = executor or InProcess()
     out, rejects = _Writer(output_path), _Writer(rejects_path)
     rows_in = scored = rejected = 0
     try:
-        for chunk in _guarded(_chunks(input_path, chunk_rows), input_path):
-            if model.contract.target in chunk.columns:  # scoring ignores any outcome column present
-                chunk = chunk.drop(model.contract.target)
-            result = validate_frame(chunk, model.contract, require_target=False)
-            quarantine = result.quarantine.with_columns(pl.col("_row") + rows_in)
-            bad = result.quarantine.get_column("_row").to_numpy()
-            good_rows = np.setdiff1d(np.arange(chunk.height, dtype=np.int64), bad) + rows_in
-            if result.valid.height:
-                predictions = _predictions(model, result.valid, precision)
-                frame = pl.DataFrame({"_row": good_rows}).hstack(
-                    [result.valid.get_column(c) for c in ids if c in result.valid.columns]).hstack(predictions)
-                out.write(frame)
-            if quarantine.height:
-                rejects.write(quarantine)
-            rows_in += chunk.height
-            scored += result.valid.height
-            rejected += quarantine.height
-            if on_progress is not None:
-                on_progress(chunk.height)
+        with executor.session(shared if shared is not None else model) as pool:
+            for group in _windows(_guarded(_chunks(input_path, chunk_rows), input_path), max(1, executor.workers)):
+                offsets = list(np.cumsum([0, *(c.height for c in group)])[:-1] + rows_in)
+                results = pool.map(score_chunk, [(c, int(o), precision) for c, o in zip(group, offsets, strict=True)])
+                for chunk, (predicted, quarantine, good) in zip(group, results, strict=True):
+                    if predicted is not None:
+                        out.write(predicted)
+                    if quarantine.height:
+                        rejects.write(quarantine)
+                    rows_in += chunk.height
+                    scored += good
+                    rejected += quarantine.height
+                    if on_progress is not None:
+                        on_progress(chunk.height)
     finally:
         out.close()
         rejects.close()
@@ -166,6 +164,79 @@ def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejec
         raise DataError(f"{input_path} has no data rows", expected="at least one row", fix="check the INPUT file")
     return ScoreReport(rows_in, scored, rejected, str(output_path), str(rejects_path) if rejected else None,
                        round(time.perf_counter() - started, 3), model.engine)
+
+
+def score_chunk(source: LoadedModel | PortableModel, chunk: Any, offset: int,
+                precision: int) -> tuple[Any, Any, int]:
+    """Validate and score one partition (an executor task): (predictions or None, rejects, rows scored).
+
+    `offset` is the partition's first row number in the input; `source` the model, or what a worker
+    rebuilds it from.
+    """
+    import polars as pl
+
+    from keelml.data.validate import validate_frame
+
+    model = source.load() if isinstance(source, PortableModel) else source
+    if model.contract.target in chunk.columns:  # scoring ignores any outcome column present
+        chunk = chunk.drop(model.contract.target)
+    result = validate_frame(chunk, model.contract, require_target=False)
+    quarantine = result.quarantine.with_columns(pl.col("_row") + offset)
+    if not result.valid.height:
+        return None, quarantine, 0
+    bad = result.quarantine.get_column("_row").to_numpy()
+    good_rows = np.setdiff1d(np.arange(chunk.height, dtype=np.int64), bad) + offset
+    ids = [c.name for c in model.contract.columns if c.role == "id"]
+    frame = pl.DataFrame({"_row": good_rows}).hstack(
+        [result.valid.get_column(c) for c in ids if c in result.valid.columns]).hstack(
+        _predictions(model, result.valid, precision))
+    return frame, quarantine, result.valid.height
+
+
+def _windows(chunks: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    """Chunks in groups of `size`: as many partitions in flight as the executor has workers."""
+    group: list[Any] = []
+    for chunk in chunks:
+        group.append(chunk)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+@dataclass
+class PortableModel:
+    """A verified model as its components' bytes, for workers in other processes to rebuild.
+
+    The bytes were verified (signature, digests) where the model was loaded; a worker rebuilds it
+    with the same safe loaders (ONNX, or skops behind its type allowlist) and keeps it.
+    """
+
+    name: str
+    version: int
+    bundle_id: str
+    components: dict[str, str]
+    blobs: dict[str, bytes]
+    prefer_onnx: bool
+    _loaded: LoadedModel | None = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loaded": None}  # engines (an ONNX session) do not travel
+
+    def load(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = build_model(name=self.name, version=self.version, bundle_id=self.bundle_id,
+                                       components=self.components, get=self.blobs.__getitem__,
+                                       prefer_onnx=self.prefer_onnx)
+        return self._loaded
+
+
+def portable_model(model: LoadedModel, get: Callable[[str], bytes]) -> PortableModel:
+    """The components a worker needs to rebuild `model` (`get` returns a component's verified bytes)."""
+    wanted = {k: v for k, v in model.components.items() if k in ("contract", "engine", "onnx", "model")}
+    return PortableModel(model.name, model.version, model.bundle_id, wanted,
+                         {digest: get(digest) for digest in wanted.values()}, prefer_onnx=model.engine == "onnx")
 
 
 def _predictions(model: LoadedModel, valid: Any, precision: int) -> Any:
