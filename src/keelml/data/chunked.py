@@ -134,10 +134,10 @@ def _csv_chunks(location: str, name: str, opts: CsvOptions,
     names: list[str] | None = None
     width: int | None = None
     lines_before = rejected = kept = 0
-    pending, want = b"", max(chunk_rows, opts.skip_rows + 2)
+    pending, want, block = b"", max(chunk_rows, opts.skip_rows + 2), 1 << 16
     with open_binary(location) as handle:
         while True:
-            raw, rest, eof = _next_block(handle, pending, want)
+            raw, rest, eof = _next_block(handle, pending, want, block)
             if names is None and not raw.strip():
                 if eof:
                     raise DataError(f"{location} is empty", expected="a delimited text file with at least one row",
@@ -170,7 +170,9 @@ def _csv_chunks(location: str, name: str, opts: CsvOptions,
             else:
                 frame = pl.DataFrame(schema=dict.fromkeys(names, pl.String))
             yield frame, rejects
-            lines_before += raw.count(b"\n")
+            lines = raw.count(b"\n")
+            lines_before += lines
+            block = min(max(len(raw) // max(lines, 1) * chunk_rows // 4, 1 << 16), BLOCK_BYTES)
             if eof and not rest:
                 break
             pending, want = rest, chunk_rows
@@ -185,11 +187,12 @@ def _carry_from(raw: bytes, dangling: int | None, eof: bool) -> int | None:
     return start if len(raw) - start <= MAX_RECORD_BYTES else None
 
 
-def _next_block(handle: IO[bytes], pending: bytes, lines: int) -> tuple[bytes, bytes, bool]:
-    """``pending`` plus more of the file, cut after ``lines`` line ends; the rest; whether the file ended."""
+def _next_block(handle: IO[bytes], pending: bytes, lines: int, block: int = BLOCK_BYTES) -> tuple[bytes, bytes, bool]:
+    """``pending`` plus more of the file (read ``block`` bytes at a time), cut after ``lines`` line ends;
+    the rest; whether the file ended."""
     parts, count, eof = [pending], pending.count(b"\n"), False
     while count < lines:
-        more = handle.read(BLOCK_BYTES)
+        more = handle.read(block)
         if not more:
             eof = True
             break

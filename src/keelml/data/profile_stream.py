@@ -67,10 +67,12 @@ def profile_chunks(chunks: Chunks, contract: Contract | None = None, *, bins: in
     for chunk in chunks():
         typed = _typed_chunk(chunk, kinds)
         rows += typed.height
-        for i, value in enumerate(typed.null_count().row(0)):
-            nulls[i] += int(value)
+        row = typed.select(pl.col(f"c{i}").null_count().alias(f"c{i}_nulls") for i in range(len(kinds))).hstack(
+            typed.select(e for i in numeric for e in _Numeric.exprs(f"c{i}", kinds[i][1]))).row(0, named=True)
+        for i in range(len(kinds)):
+            nulls[i] += int(row[f"c{i}_nulls"])
         for i in numeric:
-            stats[i].add(typed.get_column(f"c{i}"), kinds[i][1])
+            stats[i].add(row, f"c{i}", typed.get_column(f"c{i}"), kinds[i][1])
         for i in text_columns:
             part = count_values(typed.lazy(), f"c{i}").collect()
             have = counted.get(i)
@@ -85,7 +87,11 @@ def profile_chunks(chunks: Chunks, contract: Contract | None = None, *, bins: in
         elif i not in stats:
             scalars[f"c{i}_distinct"] = 0
     edges = {i: _edges(scalars, f"c{i}", bins) for i in numeric}
-    below = _histograms(chunks, kinds, edges)
+    below: dict[str, Any] = {}
+    for i in numeric:  # from the values held in memory; a second pass for the columns summarised
+        if (held := stats[i].values.below(edges[i])) is not None:
+            below.update({f"c{i}_below{k}": n + stats[i].neg_inf for k, n in enumerate(held)})
+    below.update(_histograms(chunks, kinds, {i: edges[i] for i in numeric if stats[i].values.points is not None}))
     counts = {i: ranked_counts(counted[i].lazy(), top, domains.get(i)).collect() for i in text_columns}
     return assemble_profile(rows, kinds, contract, scalars=scalars, below=below, counts=counts, edges=edges,
                             bins=bins, top=top)
@@ -139,27 +145,43 @@ class _Numeric:
         self.values = _Quantiles()
         self.distinct = _Distinct()
 
-    def add(self, col: pl.Series, kind: ColumnType) -> None:
+    @staticmethod
+    def exprs(key: str, kind: ColumnType) -> list[pl.Expr]:
+        """One chunk's statistics of the column ``key`` (all columns go into one select)."""
+        col = pl.col(key)
         finite = col.filter(col.is_finite()) if kind == "float" else col.drop_nulls()
-        if kind == "float":
-            self.nan += int(col.is_nan().sum())
-            self.pos_inf += int((col == math.inf).sum())
-            self.neg_inf += int((col == -math.inf).sum())
+        number = finite.cast(pl.Float64)
+        zero = pl.lit(0, pl.UInt32)
+        return [
+            (col.is_nan().sum() if kind == "float" else zero).alias(f"{key}_nan"),
+            ((col == math.inf).sum() if kind == "float" else zero).alias(f"{key}_pos_inf"),
+            ((col == -math.inf).sum() if kind == "float" else zero).alias(f"{key}_neg_inf"),
+            finite.min().alias(f"{key}_min"),
+            finite.max().alias(f"{key}_max"),
+            finite.len().alias(f"{key}_n"),
+            number.mean().alias(f"{key}_mean"),
+            (number - number.mean()).pow(2).sum().alias(f"{key}_m2"),
+        ]
+
+    def add(self, row: dict[str, Any], key: str, col: pl.Series, kind: ColumnType) -> None:
+        """Merge one chunk: its statistics ``row`` (from :meth:`exprs`) and the column's values."""
+        self.nan += int(row[f"{key}_nan"])
+        self.pos_inf += int(row[f"{key}_pos_inf"])
+        self.neg_inf += int(row[f"{key}_neg_inf"])
         self.distinct.add(col.drop_nulls())
-        if finite.len() == 0:
+        n = int(row[f"{key}_n"])
+        if n == 0:
             return
-        low, high = finite.min(), finite.max()
+        low, high = row[f"{key}_min"], row[f"{key}_max"]
         self.low = low if self.low is None else min(self.low, low)
         self.high = high if self.high is None else max(self.high, high)
-        n = finite.len()
-        as_float = finite.cast(pl.Float64)
-        mean = float(as_float.mean())  # type: ignore[arg-type]
-        m2 = float(((as_float - mean) ** 2).sum())
+        mean, m2 = float(row[f"{key}_mean"]), float(row[f"{key}_m2"])
         total = self.n + n
         delta = mean - self.mean
         self.mean += delta * n / total
         self.m2 += m2 + delta * delta * self.n * n / total
         self.n = total
+        finite = col.filter(col.is_finite()) if kind == "float" else col.drop_nulls()
         self.values.add(finite.sort())
 
     def scalars(self, key: str, bins: int) -> dict[str, Any]:
@@ -203,6 +225,13 @@ class _Quantiles:
         self.size += values.len()
         if len(self.points) > EXACT_VALUES:
             self.points, self.weights = _compress(self.points, self.weights, EXACT_VALUES // 2)
+
+    def below(self, cuts: list[float]) -> list[int] | None:
+        """How many values lie below each cut, when all values are held (else None)."""
+        if self.points is not None:
+            return None
+        values = pl.concat(self.parts).cast(pl.Float64) if self.parts else pl.Series([], dtype=pl.Float64)
+        return [int((values < cut).sum()) for cut in cuts]
 
     def quantiles(self, levels: list[float], method: str) -> list[float | None]:
         if self.points is None:
@@ -248,18 +277,27 @@ class _Distinct:
 
     def __init__(self) -> None:
         self.hashes = np.zeros(0, dtype=np.uint64)
+        self.pending: list[np.ndarray] = []
+        self.waiting = 0
         self.registers: np.ndarray | None = None
 
     def add(self, values: pl.Series) -> None:
         hashes = values.hash(seed=0).to_numpy()
-        if self.registers is None:
-            self.hashes = np.union1d(self.hashes, hashes)
-            if len(self.hashes) > EXACT_VALUES:
-                self.registers = np.zeros(1 << HLL_BITS, dtype=np.uint8)
-                self._update(self.hashes)
-                self.hashes = np.zeros(0, dtype=np.uint64)
+        if self.registers is not None:
+            self._update(hashes)
             return
-        self._update(hashes)
+        self.pending.append(hashes)
+        self.waiting += len(hashes)
+        if self.waiting > max(len(self.hashes), 1 << 16):  # merge now and then: linear time overall
+            self._merge()
+
+    def _merge(self) -> None:
+        self.hashes = np.unique(np.concatenate([self.hashes, *self.pending]))
+        self.pending, self.waiting = [], 0
+        if len(self.hashes) > EXACT_VALUES:
+            self.registers = np.zeros(1 << HLL_BITS, dtype=np.uint8)
+            self._update(self.hashes)
+            self.hashes = np.zeros(0, dtype=np.uint64)
 
     def _update(self, hashes: np.ndarray) -> None:
         assert self.registers is not None
@@ -270,6 +308,8 @@ class _Distinct:
         np.maximum.at(self.registers, index, rank)
 
     def count(self) -> int:
+        if self.registers is None:
+            self._merge()
         if self.registers is None:
             return len(self.hashes)
         m = len(self.registers)
