@@ -37,7 +37,7 @@ from keelml.data.profile import (
     text_stats,
 )
 
-EXACT_VALUES = 1_000_000
+EXACT_VALUES = 100_000
 SKETCH_POINTS = 4096
 HLL_BITS = 14
 
