@@ -179,6 +179,16 @@ def _csv_chunks(location: str, name: str, opts: CsvOptions,
     check_mostly_parsed(rejected, kept, width, opts, location)
 
 
+def line_blocks(location: str, lines: int) -> Iterator[bytes]:
+    """The bytes of a file in blocks of ``lines`` whole lines (the last block may end without a newline)."""
+    with open_binary(location) as handle:
+        pending, eof = b"", False
+        while not eof:
+            block, pending, eof = _next_block(handle, pending, lines)
+            if block:
+                yield block
+
+
 def _carry_from(raw: bytes, dangling: int | None, eof: bool) -> int | None:
     """Where to cut a block so that an unclosed quoted record starting at line ``dangling`` moves on."""
     if eof or dangling is None:
