@@ -78,7 +78,8 @@ def _write_csv(path: Path, target_bytes: int) -> int:
     rng = np.random.default_rng(0)
     age = rng.integers(0, 100, BLOCK_ROWS)
     age[::BAD_EVERY] = 200
-    block = pl.DataFrame({"id": np.arange(BLOCK_ROWS), "age": age, "income": np.round(rng.normal(5e4, 2e4, BLOCK_ROWS), 2),
+    block = pl.DataFrame({"id": np.arange(BLOCK_ROWS), "age": age,
+                          "income": np.round(rng.normal(5e4, 2e4, BLOCK_ROWS), 2),
                           "color": rng.choice(["red", "green", "blue"], BLOCK_ROWS),
                           "label": rng.choice(["yes", "no"], BLOCK_ROWS),
                           "note": rng.choice(["plain", "some text here", "x"], BLOCK_ROWS)})

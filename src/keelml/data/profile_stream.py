@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -106,8 +106,8 @@ def _text_kinds(chunks: Chunks, names: list[str]) -> dict[str, ColumnType]:
     sums = [0] * (4 * len(names))
     seen: list[pl.Series | None] = [pl.Series([], dtype=pl.String) for _ in names]
     for chunk in chunks():
-        row = chunk.select(text_stats(names, distinct=False)).row(0)
-        sums = [a + int(b or 0) for a, b in zip(sums, row, strict=True)]
+        part = chunk.select(text_stats(names, distinct=False)).row(0)
+        sums = [a + int(b or 0) for a, b in zip(sums, part, strict=True)]
         for j, name in enumerate(names):
             have = seen[j]
             if have is not None:
@@ -233,12 +233,12 @@ class _Quantiles:
         values = pl.concat(self.parts).cast(pl.Float64) if self.parts else pl.Series([], dtype=pl.Float64)
         return [int((values < cut).sum()) for cut in cuts]
 
-    def quantiles(self, levels: list[float], method: str) -> list[float | None]:
+    def quantiles(self, levels: list[float], method: Literal["linear", "nearest"]) -> list[float | None]:
         if self.points is None:
             if not self.parts:
                 return [None] * len(levels)
             series = pl.concat(self.parts)
-            return [_as_float(series.quantile(q, method)) for q in levels]  # type: ignore[arg-type]
+            return [_as_float(series.quantile(q, method)) for q in levels]
         assert self.weights is not None
         order = np.argsort(self.points, kind="stable")
         values, weights = self.points[order], self.weights[order]
