@@ -8,7 +8,8 @@ two give the same counts. With `--limit-mb M` the chunked commands run again und
 limit (RLIMIT_AS) of M MiB, e.g. smaller than the file itself, with one polars thread and the
 allocators' per-thread arenas off (RLIMIT_AS counts reserved, not used, memory).
 
-    .venv/bin/python bench/stream.py [--mb 200] [--chunk-rows 200000] [--limit-mb 0] [--keep FILE]
+    .venv/bin/python bench/stream.py [--mb 200] [--chunk-rows 200000] [--limit-mb 0] [--limit-chunk-rows 25000]
+                                     [--keep FILE]
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=200.0, help="size of the synthetic CSV in MB")
     parser.add_argument("--chunk-rows", type=int, default=200_000)
     parser.add_argument("--limit-mb", type=int, default=0, help="also run chunked under this RLIMIT_AS (MiB)")
+    parser.add_argument("--limit-chunk-rows", type=int, default=25_000, help="chunk size for the limited runs")
     parser.add_argument("--keep", type=Path, help="write (or reuse) the CSV here instead of a temporary file")
     opts = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +134,7 @@ def main() -> None:
         if opts.limit_mb:
             print(f"under RLIMIT_AS = {opts.limit_mb} MiB (the file is {size / 2**20:.0f} MiB):")
             for command in ("validate", "profile", "validate-whole"):
-                rows = 0 if command.endswith("whole") else opts.chunk_rows
+                rows = 0 if command.endswith("whole") else opts.limit_chunk_rows
                 name = command.split("-")[0]
                 args = [name, str(data), "--contract", str(contract), "--json", "--chunk-rows", str(rows)]
                 seconds, rss, code, _, err = run(args, opts.limit_mb)
