@@ -6,6 +6,8 @@ Heavy libraries (polars) load inside the functions, so `keel --help` stays fast.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -16,8 +18,6 @@ import typer
 from keelml.errors import DataError, SpecError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     import polars as pl
     from rich.text import Text
 
@@ -121,6 +121,18 @@ def resolve_source(options: DataOptions) -> tuple[SourceSpec, str, LoadedSpec | 
                         fix="check the path (relative paths are relative to the current directory)"
                         if options.data is not None else f"check data.{options.role.value}.path in the spec")
     return source, location, loaded
+
+
+@contextmanager
+def out_of_memory_hint(location: str) -> Iterator[None]:
+    """A whole-file read that runs out of memory becomes a DataError pointing at --chunk-rows."""
+    try:
+        yield
+    except MemoryError:
+        raise DataError(f"{location}: out of memory reading the whole file",
+                        expected="a file that fits in the memory this process may use",
+                        fix="read it in chunks: --chunk-rows 200000 (docs/data.md, Files larger than memory)",
+                        ) from None
 
 
 def strict_chunks(source: SourceSpec, location: str, chunk_rows: int) -> Iterator[Chunk]:

@@ -40,6 +40,7 @@ def profile(
         check_writable,
         load_contract,
         load_data,
+        out_of_memory_hint,
         resolve_source,
         strict_chunks,
         write_output,
@@ -58,7 +59,8 @@ def profile(
 
         result = profile_chunks(lambda: (c.frame for c in strict_chunks(source, location, rows)), contract)
     else:
-        result = profile_frame(load_data(options).frame, contract)
+        with out_of_memory_hint(location):
+            result = profile_frame(load_data(options).frame, contract)
     if html_path is not None:
         from keelml.report.profile_report import render_profile_page
 

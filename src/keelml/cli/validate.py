@@ -39,7 +39,14 @@ def validate(
     chunk_rows: int | None = CHUNK_ROWS_OPTION,
 ) -> None:
     """Validate DATA against a contract: rows that break it are quarantined with every reason."""
-    from keelml.cli.data_input import DataOptions, check_writable, load_contract, load_data, resolve_source
+    from keelml.cli.data_input import (
+        DataOptions,
+        check_writable,
+        load_contract,
+        load_data,
+        out_of_memory_hint,
+        resolve_source,
+    )
     from keelml.data.budget import auto_chunk_rows
     from keelml.data.validate import validate_frame
     from keelml.errors import DataError
@@ -66,8 +73,9 @@ def validate(
     if size:
         report, rows = _validate_in_chunks(source, location, contract, quarantine, size)
     else:
-        loaded = load_data(options)
-        result = validate_frame(loaded.frame, contract, require_target=contract.target in loaded.frame.columns)
+        with out_of_memory_hint(location):
+            loaded = load_data(options)
+            result = validate_frame(loaded.frame, contract, require_target=contract.target in loaded.frame.columns)
         if quarantine is not None:
             _write_quarantine(result.quarantine, quarantine)
         report, rows = result.report, result.quarantine
