@@ -63,6 +63,7 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/drift.py
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/stream.py
 
 ## lock: requirements.lock, the runtime dependencies at exact versions with SHA-256 hashes (reads the index;
 ## existing pins are kept, pass PIP_COMPILE_ARGS=--upgrade to refresh them)

@@ -72,6 +72,11 @@ def test_batch_scoring_writes_predictions_and_rejects(store: Store, tmp_path: Pa
     rejects = pl.read_parquet(tmp_path / "out.rejects.parquet")
     assert rejects.get_column("_row").to_list() == [3]
     assert "age: 'old' is not an integer" in rejects.get_column("_reason")[0]
+    lines = tmp_path / "in.jsonl"  # JSON lines streams by blocks of lines, with the same results
+    frame.write_ndjson(lines)
+    report = score_file(model, lines, tmp_path / "lines.parquet", chunk_rows=7)
+    assert (report.rows_in, report.rows_scored, report.rows_rejected) == (50, 49, 1)
+    assert pl.read_parquet(tmp_path / "lines.parquet").equals(out)
 
 
 def test_containerize_writes_a_minimal_secure_build_context(store: Store, tmp_path: Path) -> None:

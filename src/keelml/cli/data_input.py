@@ -6,6 +6,8 @@ Heavy libraries (polars) load inside the functions, so `keel --help` stays fast.
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -19,8 +21,9 @@ if TYPE_CHECKING:
     import polars as pl
     from rich.text import Text
 
+    from keelml.data.chunked import Chunk
     from keelml.data.contract import Contract
-    from keelml.spec import LoadedSpec
+    from keelml.spec import LoadedSpec, SourceSpec
 
 
 class Role(StrEnum):
@@ -36,6 +39,10 @@ ROLE_OPTION = typer.Option(Role.train, "--role", help="Which source of --spec to
 FORMAT_OPTION = typer.Option(None, "--format", help="auto, csv, parquet or jsonl (default: from the file name).")
 DELIMITER_OPTION = typer.Option(None, "--delimiter", help="CSV field separator (one character; 'tab' or '\\t').")
 NO_HEADER_OPTION = typer.Option(False, "--no-header", help="The CSV file has no header row.")
+CHUNK_ROWS_OPTION = typer.Option(None, "--chunk-rows", min=0, show_default=False,
+                                 help="Read DATA in chunks of this many lines, so a file larger than memory "
+                                 "fits (0: read it whole; default: chunks of 200000 when the file is large for "
+                                 "the memory available).")
 NULL_VALUE_OPTION = typer.Option(None, "--null-value", help="A CSV cell text meaning missing; repeat the "
                                  "option for several (replaces the default list '', NA, N/A, NaN, null, NULL).")
 
@@ -62,9 +69,16 @@ class LoadedData:
 
 def load_data(options: DataOptions) -> LoadedData:
     """Read DATA (or the spec's source) with the spec's and the command line's options."""
+    from keelml.data.sources import read_source
+
+    source, location, loaded = resolve_source(options)
+    return LoadedData(read_source(source, location), location, loaded)
+
+
+def resolve_source(options: DataOptions) -> tuple[SourceSpec, str, LoadedSpec | None]:
+    """The source to read (the spec's, with the command line's options over it) and its location."""
     from pydantic import ValidationError
 
-    from keelml.data.sources import read_source
     from keelml.spec import SourceSpec, load_spec
 
     loaded = load_spec(options.spec) if options.spec is not None else None
@@ -106,7 +120,39 @@ def load_data(options: DataOptions) -> LoadedData:
                         expected="an existing CSV, Parquet or JSON lines file, or a URL",
                         fix="check the path (relative paths are relative to the current directory)"
                         if options.data is not None else f"check data.{options.role.value}.path in the spec")
-    return LoadedData(read_source(source, location), location, loaded)
+    return source, location, loaded
+
+
+@contextmanager
+def out_of_memory_hint(location: str) -> Iterator[None]:
+    """A whole-file read that runs out of memory becomes a DataError pointing at --chunk-rows."""
+    try:
+        yield
+    except MemoryError:
+        raise DataError(f"{location}: out of memory reading the whole file",
+                        expected="a file that fits in the memory this process may use",
+                        fix="read it in chunks: --chunk-rows 200000 (docs/data.md, Files larger than memory)",
+                        ) from None
+
+
+def strict_chunks(source: SourceSpec, location: str, chunk_rows: int) -> Iterator[Chunk]:
+    """The source's chunks; malformed CSV records are a DataError, as with a whole-file read, raised
+    once the file has been read (the message counts them all)."""
+    from keelml.data.chunked import iter_chunks
+
+    first: dict[str, Any] | None = None
+    total = 0
+    for chunk in iter_chunks(source, location, chunk_rows):
+        if chunk.rejects.height:
+            first = first or chunk.rejects.row(0, named=True)
+            total += chunk.rejects.height
+        yield chunk
+    if first is not None:
+        raise DataError(
+            f"{location}: {first['_reason']} ({total} malformed record(s) in total)",
+            expected="every record to have as many fields as the header, with balanced quotes",
+            fix="repair or remove that line, or check data.*.csv.delimiter / quote_char / skip_rows",
+        )
 
 
 def load_contract(path: Path) -> Contract:

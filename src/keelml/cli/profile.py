@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from keelml.cli.data_input import (
+    CHUNK_ROWS_OPTION,
     DATA_ARGUMENT,
     DELIMITER_OPTION,
     FORMAT_OPTION,
@@ -31,27 +32,46 @@ def profile(
     delimiter: str | None = DELIMITER_OPTION,
     no_header: bool = NO_HEADER_OPTION,
     null_value: list[str] | None = NULL_VALUE_OPTION,
+    chunk_rows: int | None = CHUNK_ROWS_OPTION,
 ) -> None:
     """Profile DATA: counts, missing values, distinct values, quantiles, histograms, top categories."""
-    from keelml.cli.data_input import DataOptions, check_writable, load_contract, load_data, write_output
+    from keelml.cli.data_input import (
+        DataOptions,
+        check_writable,
+        load_contract,
+        load_data,
+        out_of_memory_hint,
+        resolve_source,
+        strict_chunks,
+        write_output,
+    )
+    from keelml.data.budget import auto_chunk_rows
     from keelml.data.profile import profile_frame
 
     if html_path is not None:
         check_writable(html_path, "--html")
     contract = load_contract(contract_path) if contract_path is not None else None
-    loaded = load_data(DataOptions(data, spec, role, fmt, delimiter, no_header, null_value))
-    result = profile_frame(loaded.frame, contract)
+    options = DataOptions(data, spec, role, fmt, delimiter, no_header, null_value)
+    source, location, _ = resolve_source(options)
+    rows = auto_chunk_rows(location, chunk_rows)
+    if rows:
+        from keelml.data.profile_stream import profile_chunks
+
+        result = profile_chunks(lambda: (c.frame for c in strict_chunks(source, location, rows)), contract)
+    else:
+        with out_of_memory_hint(location):
+            result = profile_frame(load_data(options).frame, contract)
     if html_path is not None:
         from keelml.report.profile_report import render_profile_page
 
-        page = render_profile_page(result, source=loaded.location)
+        page = render_profile_page(result, source=location)
         write_output(html_path, page.encode("utf-8"), "--html")
     if as_json:
         from keelml.cli.output import print_json
 
         print_json(result)
         return
-    _print_table(result, loaded.location)
+    _print_table(result, location)
     if html_path is not None:
         from keelml.cli.output import out
 

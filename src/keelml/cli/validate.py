@@ -8,6 +8,7 @@ from typing import Any
 import typer
 
 from keelml.cli.data_input import (
+    CHUNK_ROWS_OPTION,
     DATA_ARGUMENT,
     DELIMITER_OPTION,
     FORMAT_OPTION,
@@ -35,9 +36,18 @@ def validate(
     delimiter: str | None = DELIMITER_OPTION,
     no_header: bool = NO_HEADER_OPTION,
     null_value: list[str] | None = NULL_VALUE_OPTION,
+    chunk_rows: int | None = CHUNK_ROWS_OPTION,
 ) -> None:
     """Validate DATA against a contract: rows that break it are quarantined with every reason."""
-    from keelml.cli.data_input import DataOptions, check_writable, load_contract, load_data
+    from keelml.cli.data_input import (
+        DataOptions,
+        check_writable,
+        load_contract,
+        load_data,
+        out_of_memory_hint,
+        resolve_source,
+    )
+    from keelml.data.budget import auto_chunk_rows
     from keelml.data.validate import validate_frame
     from keelml.errors import DataError
 
@@ -57,11 +67,19 @@ def validate(
         raise DataError("no contract given", expected="--contract contract.yaml",
                         fix="write one with `keel contract infer DATA --target COL -o contract.yaml`")
     contract = load_contract(contract_path)
-    loaded = load_data(DataOptions(data, spec, role, fmt, delimiter, no_header, null_value))
-    result = validate_frame(loaded.frame, contract, require_target=contract.target in loaded.frame.columns)
-    if quarantine is not None:
-        _write_quarantine(result.quarantine, quarantine)
-    summary = _summary(loaded.location, result.report, result.quarantine, quarantine)
+    options = DataOptions(data, spec, role, fmt, delimiter, no_header, null_value)
+    source, location, _ = resolve_source(options)
+    size = auto_chunk_rows(location, chunk_rows)
+    if size:
+        report, rows = _validate_in_chunks(source, location, contract, quarantine, size)
+    else:
+        with out_of_memory_hint(location):
+            loaded = load_data(options)
+            result = validate_frame(loaded.frame, contract, require_target=contract.target in loaded.frame.columns)
+        if quarantine is not None:
+            _write_quarantine(result.quarantine, quarantine)
+        report, rows = result.report, result.quarantine
+    summary = _summary(location, report, rows, quarantine)
     if as_json:
         from keelml.cli.output import print_json
 
@@ -70,6 +88,23 @@ def validate(
         _print_summary(summary)
     if strict and summary["rows_quarantined"]:
         raise typer.Exit(1)
+
+
+def _validate_in_chunks(source: Any, location: str, contract: Any, quarantine: Path | None,
+                        chunk_rows: int) -> tuple[dict[str, Any], Any]:
+    """Validate chunk by chunk, writing quarantined rows as they are found; the report of the whole file."""
+    from contextlib import nullcontext
+
+    from keelml.cli.data_input import strict_chunks
+    from keelml.data.sink import FrameSink
+    from keelml.data.stream import validate_chunks
+
+    with FrameSink(quarantine, "--quarantine") if quarantine is not None else nullcontext() as sink:
+        result = validate_chunks(strict_chunks(source, location, chunk_rows), contract,
+                                 on_quarantine=sink.write if sink is not None else None)
+        if sink is not None:
+            sink.commit()
+    return result.report, result.quarantine
 
 
 def _summary(location: str, report: dict[str, Any], rows: Any, path: Path | None) -> dict[str, Any]:

@@ -40,6 +40,8 @@ class LineScan:
     kept: int
     expected: int | None
     spans: list[tuple[int, int]]
+    dangling: int | None = None
+    """Index of a last quote-opening line left unpaired (its record may go on past ``data``)."""
 
     def without_rejects(self, data: bytes) -> bytes:
         """``data`` with every rejected record's lines removed (one copy; ``data`` itself if none)."""
@@ -54,11 +56,14 @@ class LineScan:
         return b"".join(pieces)
 
 
-def scan_lines(data: bytes, opts: CsvOptions, location: str) -> LineScan:
+def scan_lines(data: bytes, opts: CsvOptions, location: str, *, width: int | None = None,
+               line_offset: int = 0, check: bool = True) -> LineScan:
     """Classify every physical line of UTF-8 ``data`` and find the malformed records.
 
     A header with broken quoting, or a file whose records are mostly malformed (read with the wrong
-    delimiter, format or header), is a DataError rather than a quarantine.
+    delimiter, format or header), is a DataError rather than a quarantine. For a later chunk of a
+    file, ``width`` is the field count found before, ``line_offset`` the physical lines before the
+    chunk (for line numbers), and ``check=False`` leaves the "mostly malformed" test to the caller.
     """
     bounds = _line_bounds(data)
     n = len(bounds) - 1
@@ -72,9 +77,9 @@ def scan_lines(data: bytes, opts: CsvOptions, location: str) -> LineScan:
     def text(first: int, last: int) -> str:
         return data[bounds[first]:bounds[last + 1]].decode("utf-8", errors="replace")
 
-    expected: int | None = None
+    expected: int | None = width
     start = 0
-    if opts.has_header and len(index):
+    if opts.has_header and len(index) and width is None:
         header = int(index[0])
         start = 1
         if odd[header]:
@@ -98,6 +103,7 @@ def scan_lines(data: bytes, opts: CsvOptions, location: str) -> LineScan:
     rejects: list[tuple[int, int, str]] = []  # (first line index, last line index, reason)
     consumed = np.zeros(n, dtype=bool)
     kept = 0
+    dangling: int | None = None
     odd_body = body[odd[body]]
     i = 0
     while i < len(odd_body):
@@ -110,7 +116,10 @@ def scan_lines(data: bytes, opts: CsvOptions, location: str) -> LineScan:
                 kept += 1
                 i += 2
                 continue
-        rejects.append((first, first, f"line {first + 1} has broken quoting (a quote is opened but not closed)"))
+        if i + 1 == len(odd_body):
+            dangling = first
+        rejects.append((first, first, f"line {first + 1 + line_offset} has broken quoting "
+                        "(a quote is opened but not closed)"))
         consumed[first] = True
         i += 1
     alone = body[~consumed[body]]
@@ -118,18 +127,20 @@ def scan_lines(data: bytes, opts: CsvOptions, location: str) -> LineScan:
     counted = alone[wellformed[alone]]
     wrong = counted[fields[counted] != expected] if expected is not None else counted[:0]
     kept += len(counted) - len(wrong)
-    _check_mostly_parsed(len(rejects) + len(broken) + len(wrong), kept, expected, opts, location)
-    rejects.extend((int(line), int(line), f"line {line + 1} has broken quoting "
+    if check:
+        check_mostly_parsed(len(rejects) + len(broken) + len(wrong), kept, expected, opts, location)
+    rejects.extend((int(line), int(line), f"line {line + 1 + line_offset} has broken quoting "
                     "(a quote inside an unquoted field, or text after a closing quote)") for line in broken)
-    rejects.extend((int(line), int(line), f"line {line + 1} has {_fields(int(fields[line]))}, expected {expected}")
-                   for line in wrong)
+    rejects.extend((int(line), int(line), f"line {line + 1 + line_offset} has {_fields(int(fields[line]))}, "
+                    f"expected {expected}") for line in wrong)
     rejects.sort()
-    found = [Reject(first + 1, text(first, last).rstrip("\r\n"), reason) for first, last, reason in rejects]
+    found = [Reject(first + 1 + line_offset, text(first, last).rstrip("\r\n"), reason)
+             for first, last, reason in rejects]
     spans = [(int(bounds[first]), int(bounds[last + 1])) for first, last, _ in rejects]
-    return LineScan(found, kept, expected, spans)
+    return LineScan(found, kept, expected, spans, dangling)
 
 
-def _check_mostly_parsed(rejected: int, kept: int, expected: int | None, opts: CsvOptions, location: str) -> None:
+def check_mostly_parsed(rejected: int, kept: int, expected: int | None, opts: CsvOptions, location: str) -> None:
     """A file whose records are mostly malformed is read with the wrong options: stop, don't quarantine it."""
     if rejected == 0 or rejected <= kept:
         return

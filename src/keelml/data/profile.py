@@ -9,7 +9,7 @@ the contract lists the column's categories, the count of every one of them.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from itertools import pairwise
 from typing import Any
 
@@ -49,8 +49,17 @@ def profile_frame(df: pl.DataFrame, contract: Contract | None = None, *, bins: i
     text_columns = [i for i, (_, kind) in enumerate(kinds) if kind not in _NUMERIC or i in domains]
     queries += [_value_counts(typed.lazy(), f"c{i}", top, domains.get(i)) for i in text_columns]
     results = pl.collect_all(queries)
-    below = results[0].row(0, named=True)
     counts = dict(zip(text_columns, results[1:], strict=True))
+    return assemble_profile(df.height, kinds, contract, scalars=scalars, below=results[0].row(0, named=True),
+                            counts=counts, edges=edges, bins=bins, top=top)
+
+
+def assemble_profile(rows: int, kinds: list[tuple[str, ColumnType]], contract: Contract | None, *,
+                     scalars: dict[str, Any], below: dict[str, Any], counts: dict[int, pl.DataFrame],
+                     edges: dict[int, list[float]], bins: int, top: int) -> dict[str, Any]:
+    """The profile from its parts: per-column statistics (named ``c{i}_...``), histogram counts below
+    each edge, and the ranked value counts of the text columns (see :func:`ranked_counts`)."""
+    domains = _domains(kinds, contract)
     columns: list[dict[str, Any]] = []
     for i, (name, kind) in enumerate(kinds):
         key = f"c{i}"
@@ -59,19 +68,19 @@ def profile_frame(df: pl.DataFrame, contract: Contract | None = None, *, bins: i
             "name": name,
             "type": kind,
             "role": _role(contract, name),
-            "count": df.height - nulls,
+            "count": rows - nulls,
             "nulls": nulls,
-            "null_fraction": nulls / df.height if df.height else 0.0,
+            "null_fraction": nulls / rows if rows else 0.0,
             "distinct": int(scalars[f"{key}_distinct"]),
         }
         if kind in _NUMERIC:
-            entry.update(_numeric_entry(scalars, below, key, kind, bins, edges[i], df.height - nulls))
+            entry.update(_numeric_entry(scalars, below, key, kind, bins, edges[i], rows - nulls))
         if i in counts:
-            entry.update(_category_entry(counts[i], top, df.height - nulls, domains.get(i)))
+            entry.update(_category_entry(counts[i], top, rows - nulls, domains.get(i)))
         columns.append(entry)
     return {
         "format": PROFILE_FORMAT,
-        "rows": df.height,
+        "rows": rows,
         "columns": columns,
         "contract_version": contract.version if contract is not None else None,
         "settings": {"bins": bins, "top": top, "quantiles": list(QUANTILES)},
@@ -101,10 +110,16 @@ def apply_edges(series: pl.Series, edges: Sequence[float]) -> list[int]:
 
 def _kinds(df: pl.DataFrame, contract: Contract | None) -> list[tuple[str, ColumnType]]:
     """Each column's profile type: the contract's, else its own, else parsed from its text."""
+    return column_kinds(df.schema, contract, lambda names: text_kinds(df.select(text_stats(names)).row(0), names))
+
+
+def column_kinds(schema: pl.Schema, contract: Contract | None,
+                 parse: Callable[[list[str]], dict[str, ColumnType]]) -> list[tuple[str, ColumnType]]:
+    """Each column's profile type; ``parse`` decides the text columns the contract does not type."""
     known = {c.name: c.type for c in contract.columns} if contract is not None else {}
     kinds: dict[str, ColumnType] = {}
     text: list[str] = []
-    for name, dtype in df.schema.items():
+    for name, dtype in schema.items():
         if name in known:
             kinds[name] = known[name]
         elif dtype.is_integer():
@@ -118,34 +133,41 @@ def _kinds(df: pl.DataFrame, contract: Contract | None) -> list[tuple[str, Colum
         else:
             kinds[name] = "string"
     if text:
-        kinds.update(_text_kinds(df, text))
-    return [(name, kinds[name]) for name in df.columns]
+        kinds.update(parse(text))
+    return [(name, kinds[name]) for name in schema.names()]
 
 
-def _text_kinds(df: pl.DataFrame, names: list[str]) -> dict[str, ColumnType]:
-    """Integer, float or boolean when every present value parses as one; else category or string."""
+def text_stats(names: list[str], *, distinct: bool = True) -> list[pl.Expr]:
+    """Per text column: present values, and how many parse as integer, float and boolean (and distinct)."""
     exprs: list[pl.Expr] = []
-    for i, name in enumerate(names):
+    for name in names:
         text = pl.col(name).cast(pl.String).str.strip_chars()
         exprs += [
-            text.count().alias(f"{i}_present"),
-            text.cast(pl.Int64, strict=False).count().alias(f"{i}_int"),
-            text.cast(pl.Float64, strict=False).is_finite().sum().alias(f"{i}_float"),
-            text.str.to_lowercase().is_in(list(_BOOLEAN_WORDS)).sum().alias(f"{i}_bool"),
-            text.drop_nulls().n_unique().alias(f"{i}_distinct"),
+            text.count(),
+            text.cast(pl.Int64, strict=False).count(),
+            text.cast(pl.Float64, strict=False).is_finite().sum(),
+            text.str.to_lowercase().is_in(list(_BOOLEAN_WORDS)).sum(),
         ]
-    row = df.select(exprs).row(0, named=True)
+        if distinct:
+            exprs.append(text.drop_nulls().n_unique())
+    return [e.alias(f"s{j}") for j, e in enumerate(exprs)]
+
+
+def text_kinds(row: Sequence[Any], names: list[str]) -> dict[str, ColumnType]:
+    """Integer, float or boolean when every present value parses as one; else category or string.
+
+    ``row`` holds the five :func:`text_stats` numbers of each column in turn."""
     kinds: dict[str, ColumnType] = {}
     for i, name in enumerate(names):
-        present = row[f"{i}_present"]
-        if present and row[f"{i}_int"] == present:
+        present, ints, floats, bools, distinct = row[5 * i:5 * i + 5]
+        if present and ints == present:
             kinds[name] = "integer"
-        elif present and row[f"{i}_float"] == present:
+        elif present and floats == present:
             kinds[name] = "float"
-        elif present and row[f"{i}_bool"] == present:
+        elif present and bools == present:
             kinds[name] = "boolean"
         else:
-            kinds[name] = "category" if row[f"{i}_distinct"] <= MAX_TEXT_CATEGORIES else "string"
+            kinds[name] = "category" if distinct <= MAX_TEXT_CATEGORIES else "string"
     return kinds
 
 
@@ -241,13 +263,22 @@ def _domains(kinds: list[tuple[str, ColumnType]], contract: Contract | None) -> 
 
 def _value_counts(frame: pl.LazyFrame, key: str, top: int, domain: list[str] | None) -> pl.LazyFrame:
     """Present values with their counts, most frequent first (ties by value): the top ones and the domain's."""
+    return ranked_counts(count_values(frame, key), top, domain)
+
+
+def count_values(frame: pl.LazyFrame, key: str) -> pl.LazyFrame:
+    """Each present value of a column (as text) with its count (columns ``value`` and ``count``)."""
     value = pl.col(key).cast(pl.String)
-    counted = (frame.select(value.alias("value")).drop_nulls().group_by("value").len(name="count")
-               .sort(["count", "value"], descending=[True, False]).with_row_index("rank"))
+    return frame.select(value.alias("value")).drop_nulls().group_by("value").len(name="count")
+
+
+def ranked_counts(counted: pl.LazyFrame, top: int, domain: list[str] | None) -> pl.LazyFrame:
+    """Value counts ranked, most frequent first (ties by value): the top ones and the domain's."""
+    ranked = counted.sort(["count", "value"], descending=[True, False]).with_row_index("rank")
     keep = pl.col("rank") < top
     if domain is not None:
         keep = keep | pl.col("value").is_in(domain)
-    return counted.filter(keep)
+    return ranked.filter(keep)
 
 
 def _category_entry(counts: pl.DataFrame, top: int, present: int, domain: list[str] | None) -> dict[str, Any]:

@@ -184,22 +184,28 @@ def _read_csv(location: str, opts: CsvOptions) -> tuple[pl.DataFrame, list[Rejec
     del data
     scan = scan_lines(text, opts, location)
     text = scan.without_rejects(text)  # polars parses exactly the bytes that were scanned
+    return parse_csv_text(text, opts, location), scan.rejects
+
+
+def parse_csv_text(text: bytes, opts: CsvOptions, location: str, names: list[str] | None = None) -> pl.DataFrame:
+    """Parse UTF-8 delimited text free of malformed records: every column a string, cells stripped and
+    null-converted, blank rows dropped. With ``names`` (a later chunk of a file) the text has no header
+    or skipped rows and its columns get those names."""
     try:
-        frame = pl.scan_csv(
-            text,
-            has_header=opts.has_header,
-            separator=opts.delimiter,
-            comment_prefix=opts.comment_prefix,
-            quote_char=opts.quote_char,
-            skip_lines=opts.skip_rows,
-            infer_schema=False,
-            null_values=None,
-            empty_string_is_null=False,
-            encoding="utf8",
-            raise_if_empty=True,
-            glob=False,
-        )
-        frame = _name_columns(frame, frame.collect_schema().names(), opts, location)
+        header = opts.has_header
+        if names is not None:  # a made-up header, so polars reads the chunk as it reads a whole file
+            lead = "x" if opts.comment_prefix and opts.comment_prefix.startswith("k") else "k"
+            text = opts.delimiter.join(f"{lead}{i}" for i in range(len(names))).encode() + b"\n" + text
+            header = True
+        frame = pl.scan_csv(text, has_header=header, separator=opts.delimiter, comment_prefix=opts.comment_prefix,
+                            quote_char=opts.quote_char, skip_lines=opts.skip_rows if names is None else 0,
+                            infer_schema=False, null_values=None, empty_string_is_null=False, encoding="utf8",
+                            raise_if_empty=True, glob=False)
+        found = frame.collect_schema().names()
+        if names is None:
+            frame = _name_columns(frame, found, opts, location)
+        else:
+            frame = frame.rename(dict(zip(found, names, strict=True)))
         cells = pl.col(pl.String)
         if opts.strip_whitespace:
             frame = frame.with_columns(cells.str.strip_chars())
@@ -207,7 +213,7 @@ def _read_csv(location: str, opts: CsvOptions) -> tuple[pl.DataFrame, list[Rejec
             frame = frame.with_columns(pl.when(cells.is_in(opts.null_values)).then(None).otherwise(cells).name.keep())
         empty = (cells == "") if opts.strip_whitespace else (cells.str.strip_chars() == "")
         blank = pl.all_horizontal(cells.is_null() | empty)
-        return frame.filter(~blank).collect(), scan.rejects
+        return frame.filter(~blank).collect()
     except pl.exceptions.NoDataError:
         raise DataError(
             f"{location} has no data after skipping {opts.skip_rows} row(s) and comments",

@@ -43,12 +43,28 @@ _BOOLEAN_WORDS = {"true": True, "false": False}
 
 
 @dataclass(frozen=True)
+class Tally:
+    """What a report is built from; the tallies of consecutive chunks of a file add up (keelml.data.stream)."""
+
+    checked: list[ColumnContract]
+    checks: list[tuple[int, str, str]]
+    rows: int
+    nulls: list[int]
+    counts: dict[str, int]
+    examples: dict[str, pl.DataFrame]
+    quarantined: int
+    extra: list[str]
+    missing: list[str]
+
+
+@dataclass(frozen=True)
 class ValidationResult:
     """Passing rows (typed), failing rows (original text, ``_row``, ``_reason``) and a report."""
 
     valid: pl.DataFrame
     quarantine: pl.DataFrame
     report: dict[str, Any]
+    tally: Tally | None = None
 
 
 @dataclass(frozen=True)
@@ -130,10 +146,13 @@ def validate_frame(df: pl.DataFrame, contract: Contract, *, require_target: bool
         reason.fill_null("").alias(REASON_COLUMN),
     )
     examples = {c.alias: bad.filter(pl.col(c.alias)).head(3) for c in checks if counts.get(c.alias)}
-    report = _report(df, checked, contract, options, result_counts=counts, checks=checks, examples=examples,
-                     quarantined=bad.height, extra=extra, missing=missing)
+    nulls = df.select(pl.col(c.name).null_count() for c in checked).row(0) if checked else ()
+    tally = Tally(checked=checked, checks=[(c.column, c.kind, c.alias) for c in checks], rows=df.height,
+                  nulls=[int(n) for n in nulls], counts={k: int(v or 0) for k, v in counts.items()},
+                  examples=examples, quarantined=bad.height, extra=extra, missing=missing)
     return ValidationResult(valid=protect(valid, contract, pii_key),
-                            quarantine=protect(quarantine, contract, pii_key), report=report)
+                            quarantine=protect(quarantine, contract, pii_key),
+                            report=build_report(tally, contract, options), tally=tally)
 
 
 def _fails(col: ColumnContract, dtype: pl.DataType, checks: list[_Check]) -> list[pl.Expr]:
@@ -297,15 +316,12 @@ def format_number(value: float | None) -> str:
     return str(int(value)) if float(value).is_integer() else repr(value)
 
 
-def _report(df: pl.DataFrame, checked: list[ColumnContract], contract: Contract, options: ValidationSpec, *,
-            result_counts: dict[str, Any], checks: list[_Check], examples: dict[str, pl.DataFrame],
-            quarantined: int, extra: list[str], missing: list[str]) -> dict[str, Any]:
+def build_report(tally: Tally, contract: Contract, options: ValidationSpec) -> dict[str, Any]:
     """A JSON-serialisable summary: row counts, per-column violations, null fractions and anomalies."""
-    rows = df.height
-    nulls = df.select(pl.col(c.name).null_count() for c in checked).row(0) if checked else ()
+    rows, checked, result_counts = tally.rows, tally.checked, tally.counts
     columns: dict[str, Any] = {}
     for i, col in enumerate(checked):
-        fraction = nulls[i] / rows if rows else 0.0
+        fraction = tally.nulls[i] / rows if rows else 0.0
         columns[col.name] = {
             "violations": {kind: int(result_counts.get(f"__keel_{kind}{i}") or 0) for kind in KINDS},
             "null_fraction": fraction,
@@ -313,8 +329,8 @@ def _report(df: pl.DataFrame, checked: list[ColumnContract], contract: Contract,
             "exceeded": fraction > col.max_null_fraction,
         }
     duplicates = int(result_counts.get("__keel_duplicate-1") or 0)
-    found = row_anomalies(checked, checks=[(c.column, c.kind, c.alias) for c in checks], counts=result_counts,
-                          examples=examples, rows=rows)
+    quarantined, extra = tally.quarantined, tally.extra
+    found = row_anomalies(checked, checks=tally.checks, counts=result_counts, examples=tally.examples, rows=rows)
     found += dataset_anomalies(checked, columns, options, rows=rows, quarantined=quarantined, extra=extra)
     return {
         "contract_version": contract.version,
@@ -324,7 +340,7 @@ def _report(df: pl.DataFrame, checked: list[ColumnContract], contract: Contract,
         "duplicates_quarantined": duplicates,
         "columns": columns,
         "extra_columns": extra,
-        "missing_columns": missing,
+        "missing_columns": tally.missing,
         "anomalies": found,
         "fatal": [a for a in found if a["fatal"]],
     }

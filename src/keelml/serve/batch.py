@@ -1,7 +1,8 @@
 """Batch scoring: stream a large file through a model in chunks; rows breaking the contract go to rejects.
 
 CSV is read as text and typed by the contract exactly as in training; Parquet streams by record
-batch; JSON lines is read whole and then scored in chunks. The output holds `_row` (the input row
+batch; JSON lines streams by blocks of lines. Predictions and rejects are written chunk by chunk, so
+memory stays bounded by the chunk size whatever the size of the input. The output holds `_row` (the input row
 number), any id columns, and the prediction with rounded class probabilities (or the value); the
 rejects file holds the offending rows as text with `_row` and `_reason`.
 """
@@ -57,7 +58,13 @@ def _chunks(path: Path, rows: int) -> Iterator[Any]:
             yield pl.from_arrow(pa.Table.from_batches([batch]))
         return
     if fmt == "jsonl":
-        yield from pl.read_ndjson(str(path)).iter_slices(rows)
+        import io
+
+        from keelml.data.chunked import line_blocks
+
+        for block in line_blocks(str(path), rows):
+            if block.strip():
+                yield pl.read_ndjson(io.BytesIO(block))
         return
     import pyarrow.csv as pacsv
 
