@@ -154,6 +154,8 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
     of the test split. Regression counts a "flip" when a prediction moves by more than
     REGRESSION_TOLERANCE standard deviations of the unperturbed predictions.
     """
+    import pandas as pd
+
     from keelml.model.features import split_features, to_xy
 
     rows = sample_rows(test, sample_size, seed)
@@ -165,15 +167,20 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
     numeric, _, _ = split_features(contract)
     scales = column_scales(reference, numeric)
     task = contract.task
-    base = _predictions(model, X, task)
-    tolerance = REGRESSION_TOLERANCE * float(np.std(base.astype(np.float64))) if task == "regression" else 0.0
     rng = np.random.default_rng(seed)
+    names = [*scales, *_domains(contract, X)]
+    variants = [perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales,
+                        columns=[name]) for name in names]
+    variants.append(perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales))
+    # one predict call for the rows and all their variants: the same answers, without a pipeline call per column
+    answers = _predictions(model, pd.concat([X, *variants], ignore_index=True), task).reshape(len(variants) + 1,
+                                                                                              len(X))
+    base = answers[0]
+    tolerance = REGRESSION_TOLERANCE * float(np.std(base.astype(np.float64))) if task == "regression" else 0.0
     columns: dict[str, Any] = {}
-    for name in [*scales, *_domains(contract, X)]:
-        changed = perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction,
-                          scales=scales, columns=[name])
+    for i, (name, changed) in enumerate(zip(names, variants, strict=False)):
         moved = ~_same(X[name], changed[name])
-        flips = _flips(base, _predictions(model, changed, task), task, tolerance)
+        flips = _flips(base, answers[i + 1], task, tolerance)
         columns[name] = {
             "kind": "noise" if name in scales else "swap",
             "scale": scales[name].spread if name in scales else None,
@@ -182,8 +189,7 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
             "flip_rate": float(flips.mean()),
             "flip_rate_changed": float(flips[moved].mean()) if moved.any() else 0.0,
         }
-    everything = perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales)
-    overall = float(_flips(base, _predictions(model, everything, task), task, tolerance).mean())
+    overall = float(_flips(base, answers[-1], task, tolerance).mean())
     ranked = sorted(columns, key=lambda c: columns[c]["flip_rate"], reverse=True)
     return {
         "flip_rate": overall,
