@@ -12,7 +12,7 @@ import numpy as np
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
-from keelml.model.folds import for_folds, make_folds
+from keelml.model.folds import encode_for_folds, make_folds
 from keelml.model.monitor import monitor_training
 from keelml.model.preprocess import resolve_preprocessing
 from keelml.model.private import is_private, privacy_leaks_as_errors, privacy_record
@@ -52,10 +52,11 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
 
     task = contract.task
     hyper = dict(spec.params if params is None else params)
-    folds = make_folds(train, contract, spec)
-    X, y, classes = folds.X, folds.y, folds.classes
     pipeline = make_pipeline_for(contract, spec.family, hyper, spec.seed, preprocess)
-    fold_pipeline = for_folds(pipeline)
+    # X for the final fit (the full pipeline); the folds may hold categorical columns already encoded
+    unencoded = make_folds(train, contract, spec)
+    fold_pipeline, folds = encode_for_folds(pipeline, unencoded)
+    X, y, classes = unencoded.X, folds.y, folds.classes
     scoring = CV_SCORING[task]
     private = is_private(spec.family)
     # Private fits run in this process, where the PrivacyLeakWarning-as-error filter applies.
@@ -64,7 +65,7 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
     try:
         with privacy_leaks_as_errors(spec.family) if private else contextlib.nullcontext():
             cv = cross_validate(
-                fold_pipeline, X, y, cv=folds.splits, scoring={name: s for name, (s, _) in scoring.items()},
+                fold_pipeline, folds.X, y, cv=folds.splits, scoring={name: s for name, (s, _) in scoring.items()},
                 return_train_score=True, return_estimator=monitor and not private, error_score="raise",
                 n_jobs=n_jobs,
             )
