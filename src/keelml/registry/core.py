@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
 
@@ -128,6 +128,8 @@ class Registry:
                         created_at=time.time(), metrics=json.dumps(dict(summary))))
                     conn.execute(insert(schema.version_lineage).values(
                         name=name, version=version, facts=json.dumps(facts, sort_keys=True, default=str)))
+                    conn.execute(delete(schema.version_status).where(  # an orphan left by a removed row
+                        schema.version_status.c.name == name, schema.version_status.c.version == version))
                     conn.execute(insert(schema.version_status).values(
                         name=name, version=version, status=state, reasons=json.dumps(reasons)))
                     self.audit.append_in(conn, "registration", actor=actor, details={
