@@ -89,3 +89,18 @@ def test_worse_candidate_is_rejected_and_production_is_unchanged(tmp_path: Path)
         assert {s.name: s.status for s in again.steps}["compare"] == "ran"
     finally:
         project.close()
+
+
+def test_auto_promotion_moves_production_after_infra_validation(tmp_path: Path) -> None:
+    good, _ = _specs(tmp_path)
+    good.write_text(good.read_text().replace("min_score: 0.60", "min_score: 0.60\n  promote: auto"))
+    outcome = run(good)
+    assert outcome.registration is not None and outcome.registration.status == "staging"
+    assert any("to production (gate.promote: auto, infra validation passed)" in n for n in outcome.notes)
+    project = open_project(load_spec(good))
+    try:
+        assert project.registry.aliases(NAME) == {"production": outcome.registration.version}
+        [change] = project.registry.alias_history(NAME)
+        assert change["reason"].startswith("gate.promote: auto (run ")
+    finally:
+        project.close()
