@@ -50,8 +50,9 @@ def test_worse_candidate_is_rejected_and_production_is_unchanged(tmp_path: Path)
         reason = refused.verdict["reason"]
         produced = next(c for c in refused.verdict["checks"] if c["name"] == "roc_auc vs production v1")
         assert not produced["passed"] and produced["drop"] > 0.01
-        assert f"roc_auc {produced['value']:.4f} vs production v1 {produced['limit']:.4f}" in reason
-        assert produced["limit"] == pytest.approx(first.metrics["primary"]["value"])  # same rows, same model
+        assert f"roc_auc {produced['value']:.4f} vs production v1 {produced['production']:.4f}" in reason
+        assert produced["production"] == pytest.approx(first.metrics["primary"]["value"])  # same rows and model
+        assert produced["limit"] == pytest.approx(produced["production"] - 0.01)
         assert refused.registration is not None and refused.registration.status == "rejected"
         rejected = refused.registration.version
         assert rejected == 2 and any("roc_auc" in r for r in refused.registration.reasons)

@@ -62,8 +62,9 @@ def production_checks(params: Mapping[str, Any], comparison: Mapping[str, Any] |
         mine, theirs = float(comparison["candidate"]), float(comparison["production"])
         drop = _drop(mine, theirs, higher)
         passed = drop <= float(limit) + 1e-12
-        checks.append({"kind": "production", "name": f"{name} vs {version}", "value": mine, "limit": theirs,
-                       "drop": drop, "allowed_drop": float(limit), "passed": passed,
+        worst = theirs - float(limit) if higher else theirs + float(limit)  # the worst value allowed
+        checks.append({"kind": "production", "name": f"{name} vs {version}", "value": mine, "limit": worst,
+                       "production": theirs, "drop": drop, "allowed_drop": float(limit), "passed": passed,
                        "reason": f"{name} {mine:.4f} vs {version} {theirs:.4f} on the same {comparison['rows']} "
                                  f"held-out rows: {abs(drop):.4f} {'worse' if drop > 0 else 'better or equal'} "
                                  f"(allowed drop {float(limit):.4f})"})
