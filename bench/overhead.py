@@ -34,7 +34,12 @@ export 0.65 s, privacy 0.37 s, robustness 0.52 s, model tests 0.27 s, the rest 0
 `--cv-only`, 3 alternating rounds on a 2-core machine shared with other jobs (load average 8-11,
 so wall time is mostly waiting for a core): plain 100.67 / 80.05 / 66.30 s wall (14.46 / 15.86 /
 16.56 s CPU), keelml 108.23 / 85.65 / 75.59 s wall (20.52 / 21.33 / 19.79 s CPU): 1.070x wall
-(medians), 1.294x CPU. Before encoding once per run and batching the robustness predictions,
+(medians), 1.294x CPU; a second invocation: plain 63.66 / 59.90 / 30.60 s wall (14.00 / 15.07 /
+14.06 s CPU), keelml 63.13 / 80.83 / 33.60 s wall (18.89 / 20.21 / 19.02 s CPU): 1.054x wall,
+1.353x CPU. The CPU ratio is the better guide on a quiet machine, where wall is close to CPU for
+both sides: keelml's remaining overhead is the work the plain script does not do (evaluation,
+audits, export) plus ingest and imports. Before encoding once per run and batching the robustness
+predictions,
 one round on the same loaded machine gave 1.61x wall, 1.65x CPU (keelml 25.1 s CPU).
 """
 
