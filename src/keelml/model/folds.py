@@ -124,6 +124,13 @@ def encode_for_folds(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Folds]
     skipped in the fold pipeline, instead of on every fit, predict and score of every fold. The
     fold models' outputs are exactly those of the full pipeline, which keeps the encoder.
     """
+    fold, encoder, cols = skip_fixed_encoder(pipeline, folds)
+    return fold, (folds if encoder is None else encode_columns(folds, encoder, cols))
+
+
+def skip_fixed_encoder(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Any, list[str]]:
+    """(fold pipeline, the fixed-domain encoder it skips, its columns); (for_folds(pipeline), None, [])
+    when the pipeline has no such encoder."""
     from sklearn.base import clone
     from sklearn.compose import ColumnTransformer
 
@@ -132,20 +139,27 @@ def encode_for_folds(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Folds]
     columns = features.named_steps.get("columns") if features is not None and hasattr(features, "named_steps") \
         else None
     if not isinstance(columns, ColumnTransformer):
-        return fold, folds
+        return fold, None, []
     for name, encoder, cols in columns.transformers:
         if name != "categorical" or not _fixed_ordinal(encoder):
             continue
         used_elsewhere = {c for other, _, more in columns.transformers if other != name for c in more}
         if used_elsewhere & set(cols) or not set(cols) <= set(folds.X.columns):
-            return fold, folds
-        codes = clone(encoder).fit(folds.X[cols]).transform(folds.X[cols])
-        encoded = folds.X.copy()
-        for i, col in enumerate(cols):
-            encoded[col] = np.asarray(codes[:, i], dtype=np.float64)
+            return fold, None, []
         skipping: Pipeline = clone(fold).set_params(features__columns__categorical="passthrough")
-        return skipping, replace(folds, X=encoded)
-    return fold, folds
+        return skipping, encoder, list(cols)
+    return fold, None, []
+
+
+def encode_columns(folds: Folds, encoder: Any, cols: list[str]) -> Folds:
+    """Folds whose `cols` hold the (fixed-domain) encoder's codes, computed once for all rows."""
+    from sklearn.base import clone
+
+    codes = clone(encoder).fit(folds.X[cols]).transform(folds.X[cols])
+    encoded = folds.X.copy()
+    for i, col in enumerate(cols):
+        encoded[col] = np.asarray(codes[:, i], dtype=np.float64)
+    return replace(folds, X=encoded)
 
 
 def _fixed_ordinal(encoder: Any) -> bool:
