@@ -31,7 +31,12 @@ for all folds instead of in every fit, predict and score (`folds.encode_for_fold
 Measured CPU per keelml step (one `--cv-only` run, OMP_NUM_THREADS=1): imports 1.1 s, ingest and
 validation 1.2 s, train 12.6 s (cross-validation, final fit, skops import and save), evaluate 1.8 s,
 export 0.65 s, privacy 0.37 s, robustness 0.52 s, model tests 0.27 s, the rest 0.4 s.
-`--cv-only`, 3 alternating rounds on a 2-core machine shared with other jobs (load average 8-11,
+`--cv-only` on the same machine once it was quieter (load average 1-3, wall close to CPU): plain
+11.12 / 11.26 / 13.11 s wall (10.85 / 11.00 / 12.21 s CPU), keelml 14.58 / 15.95 / 15.18 s wall
+(14.26 / 15.54 / 14.78 s CPU): 1.348x wall, 1.344x CPU: FAIL (target 1.15). The code before these
+changes, measured right after in the same conditions: keelml 18.97 / 17.59 / 18.37 s wall against
+plain 10.87 / 13.03 / 11.31 s: 1.624x wall, 1.546x CPU.
+Earlier, 3 alternating rounds while the machine was shared with other jobs (load average 8-11,
 so wall time is mostly waiting for a core): plain 100.67 / 80.05 / 66.30 s wall (14.46 / 15.86 /
 16.56 s CPU), keelml 108.23 / 85.65 / 75.59 s wall (20.52 / 21.33 / 19.79 s CPU): 1.070x wall
 (medians), 1.294x CPU; a second invocation: plain 63.66 / 59.90 / 30.60 s wall (14.00 / 15.07 /
