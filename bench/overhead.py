@@ -20,13 +20,32 @@ REPEAT times; the ratio of the medians is the figure. CPU times (user + sys of t
 too: on a busy machine they show the work done regardless of waiting for a core.
 
 `--cv-only` compares without learning curves on either side (plain: cross_validate + fit +
-predict_proba; keelml: `model.learning_curve.sizes: []`). That job is about 12 s of CPU, so
-keelml's fixed costs weigh more (about 4 s of CPU measured: imports of skops, which imports every
-scikit-learn estimator module, SQLAlchemy, pydantic, polars and pyarrow ~1.5 s; ingest, contract
-inference and validation ~0.9 s; categorical encoding of object columns in cross-validation ~1 s;
-the bootstrap interval ~0.3 s; store, signing and report ~0.3 s). Measured on a quiet 2-core
-machine: 1.01x wall (1.02x CPU) with learning curves; 1.38x wall (1.33x CPU) with
-cross-validation only.
+predict_proba; keelml: `model.learning_curve.sizes: []`). keelml does more than the plain script
+(held-out evaluation with bootstrap intervals, slices and fairness, model tests, the ONNX export,
+the privacy and robustness audits, signing, encryption, registration and the report) and pays
+fixed costs it does not (imports of skops, which imports every scikit-learn estimator module,
+SQLAlchemy, pydantic, polars and pyarrow; ingest, contract inference and validation). It saves
+work the plain script does: ordinal codes of the contract's categorical columns are computed once
+for all folds instead of in every fit, predict and score (`folds.encode_for_folds`).
+
+Measured CPU per keelml step (one `--cv-only` run, OMP_NUM_THREADS=1): imports 1.1 s, ingest and
+validation 1.2 s, train 12.6 s (cross-validation, final fit, skops import and save), evaluate 1.8 s,
+export 0.65 s, privacy 0.37 s, robustness 0.52 s, model tests 0.27 s, the rest 0.4 s.
+`--cv-only` on the same machine once it was quieter (load average 1-3, wall close to CPU): plain
+11.12 / 11.26 / 13.11 s wall (10.85 / 11.00 / 12.21 s CPU), keelml 14.58 / 15.95 / 15.18 s wall
+(14.26 / 15.54 / 14.78 s CPU): 1.348x wall, 1.344x CPU: FAIL (target 1.15). The code before these
+changes, measured right after in the same conditions: keelml 18.97 / 17.59 / 18.37 s wall against
+plain 10.87 / 13.03 / 11.31 s: 1.624x wall, 1.546x CPU.
+Earlier, 3 alternating rounds while the machine was shared with other jobs (load average 8-11,
+so wall time is mostly waiting for a core): plain 100.67 / 80.05 / 66.30 s wall (14.46 / 15.86 /
+16.56 s CPU), keelml 108.23 / 85.65 / 75.59 s wall (20.52 / 21.33 / 19.79 s CPU): 1.070x wall
+(medians), 1.294x CPU; a second invocation: plain 63.66 / 59.90 / 30.60 s wall (14.00 / 15.07 /
+14.06 s CPU), keelml 63.13 / 80.83 / 33.60 s wall (18.89 / 20.21 / 19.02 s CPU): 1.054x wall,
+1.353x CPU. The CPU ratio is the better guide on a quiet machine, where wall is close to CPU for
+both sides: keelml's remaining overhead is the work the plain script does not do (evaluation,
+audits, export) plus ingest and imports. Before encoding once per run and batching the robustness
+predictions,
+one round on the same loaded machine gave 1.61x wall, 1.65x CPU (keelml 25.1 s CPU).
 """
 
 from __future__ import annotations

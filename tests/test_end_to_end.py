@@ -27,7 +27,7 @@ def test_first_run_runs_every_step_and_registers(project: tuple[Path, dict, dict
         "privacy", "robustness", "gate", "register"]
     assert {s["status"] for s in first["steps"]} == {"ran"}
     assert first["model"] == {"name": "adult-income", "version": 1, "bundle": first["model"]["bundle"],
-                              "new_version": True}
+                              "new_version": True, "status": "staging", "reasons": []}
     assert first["primary_metric"]["name"] == "roc_auc"
     assert 0.8 < first["primary_metric"]["value"] <= 1.0
     assert first["primary_metric"]["ci_low"] <= first["primary_metric"]["value"] <= first["primary_metric"]["ci_high"]

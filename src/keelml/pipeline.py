@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keelml import __version__, steps
+from keelml import __version__, candidates, steps
 from keelml.data.pii import pii_key
 from keelml.engine.codecs import BUILTIN, Codec
 from keelml.engine.executors import Backend, open_backend
@@ -30,7 +30,8 @@ from keelml.spec import MODEL_FAMILIES, LoadedSpec, PipelineSpec, load_spec
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
 STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 1, "train": 3, "evaluate": 2, "model_tests": 1,
-                 "gate": 4, "register": 3, "profile": 1, "export": 1, "privacy": 1, "robustness": 1}
+                 "gate": 5, "register": 3, "profile": 1, "export": 1, "privacy": 1, "robustness": 1,
+                 "compare": 1}
 
 
 def _version(step: str) -> str:
@@ -172,6 +173,8 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
     resources = spec.model.model_dump(include=RESOURCE_KEYS)
     backend = backend or Backend()
     security_steps, gate_inputs = _security_steps(loaded, resources, backend)
+    compare_steps, compared = candidates.compare_steps(loaded, project, resources, _version("compare"))
+    gate_inputs.update(compared)
     train_inputs = {"train": "split.train", "contract": "validate.contract"}
     tune_steps = []
     if spec.tune is not None:
@@ -217,11 +220,12 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
              outputs={"onnx": "bytes", "engine": "json"}, version=_version("export"),
              params={"onnx": onnx_available()}, bound={"resources": resources}),
         *security_steps,
+        *compare_steps,
         Step("gate", steps.gate,
              inputs={"metrics": "evaluate.metrics", "analysis": "evaluate.analysis", "tests": "model_tests.results",
                      **gate_inputs},
              outputs={"verdict": "json"}, version=_version("gate"),
-             params={**spec.gate.model_dump(mode="json"), **spec.security.gate_limits()}),
+             params={**spec.gate.model_dump(mode="json", exclude=GATE_ACTIONS), **spec.security.gate_limits()}),
         Step("register", steps.register,
              refs={"model": "train.model", "contract": "validate.contract", "metrics": "evaluate.metrics",
                    "cv": "train.cv", "verdict": "gate.verdict", "profile": "profile.profile", "onnx": "export.onnx",
@@ -233,6 +237,7 @@ def compile_graph(loaded: LoadedSpec, project: Project, inputs: Inputs | None = 
 
 
 RESOURCE_KEYS = {"n_jobs", "threads"}
+GATE_ACTIONS = {"promote"}  # what happens after the verdict: not part of the verdict or the model
 PROFILE_PARAMS = {"bins": 20, "top": 50}
 
 
@@ -251,7 +256,8 @@ def lineage_parameters(loaded: LoadedSpec) -> dict[str, Any]:
     spec = loaded.spec
     return {"model": spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS),
             "split": spec.split.model_dump(mode="json"), "evaluate": spec.evaluate.model_dump(mode="json"),
-            "gate": spec.gate.model_dump(mode="json"), "contract": spec.contract.model_dump(mode="json"),
+            "gate": spec.gate.model_dump(mode="json", exclude=GATE_ACTIONS),
+            "contract": spec.contract.model_dump(mode="json"),
             "target": spec.data.target, "drop_columns": list(spec.data.drop_columns)}
 
 
@@ -311,7 +317,8 @@ class RunOutcome:
             "gate": dict(self.verdict) if self.verdict else None,
             "security": security_summary(self.security),
             "model": ({"name": self.registration.name, "version": self.registration.version,
-                       "bundle": self.registration.bundle_id, "new_version": self.registration.created}
+                       "bundle": self.registration.bundle_id, "new_version": self.registration.created,
+                       "status": self.registration.status, "reasons": list(self.registration.reasons)}
                       if self.registration else None),
             "report": str(self.report_path) if self.report_path else None,
             "notes": self.notes,
@@ -421,17 +428,14 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
             outcome.security = {name: runner.value(f"{name}.report")
                                 for name in ("privacy", "robustness") if name in done}
             if "register" in done and outcome.verdict is not None:
-                if outcome.verdict["passed"]:
-                    primary = (outcome.metrics or {}).get("primary", {})
-                    from keelml.registry.lineage import code_version
+                from keelml.registry.lineage import code_version
 
-                    outcome.registration = project.registry.register(
-                        loaded.spec.name, runner.digest("register.bundle"), run_id=run_id,
-                        summary={"primary": primary},
-                        lineage={"spec": {"path": str(loaded.path), "digest": loaded.digest},
-                                 "code": code_version(loaded.base_dir)})
-                else:
-                    outcome.notes.append(f"gate refused the model ({outcome.verdict['reason']}); not registered")
+                outcome.registration, registered = candidates.register_candidate(
+                    project, loaded, runner.digest("register.bundle"), run_id=run_id, verdict=outcome.verdict,
+                    summary={"primary": (outcome.metrics or {}).get("primary", {})},
+                    lineage={"spec": {"path": str(loaded.path), "digest": loaded.digest},
+                             "code": code_version(loaded.base_dir)})
+                outcome.notes.extend(registered)
             if "evaluate" in done:
                 outcome.report_path = write_run_report(
                     project.reports_dir / run_id, run_id=run_id, pipeline=loaded.spec.name,

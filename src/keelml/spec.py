@@ -359,7 +359,8 @@ class EvaluateSpec(StrictModel):
 
 
 class GateSpec(StrictModel):
-    """A model whose primary metric is worse than min_score is not registered.
+    """A model whose primary metric is worse than min_score (or than production, by more than the
+    max_*_drop limits) is registered as rejected and can never be promoted.
 
     "Worse" follows the metric: below the limit for scores (roc_auc, r2), above it for losses
     (log_loss, brier, rmse, mae).
@@ -368,6 +369,17 @@ class GateSpec(StrictModel):
     min_score: float | None = None
     max_fairness_difference: float | None = Field(
         None, ge=0.0, description="largest allowed fairness difference per sensitive column (docs/evaluation.md)")
+    # relative to the version the model's `production` alias points to, both scored on the same held-out rows
+    max_metric_drop: float | None = Field(
+        None, ge=0.0, description="largest allowed drop of the primary metric below production (metric units)")
+    max_slice_drop: float | None = Field(
+        None, ge=0.0, description="largest allowed drop on any slice of at least min_slice_rows rows")
+    min_slice_rows: int = Field(200, ge=1, description="slices smaller than this are not compared with production")
+    min_agreement: float | None = Field(
+        None, ge=0.0, le=1.0, description="smallest share of held-out rows predicted as production predicts them")
+    agreement_tolerance: float = Field(0.0, ge=0.0, description="regression: predictions this close agree")
+    promote: Literal["manual", "auto"] = Field(
+        "manual", description="a passed candidate is registered as staging (manual) or also promoted to production")
 
 
 class ExpectRange(StrictModel):

@@ -115,7 +115,7 @@ def test_brackets_in_messages_survive(tmp_path: Path) -> None:
     _assert_user_error(keel("run", str(spec)), "name", "[a-z0-9]")
 
 
-def test_gate_refusal_fails_the_command_and_registers_nothing(tmp_path: Path) -> None:
+def test_gate_refusal_fails_the_command_and_registers_a_rejected_version(tmp_path: Path) -> None:
     import json
 
     from tests.helpers import small_adult_project
@@ -125,10 +125,16 @@ def test_gate_refusal_fails_the_command_and_registers_nothing(tmp_path: Path) ->
     result = keel("run", str(spec))
     assert result.returncode == 4, result.stderr
     assert "gate refused the model" in result.stderr and "no bootstrap interval" in result.stdout
+    assert "registered as adult-income v1 with status rejected" in result.stderr
     as_json = keel("run", str(spec), "--json")
-    assert as_json.returncode == 4 and json.loads(as_json.stdout)["model"] is None
-    listing = keel("models", "list", "-f", str(spec), "--json")
-    assert json.loads(listing.stdout) == []
+    model = json.loads(as_json.stdout)["model"]
+    assert as_json.returncode == 4 and model["status"] == "rejected" and model["new_version"] is False
+    assert model["reasons"] and "< required 0.9990" in model["reasons"][0]
+    listing = json.loads(keel("models", "list", "-f", str(spec), "--json").stdout)
+    assert [(e["version"], e["status"]) for e in listing[0]["entries"]] == [(1, "rejected")]
+    _assert_user_error(keel("models", "verify", "adult-income", "-f", str(spec)), "no accepted version")
+    _assert_user_error(keel("models", "promote", "adult-income", "1", "--reason", "anyway", "-f", str(spec)),
+                       "adult-income v1 was rejected by the gate", "cannot be promoted to production")
 
 
 def test_store_path_that_is_a_file(tmp_path: Path) -> None:

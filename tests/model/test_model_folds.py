@@ -86,3 +86,32 @@ def test_fold_models_skip_the_coercer_and_predict_the_same(synthetic, family: st
     full.fit(raw.iloc[fit], folds.y[fit])
     fast.fit(folds.X.iloc[fit], folds.y[fit])
     np.testing.assert_array_equal(full.predict_proba(raw.iloc[val]), fast.predict_proba(folds.X.iloc[val]))
+
+
+def test_fixed_domain_codes_computed_once_give_the_same_training_report(adult, monkeypatch) -> None:
+    """Folds whose categorical columns are encoded once: the same fold scores, curves and model."""
+    import json
+
+    from keelml.model import train as training
+    from keelml.model.catalog import make_pipeline_for
+    from keelml.model.folds import encode_for_folds, for_folds
+
+    frame, contract = adult  # the contract's categories come from the first 5000 rows: later rows hold unknowns
+    frame = frame.tail(1500)
+    spec = ModelSpec(cv_folds=2, learning_curve=LearningCurveSpec(sizes=[0.5, 1.0]))
+    fast_pipeline, encoded = encode_for_folds(
+        make_pipeline_for(contract, spec.family, {}, seed=0),
+        make_folds(frame, contract, spec))
+    columns = fast_pipeline.named_steps["features"].named_steps["columns"]
+    assert dict((n, t) for n, t, _ in columns.transformers)["categorical"] == "passthrough"
+    assert encoded.X["workclass"].dtype == np.float64 and encoded.X["workclass"].isna().any()
+    model, report = train_model(frame, contract, spec)
+    monkeypatch.setattr(training, "encode_for_folds", lambda pipeline, folds: (for_folds(pipeline), folds))
+    plain_model, plain = train_model(frame, contract, spec)
+
+    def same(r: dict) -> str:
+        return json.dumps({k: v for k, v in r.items() if "seconds" not in k}, sort_keys=True, default=str)
+
+    assert same(report) == same(plain)
+    X = frame.to_pandas()
+    np.testing.assert_array_equal(model.predict_proba(X), plain_model.predict_proba(X))

@@ -62,3 +62,50 @@ def test_fairness_limit_without_sensitive_columns_fails_and_unmeasurable_passes_
 def test_nothing_configured_passes_and_says_so() -> None:
     verdict = _gate({"min_score": None, "max_fairness_difference": None}, _fairness(0.5, 0.5), {"results": []})
     assert verdict == {"passed": True, "reason": "no gate configured (gate.min_score unset)", "checks": []}
+
+
+def _comparison(candidate: float, production: float, *, metric: str = "roc_auc", greater: bool = True,
+                slices: list | None = None, agreement: float = 1.0) -> dict:
+    return {"reference": {"name": "m", "version": 3, "bundle": "ab" * 32}, "comparable": True, "metric": metric,
+            "greater_is_better": greater, "rows": 500, "candidate": candidate, "production": production,
+            "min_slice_rows": 100, "slices": slices or [], "agreement": agreement, "agreement_tolerance": 0.0}
+
+
+def _relative(params: dict, comparison: dict | None) -> dict:
+    return dict(steps.gate(params={"min_score": None, **params}, metrics=METRICS, comparison=comparison)["verdict"])
+
+
+def test_production_comparison_respects_the_metric_direction() -> None:
+    worse_auc = _relative({"max_metric_drop": 0.01}, _comparison(0.88, 0.90))
+    assert not worse_auc["passed"]
+    assert worse_auc["reason"] == ("roc_auc 0.8800 vs production v3 0.9000 on the same 500 held-out rows: "
+                                   "0.0200 worse (allowed drop 0.0100)")
+    assert _relative({"max_metric_drop": 0.03}, _comparison(0.88, 0.90))["passed"]
+    lower_loss = _relative({"max_metric_drop": 0.0}, _comparison(0.30, 0.35, metric="log_loss", greater=False))
+    assert lower_loss["passed"] and "better or equal" in lower_loss["reason"]
+    higher_loss = _relative({"max_metric_drop": 0.01}, _comparison(0.40, 0.35, metric="log_loss", greater=False))
+    assert not higher_loss["passed"] and higher_loss["checks"][0]["limit"] == 0.36
+
+
+def test_slices_and_agreement_against_production() -> None:
+    slices = [{"column": "sex", "slice": "Female", "n": 300, "candidate": 0.80, "production": 0.90},
+              {"column": "sex", "slice": "Male", "n": 200, "candidate": 0.91, "production": 0.90},
+              {"column": "race", "slice": "Other", "n": 120, "candidate": None, "production": 0.7}]
+    verdict = _relative({"max_slice_drop": 0.05, "min_agreement": 0.95},
+                        _comparison(0.9, 0.9, slices=slices, agreement=0.93))
+    assert not verdict["passed"]
+    [by_slice, agreement] = verdict["checks"]
+    assert by_slice["reason"] == ("roc_auc worse than production v3 by more than 0.0500 on 1 of 2 slices of >= 100 "
+                                  "rows: sex = Female (300 rows) 0.8000 vs 0.9000")
+    assert [s["slice"] for s in by_slice["worse_slices"]] == ["Female"]
+    assert agreement["reason"].startswith("agreement with production v3 0.9300 < required 0.9500")
+
+
+def test_no_or_incomparable_production_passes_with_a_note() -> None:
+    assert _relative({"max_metric_drop": 0.0}, {"reference": None})["checks"][0]["reason"] == (
+        "no production version to compare with")
+    odd = {"reference": {"name": "m", "version": 2, "bundle": "cd" * 32}, "comparable": False,
+           "reason": "the held-out rows lack production's feature column(s) 'age'"}
+    verdict = _relative({"max_metric_drop": 0.0}, odd)
+    assert verdict["passed"] and "not compared with production v2: the held-out rows lack" in verdict["reason"]
+    assert _relative({}, _comparison(0.1, 0.9))["checks"] == []  # no relative limit: no comparison check

@@ -138,6 +138,7 @@ def test_retrain_action_reports_the_gate(project: Path, tmp_path: Path, capsys: 
         [action] = report["actions"]
         assert code == 1 and action["status"] == "refused by gate" and "roc_auc" in action["detail"]
         assert action["gate"]["passed"] is False
+        assert action["candidate"]["version"] == 2 and action["candidate"]["status"] == "rejected"
 
         train = project.parent / "adult.data"  # newer data arrives: 300 more rows
         rows = (ADULT / "adult.data").read_text().splitlines()
@@ -145,11 +146,12 @@ def test_retrain_action_reports_the_gate(project: Path, tmp_path: Path, capsys: 
         project.write_text(original + retrain)
         code, report = monitor_json(capsys, "adult-income", "-f", str(project), "--log", str(log))
         [action] = report["actions"]
-        assert code == 1 and action["gate"]["passed"] and action["candidate"]["version"] == 2
-        assert action["status"] == "promoted" and action["promotion"]["to_version"] == 2
+        # v2 is the refused candidate (registered as rejected): the accepted retrain is v3
+        assert code == 1 and action["gate"]["passed"] and action["candidate"]["version"] == 3
+        assert action["status"] == "promoted" and action["promotion"]["to_version"] == 3
         assert action["comparison"]["passed"] and action["comparison"]["current"] > 0.8
 
         code, report = monitor_json(capsys, "adult-income", "-f", str(project), "--log", str(log))
-        assert report["model"]["version"] == 2 and report["actions"][0]["status"] == "unchanged"
+        assert report["model"]["version"] == 3 and report["actions"][0]["status"] == "unchanged"
     finally:
         project.write_text(original)

@@ -87,7 +87,8 @@ def test_a_fairness_limit_refuses_the_same_model(adult_run: tuple[Path, RunOutco
     assert outcome.verdict is not None and not outcome.verdict["passed"]
     reason = outcome.verdict["reason"]
     assert "demographic_parity_difference by" in reason and "> allowed 0.0200" in reason
-    assert outcome.registration is None  # refused: not registered, version 1 stays the only one
+    # refused: registered as rejected (v2), never promotable; version 1 stays the only accepted one
+    assert outcome.registration is not None and outcome.registration.status == "rejected"
     assert any("gate refused the model" in note for note in outcome.notes)
     page = (outcome.report_path or Path()).read_text()
     assert "refused" in page and "max_fairness_difference" in page

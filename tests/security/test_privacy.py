@@ -126,7 +126,7 @@ def test_pipeline_gate_refuses_a_leaky_model_and_the_report_shows_why(tmp_path: 
     assert "robustness" in names
     assert outcome.verdict is not None and not outcome.verdict["passed"]
     assert outcome.verdict["reason"].startswith("membership_auc ")
-    assert outcome.registration is None
+    assert outcome.registration is not None and outcome.registration.status == "rejected"
     summary = outcome.as_json()["security"]
     assert summary["membership_auc"] > 0.55 and set(summary["attribute_advantage"]) == {"group"}
     page = outcome.report_path.read_text() if outcome.report_path else ""

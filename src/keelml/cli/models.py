@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -26,7 +27,7 @@ def _when(ts: float) -> str:
 
 @app.command("list")
 def list_models(spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
-    """Every registered model with its number of versions and latest version."""
+    """Every registered model and its versions: status (staging or rejected, with the gate's reasons) and aliases."""
     from rich.table import Table
 
     from keelml.cli.output import out, print_json
@@ -34,15 +35,38 @@ def list_models(spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "-
     project = open_from_spec(spec)
     try:
         rows = project.registry.models()
+        for row in rows:
+            aliases = project.registry.aliases(row["name"])
+            row["aliases"] = aliases
+            row["entries"] = [{"version": v["version"], "status": v["status"], "reasons": v["reasons"],
+                               "aliases": [a for a, n in aliases.items() if n == v["version"]],
+                               "primary": v["metrics"].get("primary"), "created_at": v["created_at"]}
+                              for v in project.registry.versions(row["name"])]
     finally:
         project.close()
     if as_json:
         print_json(rows)
         return
-    table = Table("model", "versions", "latest", "updated")
+    table = Table("model", "version", "status", "aliases", "primary metric", "created")
     for row in rows:
-        table.add_row(row["name"], str(row["versions"]), str(row["latest"]), _when(row["updated_at"]))
+        for entry in row["entries"]:
+            table.add_row(row["name"], str(entry["version"]), entry["status"], ", ".join(entry["aliases"]) or "-",
+                          _metric(entry["primary"]), _when(entry["created_at"]))
     out.print(table)
+    _print_reasons([(row["name"], entry) for row in rows for entry in row["entries"]])
+
+
+def _print_reasons(entries: list[tuple[str, dict[str, Any]]]) -> None:
+    """Why each rejected version was rejected (the gate's failed checks), one line each."""
+    from keelml.cli.output import out
+
+    for name, entry in entries:
+        for reason in entry["reasons"]:
+            out.print(f"{name} v{entry['version']} {entry['status']}: {reason}", markup=False, soft_wrap=True)
+
+
+def _metric(primary: dict[str, Any] | None) -> str:
+    return f"{primary.get('name')} {primary.get('value', 0):.4f}" if primary else "-"
 
 
 @app.command("show")
@@ -58,12 +82,15 @@ def show_model(name: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@
     project = open_from_spec(spec)
     try:
         if ref is not None:
-            row, bundle = project.registry.bundle(model, project.registry.resolve(model, ref))
+            row, bundle = project.registry.bundle(model, project.registry.resolve(model, ref), rejected_ok=True)
             if as_json:
                 print_json({"version": row, "bundle": bundle})
                 return
             manifest = bundle["manifest"]
-            out.print(f"[bold]{model}[/bold] v{row['version']}: signature verified ({manifest['signed_by']})")
+            out.print(f"[bold]{model}[/bold] v{row['version']}: signature verified ({manifest['signed_by']}), "
+                      f"status {row['status']}")
+            for reason in row["reasons"]:
+                out.print(f"  rejected: {reason}", markup=False, soft_wrap=True)
             for part, entry in manifest["components"].items():
                 out.print(f"  {part:<9} {entry['codec']:<6} sha256 {entry['sha256']}")
             out.print(f"  environment: {manifest['info'].get('environment')}", soft_wrap=True)
@@ -75,15 +102,14 @@ def show_model(name: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@
     if as_json:
         print_json(rows)
         return
-    table = Table("version", "aliases", "created", "primary metric", "bundle")
+    table = Table("version", "status", "aliases", "created", "primary metric", "bundle")
     table.add_column("run", no_wrap=True)
     for row in rows:
-        primary = row["metrics"].get("primary") or {}
-        metric = f"{primary.get('name')} {primary.get('value', 0):.4f}" if primary else "-"
         pointing = ", ".join(a for a, v in aliases.items() if v == row["version"]) or "-"
-        table.add_row(str(row["version"]), pointing, _when(row["created_at"]), metric, row["bundle_id"][:12],
-                      row["run_id"])
+        table.add_row(str(row["version"]), row["status"], pointing, _when(row["created_at"]),
+                      _metric(row["metrics"].get("primary")), row["bundle_id"][:12], row["run_id"])
     out.print(table)
+    _print_reasons([(model, row) for row in rows])
 
 
 @app.command("verify")
@@ -97,13 +123,14 @@ def verify_model(ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME
     model, version_ref = parse_model_ref(ref)
     project = open_from_spec(spec)
     try:
-        report = project.registry.verify(model, version_ref)
+        report = project.registry.verify(model, version_ref, rejected_ok=True)
     finally:
         project.close()
     if as_json:
         print_json({"ok": True, **report})
         return
     tags = f" ({', '.join(report['aliases'])})" if report["aliases"] else ""
+    tags += " [rejected by the gate]" if report["status"] == "rejected" else ""
     out.print(f"{model} v{report['version']}{tags}: verified: signature by {report['signed_by']}, "
               f"{len(report['components'])} components re-hashed, "
               f"model types allowlisted ({report.get('model_types', 0)} non-default)", markup=False, soft_wrap=True)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from keelml.registry import Registration
 
 
 def run(
@@ -37,7 +40,7 @@ def run(
     report = outcome.as_json()
     if as_json:
         print_json(report)
-        _exit_if_refused(outcome.verdict)
+        _exit_if_refused(outcome.verdict, outcome.registration)
         return
     ran = [s for s in outcome.steps if s.status == "ran"]
     if step is not None:
@@ -74,11 +77,12 @@ def run(
     if outcome.registration:
         reg = outcome.registration
         state = "registered new version" if reg.created else "already registered as"
-        out.print(f"model: {state} [bold]{reg.name}[/bold] v{reg.version} (bundle {reg.bundle_id[:12]})")
+        out.print(f"model: {state} [bold]{reg.name}[/bold] v{reg.version} (bundle {reg.bundle_id[:12]}, "
+                  f"status {reg.status})")
     if outcome.report_path:
         out.print(f"report: {outcome.report_path}", soft_wrap=True)
     out.print(f"run: {outcome.run_id}")
-    _exit_if_refused(outcome.verdict)
+    _exit_if_refused(outcome.verdict, outcome.registration)
 
 
 def _print_security(summary: dict[str, Any], reports: dict[str, Any]) -> None:
@@ -99,10 +103,12 @@ def _print_security(summary: dict[str, Any], reports: dict[str, Any]) -> None:
         out.print("security: " + "; ".join(parts), soft_wrap=True, markup=False)
 
 
-def _exit_if_refused(verdict: object) -> None:
+def _exit_if_refused(verdict: object, registration: Registration | None) -> None:
     """A model refused by the gate fails the command (exit 4), so CI stops there."""
     if isinstance(verdict, dict) and not verdict.get("passed", True):
         from keelml.cli.output import err
 
-        err.print(f"gate refused the model: {verdict.get('reason')}; it was not registered", markup=False)
+        kept = (f"registered as {registration.name} v{registration.version} with status rejected (never promotable)"
+                if registration is not None else "it was not registered")
+        err.print(f"gate refused the model: {verdict.get('reason')}; {kept}", markup=False, soft_wrap=True)
         raise typer.Exit(code=4)

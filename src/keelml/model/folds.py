@@ -7,7 +7,7 @@ time-series split (train on the past, validate on the next block) when it names 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -113,6 +113,63 @@ def for_folds(pipeline: Pipeline) -> Pipeline:
         skipping: Pipeline = clone(pipeline).set_params(features__coerce="passthrough")
         return skipping
     return pipeline
+
+
+def encode_for_folds(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Folds]:
+    """The fold pipeline, and folds whose fixed-domain categorical columns are already ordinal codes.
+
+    An ordinal encoder whose categories all come from the contract (no categories learned from the
+    rows, no infrequent grouping, unknown values coded, no other stage reading those columns) is
+    the same fixed function of each row in every fold: it is applied once to all rows here and
+    skipped in the fold pipeline, instead of on every fit, predict and score of every fold. The
+    fold models' outputs are exactly those of the full pipeline, which keeps the encoder.
+    """
+    fold, encoder, cols = skip_fixed_encoder(pipeline, folds)
+    return fold, (folds if encoder is None else encode_columns(folds, encoder, cols))
+
+
+def skip_fixed_encoder(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Any, list[str]]:
+    """(fold pipeline, the fixed-domain encoder it skips, its columns); (for_folds(pipeline), None, [])
+    when the pipeline has no such encoder."""
+    from sklearn.base import clone
+    from sklearn.compose import ColumnTransformer
+
+    fold = for_folds(pipeline)
+    features = fold.named_steps.get("features")
+    columns = features.named_steps.get("columns") if features is not None and hasattr(features, "named_steps") \
+        else None
+    if not isinstance(columns, ColumnTransformer):
+        return fold, None, []
+    for name, encoder, cols in columns.transformers:
+        if name != "categorical" or not _fixed_ordinal(encoder):
+            continue
+        used_elsewhere = {c for other, _, more in columns.transformers if other != name for c in more}
+        if used_elsewhere & set(cols) or not set(cols) <= set(folds.X.columns):
+            return fold, None, []
+        skipping: Pipeline = clone(fold).set_params(features__columns__categorical="passthrough")
+        return skipping, encoder, list(cols)
+    return fold, None, []
+
+
+def encode_columns(folds: Folds, encoder: Any, cols: list[str]) -> Folds:
+    """Folds whose `cols` hold the (fixed-domain) encoder's codes, computed once for all rows."""
+    from sklearn.base import clone
+
+    codes = clone(encoder).fit(folds.X[cols]).transform(folds.X[cols])
+    encoded = folds.X.copy()
+    for i, col in enumerate(cols):
+        encoded[col] = np.asarray(codes[:, i], dtype=np.float64)
+    return replace(folds, X=encoded)
+
+
+def _fixed_ordinal(encoder: Any) -> bool:
+    """An ordinal encoder that is a fixed function of each value: explicit categories, no grouping."""
+    from sklearn.preprocessing import OrdinalEncoder
+
+    if type(encoder) is not OrdinalEncoder:
+        return False
+    return (isinstance(encoder.categories, list) and encoder.handle_unknown == "use_encoded_value"
+            and encoder.min_frequency is None and encoder.max_categories is None)
 
 
 def _column(frame: pl.DataFrame, name: str, key: str) -> str:

@@ -53,9 +53,16 @@ def prediction_agreement(candidate: Pipeline, reference: Pipeline, frame: pl.Dat
                          tolerance: float = 0.0) -> float:
     """Share of rows where two models agree: the same label, or predictions within tolerance."""
     X, _ = to_labelled_xy(frame, contract, what="golden")
-    a, b = _labels(candidate, X, contract), _labels(reference, X, contract)
-    same = np.abs(a.astype(float) - b.astype(float)) <= tolerance if contract.task == "regression" else a == b
-    return float(np.mean(same)) if len(X) else 1.0
+    return agreement(_labels(candidate, X, contract), _labels(reference, X, contract), contract.task, tolerance)
+
+
+def agreement(a: npt.NDArray[Any], b: npt.NDArray[Any], task: str, tolerance: float = 0.0) -> float:
+    """Share of rows where two models' answers agree: the same label, or predictions within tolerance."""
+    if task == "regression":
+        same = np.abs(a.astype(float) - b.astype(float)) <= tolerance
+    else:
+        same = a.astype(str) == b.astype(str)
+    return float(np.mean(same)) if len(a) else 1.0
 
 
 def _labels(model: Pipeline, X: pd.DataFrame, contract: Contract) -> npt.NDArray[Any]:

@@ -13,7 +13,7 @@ from keelml.engine.executors import Executor, InProcess, ProcessPool
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.evaluate import primary_metric
-from keelml.model.folds import for_folds, make_folds
+from keelml.model.folds import encode_for_folds, make_folds
 from keelml.model.monitor import monitor_training
 from keelml.model.preprocess import resolve_preprocessing
 from keelml.model.private import is_private, privacy_leaks_as_errors, privacy_record
@@ -57,10 +57,11 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
 
     task = contract.task
     hyper = dict(spec.params if params is None else params)
-    folds = make_folds(train, contract, spec)
-    X, y = folds.X, folds.y
     pipeline = make_pipeline_for(contract, spec.family, hyper, spec.seed, preprocess)
-    fold_pipeline = for_folds(pipeline)
+    # X for the final fit (the full pipeline); the folds may hold categorical columns already encoded
+    unencoded = make_folds(train, contract, spec)
+    fold_pipeline, folds = encode_for_folds(pipeline, unencoded)
+    X, y = unencoded.X, folds.y
     scoring = CV_SCORING[task]
     private = is_private(spec.family)
     # Private fits run in this process, where the PrivacyLeakWarning-as-error filter applies.
@@ -68,7 +69,7 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
         executor = InProcess() if private or spec.n_jobs <= 1 else ProcessPool(spec.n_jobs, spec.threads)
     keep = monitor and not private
     scorers = {name: s for name, (s, _) in scoring.items()}
-    with executor.session((fold_pipeline, X, y)) as pool:
+    with executor.session((fold_pipeline, folds.X, y)) as pool:
         started = time.perf_counter()
         try:
             with privacy_leaks_as_errors(spec.family) if private else contextlib.nullcontext():

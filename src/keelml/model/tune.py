@@ -24,7 +24,7 @@ import numpy as np
 from keelml.engine.executors import Executor, InProcess, Pool, ProcessPool
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
-from keelml.model.folds import Folds, for_folds, make_folds
+from keelml.model.folds import Folds, encode_columns, make_folds, skip_fixed_encoder
 from keelml.model.scoring import check_metric, greater_is_better, metric_value, predictions
 from keelml.model.spaces import resolve_space, space_as_json, suggest
 
@@ -49,13 +49,21 @@ class FoldScorer:
 
     def __init__(self, folds: Folds, contract: Contract, family: str, seed: int, metric: str) -> None:
         self.folds, self.contract, self.family, self.seed, self.metric = folds, contract, family, seed, metric
+        self._encoded: dict[str, Folds] = {}  # folds with fixed-domain codes, per encoder (folds.encode_for_folds)
 
     def __call__(self, params: Mapping[str, Any], fold: int) -> float | str:
         """The fold's score, or the error message if these hyperparameters cannot be fitted."""
         fit_idx, val_idx = self.folds.splits[fold]
-        X, y = self.folds.X, self.folds.y
         try:
-            model = for_folds(make_pipeline_for(self.contract, self.family, params, self.seed))
+            model, encoder, cols = skip_fixed_encoder(
+                make_pipeline_for(self.contract, self.family, params, self.seed), self.folds)
+            folds = self.folds
+            if encoder is not None:  # the same codes for every trial with this encoder: computed once
+                key = repr((cols, sorted(encoder.get_params().items())))
+                if key not in self._encoded:
+                    self._encoded[key] = encode_columns(self.folds, encoder, cols)
+                folds = self._encoded[key]
+            X, y = folds.X, folds.y
             model.fit(X.iloc[fit_idx], y[fit_idx])
             output = predictions(model, X.iloc[val_idx], self.contract.task)
         except (ValueError, TypeError, ArithmeticError, DataError) as exc:

@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
 
 from keelml.errors import IntegrityError, KeelError, NotFoundError
 from keelml.names import check_alias, check_name, check_text, check_version
 from keelml.registry import aliases as alias_ops
+from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange
 from keelml.registry.bundles import check_bundle, component_entries, require_gate_passed
 from keelml.store import schema
@@ -35,6 +36,8 @@ class Registration:
     version: int
     bundle_id: str
     created: bool
+    status: str = status_ops.STAGING  # staging (the gate passed) or rejected (kept for the audit trail)
+    reasons: tuple[str, ...] = ()  # the gate's failed checks, for a rejected version
 
 
 def _actor(actor: str | None) -> str | None:
@@ -76,13 +79,24 @@ class Registry:
 
     # versions ---------------------------------------------------------------------------------
     def register(self, name: str, bundle_id: str, *, run_id: str, summary: Mapping[str, Any],
-                 lineage: Mapping[str, Any] | None = None, actor: str | None = None) -> Registration:
-        """Register a verified, gate-passed bundle as the next version (or return the existing one)."""
+                 lineage: Mapping[str, Any] | None = None, actor: str | None = None,
+                 rejected_ok: bool = False) -> Registration:
+        """Register a verified bundle as the next version (or return the existing one).
+
+        A bundle whose signed gate verdict passed is registered with status staging. One the gate
+        refused is refused here too, unless `rejected_ok` (the pipeline's own candidates): then it is
+        registered with status rejected and the gate's reasons, for the audit trail, and can never
+        be served, exported or aliased.
+        """
         check_name(name)
         bundle = json.loads(self._artifacts.get(bundle_id))
         with self._audited(name, None, bundle_id=bundle_id):
             check_bundle(bundle, self._keys, self._artifacts, where=f"bundle {bundle_id[:12]}", name=name)
-            require_gate_passed(bundle, self._artifacts, where=f"bundle {bundle_id[:12]}")
+            verdict = status_ops.signed_verdict(bundle, self._artifacts)
+            if not rejected_ok:
+                require_gate_passed(bundle, self._artifacts, where=f"bundle {bundle_id[:12]}")
+        reasons = status_ops.failed_reasons(verdict)
+        state = status_ops.STAGING if verdict.get("passed") else status_ops.REJECTED
         info = bundle["manifest"].get("info", {})
         facts = {"run_id": run_id, "data_digests": info.get("data_digests", {}), **dict(lineage or {})}
         engine = self._meta.engine
@@ -90,7 +104,7 @@ class Registry:
             known = conn.execute(select(schema.model_versions.c.version).where(
                 schema.model_versions.c.name == name, schema.model_versions.c.bundle_id == bundle_id)).first()
         if known:
-            return Registration(name, int(known.version), bundle_id, created=False)
+            return self._registration(name, int(known.version), bundle_id, created=False)
         self._audit_model_files(bundle, name=name, bundle_id=bundle_id)
         for _attempt in range(50):
             try:
@@ -99,7 +113,7 @@ class Registry:
                         schema.model_versions.c.name == name,
                         schema.model_versions.c.bundle_id == bundle_id)).first()
                     if existing:
-                        return Registration(name, int(existing.version), bundle_id, created=False)
+                        return self._registration(name, int(existing.version), bundle_id, created=False)
                     if conn.execute(select(schema.models).where(schema.models.c.name == name)).first() is None:
                         try:
                             with conn.begin_nested():
@@ -114,11 +128,16 @@ class Registry:
                         created_at=time.time(), metrics=json.dumps(dict(summary))))
                     conn.execute(insert(schema.version_lineage).values(
                         name=name, version=version, facts=json.dumps(facts, sort_keys=True, default=str)))
+                    conn.execute(delete(schema.version_status).where(  # an orphan left by a removed row
+                        schema.version_status.c.name == name, schema.version_status.c.version == version))
+                    conn.execute(insert(schema.version_status).values(
+                        name=name, version=version, status=state, reasons=json.dumps(reasons)))
                     self.audit.append_in(conn, "registration", actor=actor, details={
                         "name": name, "version": version, "bundle": bundle_id, "run_id": run_id,
-                        "signed_by": bundle["manifest"].get("signed_by"),
+                        "signed_by": bundle["manifest"].get("signed_by"), "status": state,
+                        **({"reasons": reasons} if reasons else {}),
                         **({"origin": facts["origin"]} if "origin" in facts else {})})
-                return Registration(name, version, bundle_id, created=True)
+                return Registration(name, version, bundle_id, created=True, status=state, reasons=tuple(reasons))
             except (SqlIntegrityError, OperationalError) as exc:
                 if not retryable(exc):
                     raise
@@ -126,6 +145,10 @@ class Registry:
                 # SQLite refused to upgrade a read to a write while another writer was active: back off
                 time.sleep(random.uniform(0.0, min(1.0, 0.02 * 2 ** min(_attempt, 6))))  # noqa: S311 (jitter)
         raise RuntimeError(f"could not register {name}: too much concurrent registration")
+
+    def _registration(self, name: str, version: int, bundle_id: str, *, created: bool) -> Registration:
+        state, reasons = status_ops.statuses(self._meta, name).get(version, (status_ops.STAGING, []))
+        return Registration(name, version, bundle_id, created=created, status=state, reasons=tuple(reasons))
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
         """Refuse a bundle whose model file is a pickle or names a type outside the allowlist."""
@@ -160,15 +183,23 @@ class Registry:
             known = ", ".join(m["name"] for m in self.models()) or "none yet"
             raise NotFoundError(f"no model named {name!r}", expected=f"one of: {known}",
                                 fix="list models with `keel models list`")
+        known_status = status_ops.statuses(self._meta, name)
         for row in rows:
             row["metrics"] = json.loads(row["metrics"])
+            row["status"], row["reasons"] = known_status.get(int(row["version"]), (status_ops.STAGING, []))
         return rows
 
     def resolve(self, name: str, ref: str | int | None = None) -> int:
-        """The version a reference means: None or "latest" = newest, a number = that version, else an alias."""
+        """The version a reference means: None or "latest" = the newest accepted (not rejected) version,
+        a number = that version (whatever its status), else an alias."""
         rows = self.versions(name)
         if ref is None or ref == "latest":
-            return int(rows[-1]["version"])
+            accepted = [r for r in rows if r["status"] != status_ops.REJECTED]
+            if not accepted:
+                raise NotFoundError(f"model {name!r} has no accepted version (all {len(rows)} were rejected by "
+                                    "the gate)", expected="a version whose gate passed",
+                                    fix=f"see why with `keel models show {name}`; improve the model and run again")
+            return int(accepted[-1]["version"])
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
             version = check_version(ref)
             if not any(r["version"] == version for r in rows):
@@ -184,30 +215,41 @@ class Registry:
                                 fix=f"promote a version first: `keel models promote {name} VERSION --to {alias}`")
         return known[alias]
 
-    def bundle(self, name: str, version: str | int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        """(version row, verified bundle) for a version or alias (default: the latest)."""
+    def bundle(self, name: str, version: str | int | None = None, *,
+               rejected_ok: bool = False) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(version row, verified bundle) for a version or alias (default: the latest accepted one).
+
+        A rejected version is refused (KeelError) unless `rejected_ok` (listing, lineage, verification
+        of its integrity); any other version must carry a signed verdict that passed.
+        """
         rows = self.versions(name)
         number = self.resolve(name, version)
         row = next(r for r in rows if r["version"] == number)
         where = f"{name} version {row['version']}"
+        rejected = row["status"] == status_ops.REJECTED
+        if rejected and not rejected_ok:
+            raise status_ops.refuse_rejected(name, number, row["reasons"], action="used")
         with self._audited(name, number, bundle_id=row["bundle_id"]):
             try:
                 bundle = json.loads(self._artifacts.get(row["bundle_id"]))
             except (IntegrityError, NotFoundError) as exc:
                 raise type(exc)(f"{where}: bundle: {exc.what}", expected=exc.expected, fix=exc.fix) from None
             check_bundle(bundle, self._keys, self._artifacts, where=where, name=name)
-            require_gate_passed(bundle, self._artifacts, where=where)
+            if not rejected:
+                require_gate_passed(bundle, self._artifacts, where=where)
         return row, bundle
 
-    def verify(self, name: str, ref: str | int | None = None) -> dict[str, Any]:
+    def verify(self, name: str, ref: str | int | None = None, *, rejected_ok: bool = False) -> dict[str, Any]:
         """Full check of one version: signature, every component decrypted and re-hashed, the gate
-        verdict, and the model file's types against the allowlist (nothing is deserialized)."""
+        verdict, and the model file's types against the allowlist (nothing is deserialized).
+        A rejected version is refused unless `rejected_ok` (then its integrity is checked)."""
         from keelml.model.persist import audit_model
 
         version = self.resolve(name, ref)
-        row, bundle = self.bundle(name, version)
+        row, bundle = self.bundle(name, version, rejected_ok=rejected_ok)
         where = f"{name} version {version}"
         report: dict[str, Any] = {"name": name, "version": version, "bundle": row["bundle_id"],
+                                  "status": row["status"], "reasons": row["reasons"],
                                   "signed_by": bundle["manifest"]["signed_by"], "components": {},
                                   "aliases": sorted(a for a, v in self.aliases(name).items() if v == version)}
         with self._audited(name, version, bundle_id=row["bundle_id"]):
@@ -248,7 +290,7 @@ class Registry:
             for row in self.versions(model["name"]):
                 count += 1
                 try:
-                    self.bundle(model["name"], row["version"])
+                    self.bundle(model["name"], row["version"], rejected_ok=True)
                 except (IntegrityError, NotFoundError) as exc:
                     problems.append(exc.what)
         return count, problems
@@ -263,6 +305,12 @@ class Registry:
                 self.audit.append("verification_failure", name=name, version=version,
                                   problem=exc.what[:500], **details)
             raise
+
+    def require_accepted(self, name: str, version: int, *, action: str) -> None:
+        """Refuse (KeelError, with the gate's reasons) a version registered as rejected."""
+        state, reasons = status_ops.statuses(self._meta, check_name(name)).get(version, (status_ops.STAGING, []))
+        if state == status_ops.REJECTED:
+            raise status_ops.refuse_rejected(name, version, reasons, action=action)
 
     # aliases ----------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int]:
@@ -284,6 +332,7 @@ class Registry:
         check_alias(alias)
         why = str(check_text(reason, what="reason", required=True))
         self.resolve(name, number)
+        self.require_accepted(name, number, action=f"promoted to {alias}")
         self.verify(name, number)
         return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=number,
                                     action="promotion", reason=why, actor=_actor(actor),
@@ -309,6 +358,7 @@ class Registry:
             raise KeelError(f"{name}@{alias} is already v{current}", expected="another version",
                             fix=f"see `keel models history {name}`")
         self.resolve(name, target)
+        self.require_accepted(name, target, action=f"the target of a rollback of {alias}")
         self.verify(name, target)
         return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=target,
                                     action="rollback", reason=why, actor=_actor(actor),

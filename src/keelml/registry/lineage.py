@@ -62,7 +62,7 @@ def _run_spec(registry: Registry, run_id: str) -> dict[str, Any] | None:
 def lineage(registry: Registry, name: str, ref: str | int | None = None) -> dict[str, Any]:
     """Everything known about how one version was made, from its verified bundle and the metadata."""
     version = registry.resolve(name, ref)
-    row, bundle = registry.bundle(name, version)
+    row, bundle = registry.bundle(name, version, rejected_ok=True)
     manifest = bundle["manifest"]
     info = manifest.get("info", {})
     facts = stored_facts(registry, name, version)
@@ -73,6 +73,8 @@ def lineage(registry: Registry, name: str, ref: str | int | None = None) -> dict
         "bundle": row["bundle_id"],
         "registered_at": row["created_at"],
         "run_id": row["run_id"],
+        "status": row["status"],
+        **({"rejected_because": row["reasons"]} if row["reasons"] else {}),
         "aliases": sorted(a for a, v in registry.aliases(name).items() if v == version),
         "data_digests": info.get("data_digests", {}),
         # The contract component is the contract's canonical JSON: its digest prefix is the contract version.
@@ -98,7 +100,7 @@ def versions_fed_by(registry: Registry, digest: str) -> list[dict[str, Any]]:
         for row in registry.versions(model["name"]):
             digests = stored_facts(registry, model["name"], row["version"]).get("data_digests")
             if digests is None:  # registered before lineage facts were stored: read the bundle
-                _, bundle = registry.bundle(model["name"], row["version"])
+                _, bundle = registry.bundle(model["name"], row["version"], rejected_ok=True)
                 digests = bundle["manifest"].get("info", {}).get("data_digests", {})
             for role, value in sorted(digests.items()):
                 if str(value).startswith(wanted):

@@ -46,7 +46,7 @@ def _summary(run_id: str, pipeline: str, metrics: Mapping[str, Any], verdict: Ma
         cards.append(f"<div class='card'>gate<b>{state}</b><span class='muted'>{count} "
                      f"check{'' if count == 1 else 's'}</span></div>")
     cards.append(f"<div class='card'>model<b>{e(f'{registration[0]} v{registration[1]}') if registration else '–'}"
-                 f"</b><span class='muted'>{'registered' if registration else 'not registered'}</span></div>")
+                 f"</b><span class='muted'>{_registered(registration is not None, verdict)}</span></div>")
     lines = [f"<div class='cards'>{''.join(cards)}</div>", f"<p class='meta'>{provenance}</p>"]
     if verdict is not None:
         lines.append(f"<p>Gate: {e(verdict.get('reason'))}</p>")
@@ -151,3 +151,11 @@ def write_run_report(directory: Path, **context: Any) -> Path:
     contract = Contract.model_validate(dict(context["contract"]))
     atomic_write_bytes(directory / "contract.yaml", contract_to_yaml(contract).encode("utf-8"))
     return directory / "index.html"
+
+
+def _registered(registered: bool, verdict: Mapping[str, Any] | None) -> str:
+    """How the run's model entered the registry: accepted, kept as rejected, or not at all."""
+    if not registered:
+        return "not registered"
+    return "registered as rejected (never promotable)" if verdict is not None and not verdict.get("passed") \
+        else "registered"

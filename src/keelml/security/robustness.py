@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from keelml.engine.executors import Executor, InProcess, run_all
+from keelml.engine.executors import LOCAL, Executor, run_all
 from keelml.security.membership import sample_rows
 
 if TYPE_CHECKING:
@@ -162,6 +162,8 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
     on `executor` (default: this process); the perturbations are drawn here, so the figures are the
     same on every executor.
     """
+    import pandas as pd
+
     from keelml.model.features import split_features, to_xy
 
     rows = sample_rows(test, sample_size, seed)
@@ -175,18 +177,21 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
     task = contract.task
     rng = np.random.default_rng(seed)
     names = [*scales, *_domains(contract, X)]
-    # Perturbed copies are drawn here in a fixed order (one generator); only the predictions are tasks.
-    changed = [perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction,
-                       scales=scales, columns=[name]) for name in names]
-    everything = perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales)
-    base, *predicted, overall_predicted = run_all(executor or InProcess(), predict_rows,
-                                                  [(X,), *((c,) for c in changed), (everything,)],
-                                                  shared=(model, task))
+    variants = [perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales,
+                        columns=[name]) for name in names]
+    variants.append(perturb(X, contract, rng, noise_scale=noise_scale, swap_fraction=swap_fraction, scales=scales))
+    frames = [X, *variants]
+    if executor is None or executor.kind == LOCAL:
+        # one predict call for the rows and all their variants: the same answers, without a call per column
+        answers = list(_predictions(model, pd.concat(frames, ignore_index=True), task).reshape(len(frames), len(X)))
+    else:  # on a cluster each variant is a task
+        answers = run_all(executor, predict_rows, [(frame,) for frame in frames], shared=(model, task))
+    base = answers[0]
     tolerance = REGRESSION_TOLERANCE * float(np.std(base.astype(np.float64))) if task == "regression" else 0.0
     columns: dict[str, Any] = {}
-    for name, frame, output in zip(names, changed, predicted, strict=True):
-        moved = ~_same(X[name], frame[name])
-        flips = _flips(base, output, task, tolerance)
+    for i, (name, changed) in enumerate(zip(names, variants, strict=False)):
+        moved = ~_same(X[name], changed[name])
+        flips = _flips(base, answers[i + 1], task, tolerance)
         columns[name] = {
             "kind": "noise" if name in scales else "swap",
             "scale": scales[name].spread if name in scales else None,
@@ -195,7 +200,7 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
             "flip_rate": float(flips.mean()),
             "flip_rate_changed": float(flips[moved].mean()) if moved.any() else 0.0,
         }
-    overall = float(_flips(base, overall_predicted, task, tolerance).mean())
+    overall = float(_flips(base, answers[-1], task, tolerance).mean())
     ranked = sorted(columns, key=lambda c: columns[c]["flip_rate"], reverse=True)
     return {
         "flip_rate": overall,

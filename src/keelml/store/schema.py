@@ -126,6 +126,16 @@ alias_history = Table(
     Column("audit_seq", Integer),  # the audit record written in the same transaction
 )
 
+version_status = Table(  # a version without a row here was registered accepted (before statuses existed)
+    "version_status",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),  # staging (the gate passed) | rejected (the gate refused)
+    Column("reasons", Text, nullable=False),  # JSON list of the gate's failed checks (empty when accepted)
+    PrimaryKeyConstraint("name", "version"),
+)
+
 version_lineage = Table(
     "version_lineage",
     metadata,

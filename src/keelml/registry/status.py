@@ -1,0 +1,55 @@
+"""A version's registration status: ``staging`` (its gate passed) or ``rejected`` (its gate refused it).
+
+A rejected version is kept for the audit trail (listed with the gate's reasons) but can never be
+loaded for serving, exported, resolved as ``latest`` or pointed at by an alias. The status row is
+descriptive; the signed gate verdict inside the bundle stays the authority: a version whose signed
+verdict did not pass is never treated as accepted, whatever the database says.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+
+from keelml.errors import KeelError
+from keelml.store import schema
+from keelml.store.artifacts import ArtifactStore
+from keelml.store.metadata import MetadataStore
+
+STAGING = "staging"
+REJECTED = "rejected"
+MAX_STORED_REASONS = 20
+
+
+def signed_verdict(bundle: Mapping[str, Any], artifacts: ArtifactStore) -> dict[str, Any]:
+    """The gate verdict a (signature-checked) bundle names; {} when it names none."""
+    entry = bundle["manifest"]["components"].get("verdict")
+    return dict(json.loads(artifacts.get(str(entry["sha256"])))) if entry else {}
+
+
+def failed_reasons(verdict: Mapping[str, Any]) -> list[str]:
+    """The reason of every failed check of a verdict (its one-line reason when it lists no checks)."""
+    if verdict.get("passed"):
+        return []
+    reasons = [str(c.get("reason", "")) for c in verdict.get("checks") or [] if not c.get("passed")]
+    return (reasons or [str(verdict.get("reason") or "no gate verdict")])[:MAX_STORED_REASONS]
+
+
+def statuses(meta: MetadataStore, name: str) -> dict[int, tuple[str, list[str]]]:
+    """version -> (status, reasons) for the versions that have a status row (the others are staging)."""
+    table = schema.version_status
+    query = select(table.c.version, table.c.status, table.c.reasons).where(table.c.name == name)
+    with meta.engine.connect() as conn:
+        return {int(r.version): (str(r.status), list(json.loads(r.reasons))) for r in conn.execute(query)}
+
+
+def refuse_rejected(name: str, version: int, reasons: list[str], *, action: str) -> KeelError:
+    """The error for any use of a rejected version beyond listing and auditing it."""
+    shown = "; ".join(reasons[:3]) or "no reason recorded"
+    return KeelError(f"{name} v{version} was rejected by the gate ({shown}); it cannot be {action}",
+                     expected="a version whose gate passed (status staging in `keel models list`)",
+                     fix=f"pick an accepted version from `keel models show {name}`, or improve the model "
+                         "and run the pipeline again")
