@@ -76,7 +76,10 @@ def https_server(directory: Path) -> Iterator[tuple[str, Path, Received]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server = _QuietServer(("127.0.0.1", 0), Handler)
+    # Handler threads are joined by server_close(): a slow handler (the 2 s one) must not outlive the test
+    # and print a broken-connection traceback into a later test's captured stderr.
+    server.daemon_threads = False
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     server.socket = context.wrap_socket(server.socket, server_side=True)
@@ -88,3 +91,13 @@ def https_server(directory: Path) -> Iterator[tuple[str, Path, Received]]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A threading HTTP server that does not print a traceback when a client hangs up early."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError, TimeoutError)):
+            super().handle_error(request, client_address)
