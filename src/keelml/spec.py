@@ -492,7 +492,8 @@ class SecuritySpec(StrictModel):
         return {"max_membership_auc": self.max_membership_auc, "max_flip_rate": self.max_flip_rate}
 
 
-_SECRET_OPTION = re.compile(r"secret|password|passwd|token|credential|private|(^|_)key($|_)", re.IGNORECASE)
+_SECRET_OPTION = re.compile(r"secret|password|passwd|token|credential|private|connection_string|(^|_)sas($|_)|"
+                            r"(^|_)key($|_)", re.IGNORECASE)
 EXECUTOR_PATTERN = r"^(local|dask://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5})$"
 """`executor:`: keelml.engine.executors.DASK_URL accepts the same addresses."""
 
@@ -507,6 +508,14 @@ class StoreSpec(StrictModel):
     artifacts_options: dict[str, StrictInt | StrictFloat | bool | str] = Field(
         default_factory=dict, description="fsspec storage options (endpoint_url, region...); never credentials")
     encryption: bool = True
+
+    @model_validator(mode="after")
+    def _no_password_in_url(self) -> StoreSpec:  # after the fields: the message must not echo the URL
+        if self.artifacts_url is not None and _url_has_password(self.artifacts_url):
+            raise ValueError("store.artifacts_url holds a password; keep credentials out of the spec: drop "
+                             "user:password@ from the URL and set them in the environment (e.g. AWS_ACCESS_KEY_ID "
+                             "and AWS_SECRET_ACCESS_KEY for s3://)")
+        return self
 
     @field_validator("artifacts_options")
     @classmethod

@@ -205,3 +205,12 @@ def test_batch_scoring_on_dask_writes_the_local_file(tmp_path: Path, cluster: tu
         pl.read_parquet(tmp_path / "here.rejects.parquet"))
     chunks = [r for r in stream.data if r["key"].startswith("keel-score_chunk-")]
     assert len(chunks) == 5 and len({r["worker"] for r in chunks}) == 2
+
+
+def test_a_scheduler_without_workers_is_a_spec_error_not_a_traceback() -> None:
+    with LocalCluster(n_workers=0, processes=True, dashboard_address=None) as empty:
+        port = empty.scheduler_address.rsplit(":", 1)[1]
+        with Backend(f"dask://127.0.0.1:{port}") as backend, pytest.raises(SpecError) as caught, \
+                backend.executor().session((1, 2)):
+            pass
+    assert "has no workers" in caught.value.what and "dask worker" in str(caught.value.fix)

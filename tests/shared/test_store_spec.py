@@ -20,12 +20,20 @@ def test_artifacts_url_is_resolved_against_the_spec_and_urls_kept(tmp_path: Path
     assert artifacts_location(loaded) == "s3://bucket/team" and loaded.spec.store.artifacts_options == {"region": "eu"}
 
 
-@pytest.mark.parametrize("option", ["secret", "key", "aws_secret_access_key", "token", "password"])
+@pytest.mark.parametrize("option", ["secret", "key", "aws_secret_access_key", "token", "password",
+                                    "connection_string", "sas_token"])
 def test_credentials_in_artifacts_options_are_refused(tmp_path: Path, option: str) -> None:
     spec = small_project(tmp_path, store=f"  artifacts_url: s3://bucket/team\n  artifacts_options: {{{option}: x}}\n")
     with pytest.raises(SpecError) as caught:
         load_spec(spec)
     assert "must not hold credentials" in str(caught.value.what) and "AWS_SECRET_ACCESS_KEY" in str(caught.value.what)
+
+
+def test_a_password_in_artifacts_url_is_refused(tmp_path: Path) -> None:
+    spec = small_project(tmp_path, store="  artifacts_url: ftp://bob:hunter2@files.example/keel\n")
+    with pytest.raises(SpecError) as caught:
+        load_spec(spec)
+    assert "holds a password" in str(caught.value.what) and "hunter2" not in str(caught.value)
 
 
 def test_a_url_as_store_path_points_at_artifacts_url(tmp_path: Path) -> None:

@@ -173,9 +173,18 @@ class DaskExecutor:
     @contextmanager
     def session(self, shared: Any = _NOTHING) -> Iterator[Pool]:
         client = self._connect()
+        no_workers = SpecError(
+            f"the Dask scheduler at {client.scheduler.address} has no workers",
+            expected="at least one `dask worker` connected to the scheduler",
+            fix=f"start workers (`dask worker {client.scheduler.address}`), or run with --executor local")
+        if not client.nthreads():
+            raise no_workers
         lead: tuple[Any, ...] = ()
         if shared is not _NOTHING:
-            lead = (client.scatter(shared, broadcast=True, hash=False),)
+            try:
+                lead = (client.scatter(shared, broadcast=True, hash=False),)
+            except TimeoutError:  # the workers left between the check and the scatter
+                raise no_workers from None
         try:
             yield _DaskPool(client, self.threads, lead)
         finally:
