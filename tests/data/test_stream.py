@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from tests.helpers import keel_here
 
-from keelml.cli.main import main
 from keelml.data import budget, profile_stream
 from keelml.data.chunked import iter_chunks
 from keelml.data.contract import Contract, contract_from_yaml
@@ -198,18 +198,12 @@ def test_auto_chunking_follows_file_size_and_memory(tmp_path: Path, monkeypatch:
     assert budget.auto_chunk_rows("s3://bucket/a.csv", None) == 0
 
 
-def _keel(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+def _keel(*args: str) -> tuple[int, str, str]:
+    result = keel_here(*args)
+    return result.returncode, result.stdout, result.stderr
 
 
-def test_cli_streams_with_the_same_output(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_cli_streams_with_the_same_output(tmp_path: Path,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "200")
     path = _messy_csv(tmp_path / "clean.csv", malformed=False)
@@ -218,12 +212,12 @@ def test_cli_streams_with_the_same_output(tmp_path: Path, capsys: pytest.Capture
     outputs = {}
     for rows in ("0", "9"):
         quarantine = tmp_path / f"q{rows}.csv"
-        code, out, err = _keel(capsys, "validate", str(path), "--contract", str(contract), "--json",
+        code, out, err = _keel("validate", str(path), "--contract", str(contract), "--json",
                                "--quarantine", str(quarantine), "--chunk-rows", rows)
         assert code == 0, err
         report = json.loads(out)
         report.pop("quarantine_file")
-        code, profile, err = _keel(capsys, "profile", str(path), "--json", "--chunk-rows", rows)
+        code, profile, err = _keel("profile", str(path), "--json", "--chunk-rows", rows)
         assert code == 0, err
         outputs[rows] = (report, quarantine.read_bytes(), json.loads(profile))
     assert outputs["0"][0] == outputs["9"][0] and outputs["0"][1] == outputs["9"][1]
@@ -231,14 +225,14 @@ def test_cli_streams_with_the_same_output(tmp_path: Path, capsys: pytest.Capture
     assert outputs["0"][0]["rows_quarantined"] > 0
 
 
-def test_cli_reports_malformed_records_like_a_whole_read(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_malformed_records_like_a_whole_read(tmp_path: Path) -> None:
     path = _messy_csv(tmp_path / "messy.csv")
     contract = tmp_path / "contract.yaml"
     contract.write_text(CONTRACT)
     errors = []
     for rows in ("0", "9"):
         quarantine = tmp_path / f"q{rows}.parquet"
-        code, _, err = _keel(capsys, "validate", str(path), "--contract", str(contract), "--chunk-rows", rows,
+        code, _, err = _keel("validate", str(path), "--contract", str(contract), "--chunk-rows", rows,
                              "--quarantine", str(quarantine))
         assert code == 2 and not quarantine.exists()
         errors.append(err)
