@@ -22,7 +22,7 @@ import resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
 import polars as pl
 from keelml.data.sources import read_source_with_rejects
-from keelml.spec import SourceSpec
+from keelml.spec.data import SourceSpec
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 started = time.perf_counter()
 if mode == "polars":

@@ -51,8 +51,8 @@ def project(directory: Path) -> Path:
 def tune(spec: Path, executor: str) -> tuple[dict[str, Any], float]:
     """Run up to the tune step; its summary and the step's wall time."""
     from keelml.pipeline import run
-    from keelml.project import open_project
-    from keelml.spec import load_spec
+    from keelml.registry.project import open_project
+    from keelml.spec.pipeline import load_spec
 
     outcome = run(spec, only="tune", executor=executor)
     step = next(s for s in outcome.steps if s.name == "tune")

@@ -189,7 +189,7 @@ def train(work: Path) -> Path:
 
 def main() -> int:
     os.environ["OMP_NUM_THREADS"] = "1"
-    from keelml.project import open_store
+    from keelml.registry.project import open_store
     from keelml.serve.auth import create_api_key
     from keelml.serve.engine import load_registered
     from keelml.serve.infra import free_port

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tests.helpers import keel, small_adult_project
 
-from keelml.project import open_project
-from keelml.spec import load_spec
+from keelml.registry.project import open_project
+from keelml.spec.pipeline import load_spec
 
 
 def _verify(spec: Path) -> list[str]:

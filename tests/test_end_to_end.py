@@ -24,7 +24,7 @@ def test_first_run_runs_every_step_and_registers(project: tuple[Path, dict, dict
     _, first, _ = project
     assert [s["name"] for s in first["steps"]] == [
         "ingest", "ingest_test", "validate", "profile", "split", "train", "evaluate", "model_tests", "export",
-        "privacy", "robustness", "gate", "register"]
+        "privacy", "robustness", "gate", "bundle", "register"]
     assert {s["status"] for s in first["steps"]} == {"ran"}
     assert first["model"] == {"name": "adult-income", "version": 1, "bundle": first["model"]["bundle"],
                               "new_version": True, "status": "staging", "reasons": []}

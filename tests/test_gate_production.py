@@ -11,8 +11,8 @@ from tests.helpers import keel_here, small_adult_project
 
 from keelml.errors import KeelError
 from keelml.pipeline import run
-from keelml.project import open_project
-from keelml.spec import load_spec
+from keelml.registry.project import open_project
+from keelml.spec.pipeline import load_spec
 
 NAME = "adult-income"
 GATE = ("min_score: 0.60\n  max_metric_drop: 0.01\n  max_slice_drop: 0.05\n  min_slice_rows: 150\n"

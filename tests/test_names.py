@@ -97,7 +97,7 @@ def test_contained_refuses_escapes_and_links(tmp_path: Path) -> None:
 
 def test_spec_names_are_checked_too() -> None:
     from keelml.errors import SpecError
-    from keelml.spec import parse_spec
+    from keelml.spec.pipeline import parse_spec
 
     with pytest.raises(SpecError, match="'..'"):
         parse_spec("name: a..b\ndata: {target: y, train: {path: x.csv}}\n")

@@ -16,8 +16,8 @@ import pytest
 from keelml.data.frames import decode_table
 from keelml.errors import SpecError
 from keelml.pipeline import RunOutcome, run
-from keelml.project import Project, open_project
-from keelml.spec import load_spec
+from keelml.registry.project import Project, open_project
+from keelml.spec.pipeline import load_spec
 
 
 def _frame(n: int, seed: int) -> pd.DataFrame:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from keelml.errors import SpecError
-from keelml.spec import PipelineSpec, load_spec, parse_spec
+from keelml.spec.pipeline import PipelineSpec, load_spec, parse_spec
 
 MINIMAL = "name: demo\ndata:\n  target: y\n  train: {path: data.csv}\n"
 

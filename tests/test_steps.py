@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keelml import steps
+from keelml.pipeline.steps import evaluation as steps
 
 
 def _metrics(name: str, value: float, greater_is_better: bool) -> dict:

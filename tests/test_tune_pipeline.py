@@ -8,8 +8,8 @@ import re
 from tests.helpers import small_adult_project
 
 from keelml.pipeline import run
-from keelml.project import open_project
-from keelml.spec import load_spec
+from keelml.registry.project import open_project
+from keelml.spec.pipeline import load_spec
 
 TUNE = """
 tune:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from keelml.errors import InputError
 
+PRODUCTION = "production"  # the alias servers follow by default and the gate compares against
+
 MAX_NAME = 63
 MAX_MEMBER_PATH = 255
 MAX_TEXT = 2000

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from keelml.data.sources import read_source
-from keelml.spec import SourceSpec
+from keelml.spec.data import SourceSpec
 
 ADULT_DIR = Path(__file__).resolve().parents[2] / "examples" / "adult"
 ADULT_COLUMNS = [

@@ -14,10 +14,10 @@ from typing import Any
 import polars as pl
 import pytest
 
-from keelml import steps
 from keelml.data.sources import read_source, read_source_with_rejects
 from keelml.errors import DataError
-from keelml.spec import ContractSpec, SourceSpec, ValidationSpec
+from keelml.pipeline.steps import data as steps
+from keelml.spec.data import ContractSpec, SourceSpec, ValidationSpec
 
 ADULT = Path(__file__).resolve().parents[2] / "examples" / "adult" / "adult.data"
 COLUMNS = ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status", "occupation",

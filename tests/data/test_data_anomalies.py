@@ -11,7 +11,7 @@ from keelml.data.infer import infer_contract
 from keelml.data.pii import detect_pii, hash_value
 from keelml.data.validate import validate_frame
 from keelml.errors import DataError
-from keelml.spec import ContractSpec, ValidationSpec
+from keelml.spec.data import ContractSpec, ValidationSpec
 
 KEY = b"k" * 32
 

@@ -7,7 +7,7 @@ import yaml
 from keelml.data.contract import Contract, contract_from_yaml, contract_to_yaml
 from keelml.data.infer import infer_contract
 from keelml.errors import DataError
-from keelml.spec import ContractSpec
+from keelml.spec.data import ContractSpec
 
 OPTIONS = ContractSpec()
 

@@ -13,7 +13,7 @@ from keelml.data.contract import Contract
 from keelml.data.infer import infer_contract
 from keelml.data.profile import PROFILE_FORMAT, QUANTILES, apply_edges, profile_frame
 from keelml.data.validate import validate_frame
-from keelml.spec import ContractSpec
+from keelml.spec.data import ContractSpec
 
 
 def _numbers(seed: int = 7, n: int = 5000) -> pl.DataFrame:

@@ -11,7 +11,7 @@ import pytest
 from keelml.data.files import batch_digest, list_batch
 from keelml.data.sources import REJECT_SCHEMA, file_digest, read_files, read_source, read_source_with_rejects
 from keelml.errors import DataError
-from keelml.spec import SourceSpec
+from keelml.spec.data import SourceSpec
 
 
 def _csv(tmp_path: Path, text: str | bytes, name: str = "d.csv") -> str:

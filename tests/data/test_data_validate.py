@@ -9,7 +9,7 @@ from keelml.data.contract import ColumnContract, Contract
 from keelml.data.infer import infer_contract
 from keelml.data.validate import validate_frame
 from keelml.errors import DataError
-from keelml.spec import ContractSpec
+from keelml.spec.data import ContractSpec
 
 
 def _contract() -> Contract:

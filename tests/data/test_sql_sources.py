@@ -16,7 +16,8 @@ from keelml.data.sources import read_source, read_source_with_rejects
 from keelml.data.sql import mask_url, read_sql
 from keelml.errors import DataError, SpecError
 from keelml.pipeline import resolve_inputs, run
-from keelml.spec import SourceSpec, parse_spec
+from keelml.spec.data import SourceSpec
+from keelml.spec.pipeline import parse_spec
 
 LOCAL_POSTGRES = "postgresql+psycopg://keel:keel@127.0.0.1:5432/keel"
 
@@ -173,7 +174,7 @@ def _spec(tmp_path: Path, train: str) -> Path:
 
 
 def test_url_env_must_be_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from keelml.spec import load_spec
+    from keelml.spec.pipeline import load_spec
 
     monkeypatch.delenv("KEEL_NO_SUCH_URL", raising=False)
     spec = _spec(tmp_path, "    format: sql\n    query: SELECT 1\n    url_env: KEEL_NO_SUCH_URL")
@@ -184,7 +185,7 @@ def test_url_env_must_be_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_relative_sqlite_paths_resolve_against_the_spec(sqlite_db: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from keelml.spec import load_spec
+    from keelml.spec.pipeline import load_spec
 
     monkeypatch.chdir("/")
     spec = _spec(tmp_path, "    format: sql\n    query: SELECT * FROM people\n    url: sqlite:///data.db")

@@ -23,7 +23,7 @@ from keelml.data.sources import read_files
 from keelml.data.stream import validate_chunks
 from keelml.data.validate import validate_frame
 from keelml.errors import DataError
-from keelml.spec import SourceSpec
+from keelml.spec.data import SourceSpec
 
 CONTRACT = """
 target: label

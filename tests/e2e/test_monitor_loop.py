@@ -24,7 +24,7 @@ import pytest
 from tests.helpers import ADULT, small_adult_project
 
 from keelml.pipeline import run
-from keelml.project import open_store
+from keelml.registry.project import open_store
 from keelml.serve.auth import create_api_key
 from keelml.serve.server import CONFIG_ENV, ServeConfig
 

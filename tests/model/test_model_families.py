@@ -12,14 +12,15 @@ from keelml.model.catalog import make_estimator, make_pipeline_for, trusted_type
 from keelml.model.features import to_xy
 from keelml.model.persist import check_loadable, dump_model, load_model
 from keelml.model.train import train_model
-from keelml.pipeline import codecs
-from keelml.spec import LearningCurveSpec, ModelSpec
+from keelml.model.trust import TrustPolicy
+from keelml.pipeline.services import codecs
+from keelml.spec.model import LearningCurveSpec, ModelSpec, PreprocessSpec
 
 CUSTOM = "tests.model.custom_estimators:ShrunkLinearRegressor"
 
 
 def _round_trip(model, X, task: str, trusted: tuple[str, ...] = ()) -> None:
-    loaded = load_model(dump_model(model), trusted)
+    loaded = load_model(dump_model(model), TrustPolicy(classes=trusted))
     if task == "regression":
         np.testing.assert_array_equal(loaded.predict(X), model.predict(X))
     else:
@@ -65,13 +66,13 @@ def test_estimator_by_import_path_trusts_exactly_the_declared_class(synthetic) -
         load_model(data)  # not trusted unless the spec declares it
     declared = trusted_types(CUSTOM)
     assert declared == ("tests.model.custom_estimators.ShrunkLinearRegressor",)
-    check_loadable(data, declared)
+    check_loadable(data, TrustPolicy(classes=declared))
     _round_trip(model, X, "regression", declared)
     # the pipeline's model codec trusts the spec's family, and only that
-    codec = codecs(family=CUSTOM)["model"]
+    codec = codecs(TrustPolicy.from_spec(ModelSpec(family=CUSTOM), PreprocessSpec()))["model"]
     np.testing.assert_array_equal(codec.decode(codec.encode(model)).predict(X), model.predict(X))
     with pytest.raises(IntegrityError):
-        codecs(family="hist_gradient_boosting")["model"].decode(codec.encode(model))
+        codecs(TrustPolicy())["model"].decode(codec.encode(model))
 
 
 def test_an_undeclared_type_inside_a_declared_estimator_is_refused_when_saving(synthetic) -> None:
@@ -80,7 +81,7 @@ def test_an_undeclared_type_inside_a_declared_estimator_is_refused_when_saving(s
     family = "tests.model.custom_estimators:LeakyRegressor"
     model = make_pipeline_for(contract, family, {}, seed=0).fit(X, y)
     with pytest.raises(DataError, match="custom_estimators.Holder"):
-        codecs(family=family)["model"].encode(model)
+        codecs(TrustPolicy.from_spec(ModelSpec(family=family), PreprocessSpec()))["model"].encode(model)
 
 
 def test_sklearn_estimator_by_import_path_trains(synthetic) -> None:
@@ -99,7 +100,7 @@ def test_an_estimator_holding_untrusted_internals_is_refused_when_saving(synthet
     family = "sklearn.neighbors:KNeighborsClassifier"
     model = make_pipeline_for(contract, family, {"algorithm": "kd_tree"}, seed=0).fit(X, y)
     with pytest.raises(DataError, match="KDTree"):  # only the declared class is trusted, not its internals
-        codecs(family=family)["model"].encode(model)
+        codecs(TrustPolicy.from_spec(ModelSpec(family=family), PreprocessSpec()))["model"].encode(model)
 
 
 def test_import_path_errors() -> None:

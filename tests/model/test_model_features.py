@@ -13,7 +13,6 @@ from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
-from keelml import steps
 from keelml.errors import DataError, IntegrityError, SpecError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.features import FrameCoercer, to_xy
@@ -21,7 +20,10 @@ from keelml.model.functions import sources_digest
 from keelml.model.persist import dump_model, load_model
 from keelml.model.preprocess import build_preprocessor, preprocessor_for, resolve_preprocessing
 from keelml.model.train import train_model
-from keelml.spec import ImputeSpec, ModelSpec, PreprocessSpec, parse_spec
+from keelml.model.trust import TrustPolicy
+from keelml.pipeline.steps import data, training
+from keelml.spec.model import ImputeSpec, ModelSpec, PreprocessSpec
+from keelml.spec.pipeline import parse_spec
 
 SPEC_HEAD = "name: t\ndata:\n  target: target\n  train:\n    path: t.csv\n"
 
@@ -212,10 +214,10 @@ def _wild(test: pl.DataFrame) -> pl.DataFrame:
 
 
 def _fit_through_the_steps(frame: pl.DataFrame, contract) -> Any:
-    split = steps.split(params={"target": "target", "test_size": 0.3, "stratify": True, "seed": 7}, train=frame)
+    split = data.split(params={"target": "target", "test_size": 0.3, "stratify": True, "seed": 7}, train=frame)
     params = {**ModelSpec(family="logistic_regression", cv_folds=3).model_dump(
         mode="json", exclude={"n_jobs", "threads"}), "preprocess": PreprocessSpec().model_dump(mode="json")}
-    trained = steps.train(params=params, resources={"n_jobs": 1, "threads": 1}, train=split["train"],
+    trained = training.train(params=params, resources={"n_jobs": 1, "threads": 1}, train=split["train"],
                           contract=contract.model_dump(mode="json"))
     return split, trained["model"]
 
@@ -439,7 +441,7 @@ def test_declared_function_trains_saves_loads_and_predicts(synthetic) -> None:
     model, report = train_model(frame, contract, ModelSpec(family="logistic_regression", cv_folds=3), spec)
     assert report["preprocess"]["functions"] == [f"{FX}:clip_x"]
     data = dump_model(model)
-    loaded = load_model(data, extra_trusted=[f"{FX}:clip_x"])
+    loaded = load_model(data, TrustPolicy(functions=(f"{FX}:clip_x",)))
     X, _ = to_xy(frame, contract)
     np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
     # the function runs at predict time: x beyond 1 is clipped to 1
@@ -458,7 +460,7 @@ def test_undeclared_function_is_refused_at_load(synthetic) -> None:
     data = dump_model(model)
     for declared in ([], [f"{FX}:count_rows"]):
         with pytest.raises(IntegrityError) as info:
-            load_model(data, extra_trusted=declared)
+            load_model(data, TrustPolicy(functions=tuple(declared)))
         message = str(info.value)
         assert f"{FX}.clip_x" in message and "not declared in preprocess.functions" in message
         assert "add it to preprocess.functions" in message and f"'{FX}:clip_x'" in message
@@ -523,7 +525,9 @@ def test_spec_sources_digest_follows_the_function_source() -> None:
 
 
 def test_a_run_trusts_exactly_the_declared_functions(tmp_path, synthetic) -> None:
-    from keelml.pipeline import codecs, run
+    from keelml.model.trust import TrustPolicy
+    from keelml.pipeline import run
+    from keelml.pipeline.services import codecs
 
     frame, _ = synthetic("binary", n=200)
     frame.write_csv(tmp_path / "data.csv")
@@ -539,17 +543,17 @@ def test_a_run_trusts_exactly_the_declared_functions(tmp_path, synthetic) -> Non
     status = {s.name: s.status for s in second.steps}
     assert status["train"] == "cached" and status["evaluate"] == "ran"
     assert second.metrics is not None and second.metrics["primary"]["bootstrap_rounds_used"] == 5
-    from keelml.project import open_project
-    from keelml.spec import load_spec
+    from keelml.registry.project import open_project
+    from keelml.spec.pipeline import load_spec
 
     project = open_project(load_spec(tmp_path / "pipeline.yaml"), create=False)
     try:
         model_bytes = project.artifacts.get(next(s for s in first.steps if s.name == "train").outputs["model"])
     finally:
         project.close()
-    assert codecs([f"{FX}:clip_x"])["model"].decode(model_bytes) is not None
+    assert codecs(TrustPolicy(functions=(f"{FX}:clip_x",)))["model"].decode(model_bytes) is not None
     with pytest.raises(IntegrityError, match="clip_x"):
-        codecs()["model"].decode(model_bytes)
+        codecs(TrustPolicy())["model"].decode(model_bytes)
 
 
 @pytest.mark.parametrize("spec", [

@@ -10,7 +10,7 @@ from keelml.data.contract import ColumnContract
 from keelml.errors import DataError, SpecError
 from keelml.model.folds import make_folds
 from keelml.model.train import train_model
-from keelml.spec import LearningCurveSpec, ModelSpec
+from keelml.spec.model import LearningCurveSpec, ModelSpec
 
 
 def test_default_folds_are_stratified_and_seeded(synthetic) -> None:

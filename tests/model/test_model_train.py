@@ -10,10 +10,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from keelml.errors import DataError
-from keelml.model.evaluate import evaluate_model
+from keelml.evaluation.evaluate import evaluate_model
 from keelml.model.features import to_xy
 from keelml.model.train import train_model
-from keelml.spec import EvaluateSpec, LearningCurveSpec, ModelSpec
+from keelml.spec.evaluate import EvaluateSpec
+from keelml.spec.model import LearningCurveSpec, ModelSpec
 
 
 def test_binary_report_structure(synthetic) -> None:

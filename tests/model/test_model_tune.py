@@ -11,7 +11,7 @@ import pytest
 from keelml.errors import DataError, SpecError
 from keelml.model import tune as tune_module
 from keelml.model.tune import study_name, tune_model
-from keelml.spec import ModelSpec, ParamRange, TuneSpec
+from keelml.spec.model import ModelSpec, ParamRange, TuneSpec
 from keelml.store.metadata import MetadataStore
 
 STUDY = "test-study"

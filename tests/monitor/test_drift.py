@@ -15,7 +15,7 @@ from keelml.data.profile import profile_frame
 from keelml.errors import DataError
 from keelml.monitor import stats
 from keelml.monitor.drift import drift_report
-from keelml.spec_monitor import DriftSpec
+from keelml.spec.monitor import DriftSpec
 
 LEVELS = [f"v{k}" for k in range(6)]
 BASE = np.array([0.35, 0.25, 0.15, 0.12, 0.08, 0.05])

@@ -16,7 +16,7 @@ from keelml.monitor.actions import ActionContext, compare, run_actions
 from keelml.monitor.check import check_window
 from keelml.monitor.performance import live_performance
 from keelml.monitor.rules import evaluate_rules
-from keelml.spec_monitor import DriftSpec, MonitorSpec, PerformanceSpec, RuleSpec
+from keelml.spec.monitor import DriftSpec, MonitorSpec, PerformanceSpec, RuleSpec
 
 CONTRACT = Contract.model_validate({"target": "y", "task": "binary", "classes": ["no", "yes"], "columns": [
     {"name": "x", "type": "float"},

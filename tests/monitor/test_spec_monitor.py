@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 
 from keelml.errors import SpecError
-from keelml.spec import parse_spec
-from keelml.spec_monitor import parse_window
+from keelml.spec.monitor import parse_window
+from keelml.spec.pipeline import parse_spec
 
 BASE = "name: m\ndata: {train: {path: a.csv}, target: y}\n"
 

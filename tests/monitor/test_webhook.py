@@ -14,7 +14,7 @@ from tests.monitor.tls_server import https_server
 
 from keelml.monitor.actions import ActionContext, run_actions
 from keelml.monitor.webhook import WebhookRefused, post_json
-from keelml.spec_monitor import ActionSpec
+from keelml.spec.monitor import ActionSpec
 
 PAYLOAD = {"event": "test", "value": 1}
 

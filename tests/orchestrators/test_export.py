@@ -10,19 +10,15 @@ import yaml
 from tests.helpers import keel_here
 from tests.orchestrators.conftest import small_spec
 
-from keelml.pipeline import compile_graph, resolve_inputs
-from keelml.project import open_project
-from keelml.spec import load_spec
+from keelml.pipeline.graph import standard_graph
+from keelml.pipeline.inputs import resolve_inputs
+from keelml.spec.pipeline import load_spec
 
 
 def graph_edges(spec: Path) -> tuple[list[str], set[tuple[str, str]]]:
     """The steps and (upstream, downstream) edges of the graph `keel run` compiles for this spec."""
     loaded = load_spec(spec)
-    project = open_project(loaded)
-    try:
-        graph = compile_graph(loaded, project, resolve_inputs(loaded))
-    finally:
-        project.close()
+    graph = standard_graph(loaded, resolve_inputs(loaded))
     edges = {(ref.partition(".")[0], step.name) for step in graph.order() for ref in step.dependencies()}
     return [step.name for step in graph.order()], edges
 
@@ -58,7 +54,7 @@ def test_airflow_dag_has_one_task_per_step_and_exactly_the_graph_edges(tmp_path:
     steps, expected = graph_edges(spec)
     assert list(commands) == steps and "tune" in steps and "ingest_test" in steps
     assert edges == expected
-    assert {("tune", "train"), ("split", "tune"), ("gate", "register"), ("ingest_test", "validate")} <= edges
+    assert {("tune", "train"), ("split", "tune"), ("gate", "bundle"), ("bundle", "register"), ("ingest_test", "validate")} <= edges
     assert commands["train"] == f"keel run {spec} --step train"
     assert "dag_id='orch-test'" in text and "import keelml" not in text
     assert written["steps"] == steps and {tuple(e) for e in written["edges"]} == expected
@@ -72,7 +68,7 @@ def test_the_dag_follows_the_spec_and_the_task_command_is_configurable(tmp_path:
     assert result.returncode == 0, result.stderr
     commands, edges = dag_from_source(target.read_text())
     assert list(commands) == ["ingest", "validate", "profile", "split", "train", "evaluate", "model_tests", "export",
-                              "gate", "register"]
+                              "gate", "bundle", "register"]
     assert edges == graph_edges(spec)[1]
     assert commands["gate"] == "/opt/venv/bin/keel run '/srv/my specs/p.yaml' --step gate"
     assert "dag_id='nightly.orch'" in target.read_text()
@@ -111,7 +107,7 @@ def test_kubeflow_default_image_and_output_name(tmp_path: Path, monkeypatch) -> 
     images = {e["container"]["image"] for e in ir["deploymentSpec"]["executors"].values()}
     from keelml import __version__
 
-    assert images == {f"keelml:{__version__}"} and len(ir["root"]["dag"]["tasks"]) == 10
+    assert images == {f"keelml:{__version__}"} and len(ir["root"]["dag"]["tasks"]) == 11
 
 
 def test_export_errors_say_what_was_expected_and_how_to_fix_it(tmp_path: Path) -> None:

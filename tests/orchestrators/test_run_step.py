@@ -8,10 +8,10 @@ from pathlib import Path
 from tests.helpers import keel_here
 
 from keelml.orchestrators.topology import step_graph
-from keelml.spec import load_spec
+from keelml.spec.pipeline import load_spec
 
 STANDARD = ["ingest", "ingest_test", "validate", "profile", "split", "train", "evaluate", "model_tests", "export",
-            "privacy", "robustness", "gate", "register"]
+            "privacy", "robustness", "gate", "bundle", "register"]
 
 
 def test_a_step_whose_upstream_is_not_cached_fails_naming_the_step_to_run_first(spec: Path) -> None:

@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 from tests.security.synthetic import fit, halves, make_data
 
-from keelml import steps
 from keelml.errors import SpecError
+from keelml.pipeline.steps import evaluation as steps
 from keelml.security.membership import attribute_inference, membership_audit, privacy_audit
-from keelml.spec import parse_spec
+from keelml.spec.pipeline import parse_spec
 
 
 def test_membership_attack_detects_an_overfit_model() -> None:

@@ -16,7 +16,7 @@ from keelml.errors import SpecError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.private import _diffprivlib, privacy_leaks_as_errors
 from keelml.model.train import train_model
-from keelml.spec import ModelSpec
+from keelml.spec.model import ModelSpec
 
 
 def _dp_works() -> bool:

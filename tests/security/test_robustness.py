@@ -9,9 +9,9 @@ import polars as pl
 import pytest
 from tests.security.synthetic import fit, halves, make_data
 
-from keelml import steps
 from keelml.data.contract import ColumnContract
 from keelml.model.features import to_xy
+from keelml.pipeline.steps import evaluation as steps
 from keelml.security.robustness import column_scales, hopskipjump_audit, perturb, perturbation_stability
 
 

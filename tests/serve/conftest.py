@@ -18,8 +18,8 @@ from sqlalchemy import delete
 from tests.helpers import small_adult_project
 
 from keelml.pipeline import run
-from keelml.project import Project, open_store
 from keelml.registry import build_bundle
+from keelml.registry.project import Project, open_store
 from keelml.serve.auth import create_api_key
 from keelml.serve.server import ServeConfig, create_app
 from keelml.store import schema

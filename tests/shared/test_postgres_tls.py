@@ -13,8 +13,8 @@ from tests.registry.conftest import put_bundle
 from tests.shared.conftest import with_query
 
 from keelml.errors import SpecError
-from keelml.project import open_metadata
 from keelml.registry import Registry
+from keelml.registry.project import open_metadata
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
 from keelml.store.keys import KeyRing

@@ -13,7 +13,7 @@ from tests.helpers import keel, keel_here
 from tests.shared.conftest import small_project
 
 from keelml.pipeline import run
-from keelml.project import open_store
+from keelml.registry.project import open_store
 from keelml.serve.server import ServeConfig
 from keelml.store.artifacts import OWNER
 

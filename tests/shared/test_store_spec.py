@@ -8,8 +8,8 @@ import pytest
 from tests.shared.conftest import small_project
 
 from keelml.errors import SpecError
-from keelml.project import artifacts_location, open_project
-from keelml.spec import load_spec
+from keelml.registry.project import artifacts_location, open_project
+from keelml.spec.pipeline import load_spec
 
 
 def test_artifacts_url_is_resolved_against_the_spec_and_urls_kept(tmp_path: Path) -> None:

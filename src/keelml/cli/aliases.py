@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from keelml.cli.common import ACTOR_OPTION, SPEC_OPTION, open_from_spec, when
+from keelml.names import PRODUCTION
 
 
 def _print_change(change: object, as_json: bool) -> None:
@@ -28,7 +29,7 @@ def _print_change(change: object, as_json: bool) -> None:
 
 def promote(name: str = typer.Argument(..., help="Model name."),
             version: str = typer.Argument(..., help="Version number to promote."),
-            to: str = typer.Option("production", "--to", help="Alias to point at the version."),
+            to: str = typer.Option(PRODUCTION, "--to", help="Alias to point at the version."),
             reason: str = typer.Option(..., "--reason", help="Why (kept in the history and audit log)."),
             skip_infra_validation: bool = typer.Option(
                 False, "--skip-infra-validation",
@@ -40,8 +41,8 @@ def promote(name: str = typer.Argument(..., help="Model name."),
     """Point NAME@ALIAS at VERSION after verifying it fully and infra-validating it: a fresh server process
     answers held-out rows over HTTP and must match the predictions recorded at evaluation (exit 3 if not)."""
     from keelml.cli.output import err, print_json
-    from keelml.promotion import promote_validated
-    from keelml.spec import load_spec
+    from keelml.pipeline.promotion import promote_validated
+    from keelml.spec.pipeline import load_spec
 
     serve = load_spec(spec).spec.serve.model_dump(mode="json")
     project = open_from_spec(spec)
@@ -65,7 +66,7 @@ def promote(name: str = typer.Argument(..., help="Model name."),
 def rollback(name: str = typer.Argument(..., help="Model name."),
              to: str | None = typer.Option(None, "--to", help="Version to go back to (default: the one "
                                                               "the alias pointed to before its current one)."),
-             alias: str = typer.Option("production", "--alias", help="Alias to move back."),
+             alias: str = typer.Option(PRODUCTION, "--alias", help="Alias to move back."),
              reason: str = typer.Option("rollback", "--reason", help="Why (kept in the history and audit log)."),
              actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
              as_json: bool = typer.Option(False, "--json")) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 if TYPE_CHECKING:
-    from keelml.project import Project
+    from keelml.registry.project import Project
 
 SPEC_OPTION = typer.Option(Path("pipeline.yaml"), "--spec", "-f", envvar="KEEL_SPEC",
                            help="The pipeline spec whose store to use.")
@@ -16,8 +16,8 @@ SPEC_OPTION = typer.Option(Path("pipeline.yaml"), "--spec", "-f", envvar="KEEL_S
 
 def open_from_spec(spec: Path) -> Project:
     """Open an existing store (never creates keys: reading commands must not invent a project)."""
-    from keelml.project import open_project
-    from keelml.spec import load_spec
+    from keelml.registry.project import open_project
+    from keelml.spec.pipeline import load_spec
 
     return open_project(load_spec(spec), create=False)
 

@@ -39,7 +39,7 @@ def infer(
     from keelml.data.contract import close_match_hint, contract_to_yaml
     from keelml.data.infer import infer_contract
     from keelml.errors import DataError
-    from keelml.spec import ContractSpec
+    from keelml.spec.data import ContractSpec
 
     if output is not None:
         check_writable(output, "--output")

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
     from keelml.data.chunked import Chunk
     from keelml.data.contract import Contract
-    from keelml.spec import LoadedSpec, SourceSpec
+    from keelml.spec.data import SourceSpec
+    from keelml.spec.pipeline import LoadedSpec
 
 
 class Role(StrEnum):
@@ -79,7 +80,8 @@ def resolve_source(options: DataOptions) -> tuple[SourceSpec, str, LoadedSpec | 
     """The source to read (the spec's, with the command line's options over it) and its location."""
     from pydantic import ValidationError
 
-    from keelml.spec import SourceSpec, load_spec
+    from keelml.spec.data import SourceSpec
+    from keelml.spec.pipeline import load_spec
 
     loaded = load_spec(options.spec) if options.spec is not None else None
     base: dict[str, Any] = {}

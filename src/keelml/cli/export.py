@@ -32,7 +32,7 @@ def export(
     from keelml.cli.output import out, print_json
     from keelml.errors import InputError
     from keelml.orchestrators.topology import spec_path_for_tasks, step_graph
-    from keelml.spec import load_spec
+    from keelml.spec.pipeline import load_spec
 
     if target not in TARGETS:
         raise InputError(f"unknown export target {target!r}",

@@ -80,7 +80,7 @@ def rotate(actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
 
     Safe to interrupt: running it again finishes the same rotation."""
     from keelml.cli.output import out, print_json
-    from keelml.project import shared_artifacts
+    from keelml.registry.project import shared_artifacts
     from keelml.store.rotation import rotate_master_key
 
     project = open_from_spec(spec)

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from keelml.cli.common import SPEC_OPTION
+from keelml.names import PRODUCTION
 
 if TYPE_CHECKING:
     from keelml.monitor.actions import ActionContext
     from keelml.monitor.reference import Reference
-    from keelml.project import Project
-    from keelml.spec import LoadedSpec
+    from keelml.registry.project import Project
+    from keelml.spec.pipeline import LoadedSpec
 
 
 def monitor(
@@ -37,8 +38,8 @@ def monitor(
     from keelml.monitor.check import check_window, summary_of
     from keelml.monitor.reference import load_reference, parse_model_ref
     from keelml.monitor.window import window_frame
-    from keelml.project import open_project, store_root
-    from keelml.spec import load_spec
+    from keelml.registry.project import open_project, store_root
+    from keelml.spec.pipeline import load_spec
 
     loaded = load_spec(spec)
     settings = loaded.spec.monitor
@@ -57,7 +58,7 @@ def monitor(
                   "log": str(directory), **report}
         outcomes: list[dict[str, Any]] = []
         if report["fired"] and not no_actions:
-            ctx = _context(loaded, project, found, alias=ref if isinstance(ref, str) else "production")
+            ctx = _context(loaded, project, found, alias=ref if isinstance(ref, str) else PRODUCTION)
             outcomes = run_actions(settings.actions, report["fired"], summary_of(report), ctx)
         report["actions"] = outcomes
     finally:
@@ -73,7 +74,7 @@ def monitor(
 def _context(loaded: LoadedSpec, project: Project, found: Reference, *, alias: str) -> ActionContext:
     """The actions' side effects, wired to this project (retrain runs the spec's pipeline)."""
     from keelml.monitor.actions import ActionContext
-    from keelml.project import store_root
+    from keelml.registry.project import store_root
 
     def retrain() -> dict[str, Any]:
         from keelml.pipeline import run as run_pipeline

@@ -17,8 +17,8 @@ def report(run_id: str = typer.Argument(..., help="A run id, a unique prefix of 
     """Print the path of a run's HTML report; --open opens it in a browser."""
     from keelml.cli.output import out
     from keelml.errors import NotFoundError
-    from keelml.project import open_project
-    from keelml.spec import load_spec
+    from keelml.registry.project import open_project
+    from keelml.spec.pipeline import load_spec
 
     loaded = load_spec(spec)
     project = open_project(loaded, create=False)

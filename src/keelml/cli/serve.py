@@ -42,10 +42,10 @@ def serve(
     """Serve a registered model over HTTP: verified before loading, API keys required; follows its alias (or the
     latest version) and swaps to a new version only after verifying it and a smoke prediction."""
     from keelml.cli.output import err
-    from keelml.project import shared_artifacts
+    from keelml.registry.project import shared_artifacts
     from keelml.serve.server import ServeConfig
     from keelml.serve.server import serve as run_server
-    from keelml.spec import load_spec
+    from keelml.spec.pipeline import load_spec
 
     name, version, alias = parse_model_ref(model)
     if (tls_cert is None) != (tls_key is None):
@@ -96,7 +96,7 @@ def score(
     from keelml.engine.executors import open_backend
     from keelml.serve.batch import portable_model, score_file
     from keelml.serve.engine import load_registered
-    from keelml.spec import load_spec
+    from keelml.spec.pipeline import load_spec
 
     name, fixed, alias = parse_model_ref(model)
     settings = load_spec(spec).spec
@@ -133,7 +133,7 @@ def containerize(
     """Write a Dockerfile, a compose file and the exported, signed bundle for one version."""
     from keelml.cli.output import out
     from keelml.serve.containerize import containerize as build_context
-    from keelml.spec import load_spec
+    from keelml.spec.pipeline import load_spec
 
     name, fixed, alias = parse_model_ref(model)
     if fixed is None and alias is None:

@@ -58,7 +58,7 @@ def validate(
                             expected="a file name ending in .parquet or .csv",
                             fix=f"use e.g. {quarantine.with_suffix('.parquet').name}")
     if contract_path is None and spec is not None:
-        from keelml.spec import load_spec
+        from keelml.spec.pipeline import load_spec
 
         loaded_spec = load_spec(spec)
         if loaded_spec.spec.contract.path:

@@ -14,7 +14,7 @@ import polars as pl
 
 from keelml.data.contract import ColumnContract
 from keelml.errors import DataError
-from keelml.spec import ValidationSpec
+from keelml.spec.data import ValidationSpec
 
 EXAMPLES = 3
 _TYPE_WORDS = {"integer": "an integer", "float": "a finite number", "boolean": "true or false",

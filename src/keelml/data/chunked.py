@@ -33,7 +33,7 @@ from keelml.data.sources import (
     parse_csv_text,
 )
 from keelml.errors import DataError
-from keelml.spec import CsvOptions, SourceSpec, format_of_name
+from keelml.spec.data import CsvOptions, SourceSpec, format_of_name
 
 BLOCK_BYTES = 1 << 22
 

@@ -17,7 +17,7 @@ import numpy as np
 import polars as pl
 
 from keelml.errors import DataError
-from keelml.spec import CsvOptions
+from keelml.spec.data import CsvOptions
 
 NEWLINE_CHUNK = 1 << 24
 MAX_RECORD_BYTES = 1 << 20  # a quoted field may span lines, but not more than this many bytes

@@ -12,7 +12,7 @@ import polars as pl
 from keelml.data.contract import ColumnContract, ColumnType, Contract, PiiAction, PiiKind, Role, Task, close_match_hint
 from keelml.data.pii import detect_pii
 from keelml.errors import DataError
-from keelml.spec import ContractSpec
+from keelml.spec.data import ContractSpec
 
 MAX_INTEGER_CLASSES = 20
 """An integer target with at most this many distinct values is a class label, not a quantity."""

@@ -18,7 +18,8 @@ from typing import Any
 
 from keelml.data.files import batch_digest, file_digest, is_batch, is_url, list_batch
 from keelml.errors import DataError, SpecError
-from keelml.spec import LoadedSpec, SourceSpec
+from keelml.spec.base import SpecFile
+from keelml.spec.data import SourceSpec
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class ResolvedSource:
     bound: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_source(loaded: LoadedSpec, source: SourceSpec, role: str, frame: Any = None) -> ResolvedSource:
+def resolve_source(loaded: SpecFile, source: SourceSpec, role: str, frame: Any = None) -> ResolvedSource:
     """Locate and digest one source; ``frame`` (pandas or polars) replaces whatever the spec names."""
     if frame is not None:
         polars_frame = _not_empty(to_polars(frame, role), f"frames[{role!r}]")
@@ -57,7 +58,7 @@ def resolve_source(loaded: LoadedSpec, source: SourceSpec, role: str, frame: Any
     return ResolvedSource(location, file_digest(location))
 
 
-def _resolve_sql(loaded: LoadedSpec, source: SourceSpec, role: str) -> ResolvedSource:
+def _resolve_sql(loaded: SpecFile, source: SourceSpec, role: str) -> ResolvedSource:
     from keelml.data.sql import mask_url, read_sql, source_url
 
     url = _spec_relative_sqlite(loaded, source_url(source, role))
@@ -75,7 +76,7 @@ def _not_empty(frame: Any, what: str) -> Any:
     return frame
 
 
-def _spec_relative_sqlite(loaded: LoadedSpec, url: str) -> str:
+def _spec_relative_sqlite(loaded: SpecFile, url: str) -> str:
     """A SQLite URL with a relative file path is resolved against the spec's directory, like data paths."""
     prefix = next((p for p in ("sqlite:///", "sqlite+pysqlite:///") if url.startswith(p)), None)
     if prefix is None:

@@ -18,7 +18,7 @@ from keelml.data.csvlines import Reject, scan_lines
 from keelml.data.encoding import to_utf8
 from keelml.data.files import file_digest, is_batch, list_batch, read_bytes
 from keelml.errors import DataError
-from keelml.spec import CsvOptions, SourceSpec, format_of_name
+from keelml.spec.data import CsvOptions, SourceSpec, format_of_name
 
 __all__ = ["REJECT_SCHEMA", "file_digest", "frame_with_rejects", "read_files", "read_source",
            "read_source_with_rejects"]

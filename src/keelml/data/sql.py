@@ -15,7 +15,7 @@ from typing import Any
 import polars as pl
 
 from keelml.errors import DataError, SpecError
-from keelml.spec import SourceSpec
+from keelml.spec.data import SourceSpec
 
 FETCH_ROWS = 65_536
 MASK = "***"

@@ -19,7 +19,7 @@ from keelml.data.chunked import Chunk
 from keelml.data.contract import Contract
 from keelml.data.sources import REJECT_SCHEMA
 from keelml.data.validate import ROW_COLUMN, Tally, build_report, validate_frame
-from keelml.spec import ValidationSpec
+from keelml.spec.data import ValidationSpec
 
 KEEP_ROWS = 1000
 """At most this many quarantined rows and reader rejects are kept in memory (the sinks get them all)."""

@@ -16,7 +16,7 @@ from keelml.data.anomalies import dataset_anomalies, row_anomalies
 from keelml.data.contract import ColumnContract, ColumnType, Contract, close_match_hint
 from keelml.data.pii import protect
 from keelml.errors import DataError
-from keelml.spec import ValidationSpec
+from keelml.spec.data import ValidationSpec
 
 ROW_COLUMN = "_row"
 REASON_COLUMN = "_reason"

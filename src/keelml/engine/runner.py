@@ -58,6 +58,10 @@ class OutputMismatch(RuntimeError):
     """A step returned other outputs than it declared."""
 
 
+class MissingService(LookupError):
+    """A step names a service the runner was not given (a programming error in the wiring)."""
+
+
 class UpstreamNotCached(LookupError):
     """A step that `only` needs has no usable cached result, and the run was told not to compute it."""
 
@@ -70,7 +74,10 @@ class UpstreamNotCached(LookupError):
 
 @dataclass
 class Runner:
-    """Executes a graph against an artifact store and a recorder. Holds no global state."""
+    """Executes a graph against an artifact store and a recorder. Holds no global state.
+
+    `services` are handed to the steps that name them (`Step.services`); they are never part of a key.
+    """
 
     artifacts: Artifacts
     recorder: Recorder
@@ -78,6 +85,7 @@ class Runner:
     scope: str
     run_id: str
     events: Events | None = None
+    services: Mapping[str, Any] = field(default_factory=dict)
     clock: Callable[[], float] = time.perf_counter
     _digests: dict[str, str] = field(default_factory=dict)
     _values: dict[str, Any] = field(default_factory=dict)
@@ -133,8 +141,12 @@ class Runner:
             explain = explain_change(self.recorder.previous_parts(self.scope, step.name), parts)
         if self.events:
             self.events.step_started(step)
+        missing = [name for name in step.services if name not in self.services]
+        if missing:
+            raise MissingService(f"step {step.name!r} needs service(s) {', '.join(missing)}, which the runner lacks")
         kwargs: dict[str, Any] = {arg: self.value(ref) for arg, ref in step.inputs.items()}
         kwargs.update({arg: self._digests[ref] for arg, ref in step.refs.items()})
+        kwargs.update({name: self.services[name] for name in step.services})
         produced = step.fn(params=step.params, **step.bound, **kwargs)
         if set(produced) != set(step.outputs):
             raise OutputMismatch(

@@ -18,7 +18,9 @@ class Step:
     whose decoded value is passed; `refs` likewise but passes the artifact id (its SHA-256);
     `outputs` maps each output name to the codec that turns it into bytes. `params` must be
     JSON-serialisable: it is part of the cache key, as is `version` (bump it when the function's
-    behaviour changes). `bound` holds dependencies that are not part of the key (e.g. a signer).
+    behaviour changes). `bound` holds values that are not part of the key (a file's location, the
+    process count); `services` names what the runner supplies at run time (a signer, a trust policy,
+    a registry...), so a graph can be built, inspected and exported without keys or a database.
     """
 
     name: str
@@ -29,6 +31,7 @@ class Step:
     params: Mapping[str, Any] = field(default_factory=dict)
     version: str = "1"
     bound: Mapping[str, Any] = field(default_factory=dict)
+    services: tuple[str, ...] = ()
 
     def ref(self, output: str) -> str:
         """The reference other steps use to consume one of this step's outputs."""

@@ -20,11 +20,11 @@ from sklearn.pipeline import Pipeline
 
 from keelml.errors import DataError, SpecError
 from keelml.model.preprocess import preprocessor_for
-from keelml.spec import IMPORT_PATH_PATTERN, MODEL_FAMILIES
+from keelml.spec.model import IMPORT_PATH_PATTERN, MODEL_FAMILIES
 
 if TYPE_CHECKING:
     from keelml.data.contract import Contract
-    from keelml.spec import PreprocessSpec
+    from keelml.spec.model import PreprocessSpec
 
 FAMILIES = MODEL_FAMILIES
 TASKS = ("binary", "multiclass", "regression")
@@ -58,7 +58,7 @@ def estimator_class(path: str) -> type:
 
 
 def trusted_types(family: str) -> tuple[str, ...]:
-    """Types a model of this family may hold beyond persist.TRUSTED_TYPES: exactly the declared class."""
+    """Types a model of this family may hold beyond trust.TRUSTED_TYPES: exactly the declared class."""
     if not is_import_path(family):
         return ()
     cls = estimator_class(family)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import Contract
-    from keelml.spec import ModelSpec
+    from keelml.spec.model import ModelSpec
 
 IntArray = npt.NDArray[np.intp]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from keelml.errors import DataError, SpecError
-from keelml.spec import FUNCTION_REF_PATTERN
+from keelml.spec.model import FUNCTION_REF_PATTERN
 
 FrameFunction = Callable[[Any], Any]
 
@@ -33,14 +33,6 @@ def parse_ref(ref: str) -> tuple[str, str]:
         )
     module, _, name = ref.partition(":")
     return module, name
-
-
-def trusted_name(ref: str) -> str:
-    """The name skops records for the referenced function: `package.module.function` (a dotted name as is)."""
-    if ":" not in ref:
-        return ref
-    module, name = parse_ref(ref)
-    return f"{module}.{name}"
 
 
 def resolve_function(ref: str) -> FrameFunction:

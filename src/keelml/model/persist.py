@@ -5,77 +5,23 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterable, Sequence
 from typing import Any
 
 from keelml.errors import DataError, IntegrityError
-from keelml.model.functions import trusted_name
-
-# Types skops does not trust by default but that keelml's own pipelines contain (found by dumping
-# every family for binary, multiclass and regression and calling skops.io.get_untrusted_types),
-# plus the histogram-gradient-boosting internals (binning, losses, links) that other skops
-# versions report. Anything else in a model file makes load_model refuse it.
-TRUSTED_TYPES: tuple[str, ...] = (
-    "keelml.model.features.FrameCoercer",
-    "keelml.model.functions.apply_frame_function",  # calls user functions, which load only when declared
-    "numpy.dtype",
-    "numpy.float64",
-    "numpy.int64",
-    "numpy.uint64",
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfMultinomialLoss",
-    "sklearn._loss.loss.HalfSquaredError",
-    "sklearn._loss.loss.AbsoluteError",
-    "sklearn._loss.loss.PinballLoss",
-    "sklearn._loss.loss.HalfPoissonLoss",
-    "sklearn._loss.loss.HalfGammaLoss",
-    "sklearn._loss._loss.CyHalfBinomialLoss",
-    "sklearn._loss._loss.CyHalfMultinomialLoss",
-    "sklearn._loss._loss.CyHalfSquaredError",
-    "sklearn._loss._loss.CyAbsoluteError",
-    "sklearn._loss._loss.CyPinballLoss",
-    "sklearn._loss._loss.CyHalfPoissonLoss",
-    "sklearn._loss._loss.CyHalfGammaLoss",
-    "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.LogitLink",
-    "sklearn._loss.link.LogLink",
-    "sklearn._loss.link.MultinomialLogit",
-    "sklearn._loss.link.Interval",
-    # Native categorical support in histogram boosting keeps a validation callable:
-    # functools.partial over check_array. The partial's target is audited separately, so only
-    # partials of allowlisted functions load.
-    "functools.partial",
-    "sklearn.utils.validation.check_array",
-    # Differentially private families (extra `dp`): exactly the diffprivlib classes keelml builds,
-    # the budget accountant each one carries, and keelml's contract-bounded scaler.
-    "keelml.model.private.BoundedScaler",
-    "diffprivlib.accountant.BudgetAccountant",
-    "diffprivlib.models.logistic_regression.LogisticRegression",
-    "diffprivlib.models.linear_regression.LinearRegression",
-    "diffprivlib.models.forest.RandomForestClassifier",
-    "diffprivlib.models.forest.DecisionTreeClassifier",
-    # The lightgbm family (the keelml[lightgbm] extra): the booster is rebuilt from its text model.
-    "collections.OrderedDict",
-    "lightgbm.basic.Booster",
-    "lightgbm.sklearn.LGBMClassifier",
-    "lightgbm.sklearn.LGBMRegressor",
-)
+from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 
 
-def untrusted_types(data: bytes, extra_trusted: Iterable[str] = ()) -> list[str]:
-    """Types in skops bytes that neither skops, TRUSTED_TYPES nor `extra_trusted` allow (sorted)."""
-    import skops.io as sio
+def untrusted_types(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
+    """Types in skops bytes that neither skops nor the trust policy allow (sorted)."""
+    import skops.io as sio  # skops loads only when a model is saved or loaded
 
-    allowed = set(TRUSTED_TYPES) | set(extra_trusted)
+    allowed = policy.allowed()
     return sorted(t for t in sio.get_untrusted_types(data=data) if t not in allowed)
 
 
-def check_loadable(data: bytes, extra_trusted: Iterable[str] = ()) -> None:
+def check_loadable(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> None:
     """DataError if load_model would refuse these freshly dumped bytes (say so when saving, not loading)."""
-    offending = untrusted_types(data, extra_trusted)
+    offending = untrusted_types(data, policy)
     if offending:
         raise DataError(
             "the trained model holds type(s) keelml will not load: " + ", ".join(offending),
@@ -156,12 +102,11 @@ def _refuse(what: str) -> IntegrityError:
     )
 
 
-def audit_model(data: bytes, extra_trusted: Sequence[str] = ()) -> list[str]:
+def audit_model(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
     """Check model bytes without building anything; return the allowlisted non-default types they name.
 
-    ``extra_trusted`` are the user preprocessing functions the spec declares
-    (``package.module:function``, as in preprocess.functions); they and nothing else are trusted
-    besides TRUSTED_TYPES. Raises IntegrityError for pickles, non-skops bytes, malformed files and
+    ``policy`` (keelml's allowlist plus the functions and classes the project's spec declares) is
+    the only thing trusted. Raises IntegrityError for pickles, non-skops bytes, malformed files and
     files naming any other type or function (an undeclared function is named, with the spec key that
     declares it). Only skops' schema (JSON) is read: no object is constructed.
     """
@@ -184,7 +129,7 @@ def audit_model(data: bytes, extra_trusted: Sequence[str] = ()) -> list[str]:
     except Exception as exc:
         problem = f"{type(exc).__name__}: {exc}"
         raise _refuse(f"refusing to load: the skops model file is malformed ({problem})") from None
-    allowed = set(TRUSTED_TYPES) | {trusted_name(ref) for ref in extra_trusted}
+    allowed = policy.allowed()
     offending = sorted(t for t in untrusted if t not in allowed)
     if offending:
         functions = _function_refs(data)
@@ -205,15 +150,14 @@ def audit_model(data: bytes, extra_trusted: Sequence[str] = ()) -> list[str]:
     return untrusted
 
 
-def load_model(data: bytes, extra_trusted: Sequence[str] = ()) -> Any:
-    """Load skops bytes after `audit_model` found every type they would build in TRUSTED_TYPES.
+def load_model(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> Any:
+    """Load skops bytes after `audit_model` found every type they would build allowed by ``policy``.
 
-    ``extra_trusted``: the declared user functions (see `audit_model`). Raises IntegrityError for
-    pickles, non-skops bytes and files naming any other type.
+    Raises IntegrityError for pickles, non-skops bytes and files naming any other type.
     """
     import skops.io as sio
 
-    untrusted = audit_model(data, extra_trusted)
+    untrusted = audit_model(data, policy)
     try:
         return sio.loads(bytes(data), trusted=untrusted)
     except Exception as exc:

@@ -11,8 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from keelml.model.evaluate import primary_metric
-from keelml.model.metrics import LOWER_IS_BETTER
+from keelml.model.metrics import LOWER_IS_BETTER, primary_metric
 
 # the value a perfect model reaches
 PERFECT = {"roc_auc": 1.0, "pr_auc": 1.0, "accuracy": 1.0, "f1": 1.0, "f1_macro": 1.0, "roc_auc_ovr": 1.0,

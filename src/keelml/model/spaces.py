@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from keelml.errors import SpecError
-from keelml.spec import ParamRange
+from keelml.spec.model import ParamRange
 
 
 def _r(low: float, high: float, *, log: bool = False, integer: bool = False) -> ParamRange:

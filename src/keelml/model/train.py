@@ -12,9 +12,9 @@ import numpy as np
 from keelml.engine.executors import Executor, InProcess, ProcessPool
 from keelml.errors import DataError
 from keelml.model.catalog import make_pipeline_for
-from keelml.model.evaluate import primary_metric
 from keelml.model.folds import encode_for_folds, make_folds
-from keelml.model.monitor import monitor_training
+from keelml.model.learning_curves import monitor_training
+from keelml.model.metrics import primary_metric
 from keelml.model.preprocess import resolve_preprocessing
 from keelml.model.private import is_private, privacy_leaks_as_errors, privacy_record
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from keelml.data.contract import Contract
     from keelml.model.folds import Folds
-    from keelml.spec import ModelSpec, PreprocessSpec
+    from keelml.spec.model import ModelSpec, PreprocessSpec
 
 # report name -> (sklearn scorer name, sign that makes the reported value the plain metric)
 CV_SCORING: dict[str, dict[str, tuple[str, float]]] = {

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from keelml.data.contract import Contract
-    from keelml.spec import ModelSpec, TuneSpec
+    from keelml.spec.model import ModelSpec, TuneSpec
 
 TrialLog = Callable[[dict[str, Any]], None]
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from keelml.errors import KeelError
-from keelml.spec_monitor import ActionSpec
+from keelml.spec.monitor import ActionSpec
 
 Audit = Callable[..., Any]
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from keelml.monitor.drift import drift_report
 from keelml.monitor.performance import live_performance
 from keelml.monitor.rules import evaluate_rules
-from keelml.spec_monitor import MonitorSpec
+from keelml.spec.monitor import MonitorSpec
 
 if TYPE_CHECKING:
     import polars as pl

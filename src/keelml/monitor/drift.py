@@ -23,7 +23,7 @@ import polars as pl
 
 from keelml.errors import DataError
 from keelml.monitor import stats
-from keelml.spec_monitor import DISTRIBUTION_STATISTICS, DriftSpec
+from keelml.spec.monitor import DISTRIBUTION_STATISTICS, DriftSpec
 
 if TYPE_CHECKING:
     from keelml.data.contract import Contract

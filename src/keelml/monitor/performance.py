@@ -1,7 +1,7 @@
 """Live performance: task metrics on the logged predictions that received a feedback label.
 
 The metrics, their weighted (bootstrap) forms and the fairness report are the ones held-out
-evaluation uses (keelml.model.metrics, keelml.model.fairness), so a production number and the
+evaluation uses (keelml.model.metrics, keelml.evaluation.fairness), so a production number and the
 number in the training report mean the same thing. Over the window as a whole, per time bucket and
 per group of each sensitive column, each with a seeded bootstrap interval.
 """
@@ -29,7 +29,7 @@ from keelml.model.metrics import (
     weighted_classification,
     weighted_regression,
 )
-from keelml.spec_monitor import PerformanceSpec, parse_window
+from keelml.spec.monitor import PerformanceSpec, parse_window
 
 if TYPE_CHECKING:
     from keelml.data.contract import Contract
@@ -177,7 +177,7 @@ def _over_time(labelled: pl.DataFrame, scored: _Scored, name: str, spec: Perform
 
 def _by_group(labelled: pl.DataFrame, scored: _Scored, contract: Contract, name: str,
               spec: PerformanceSpec) -> list[dict[str, Any]]:
-    from keelml.model.slices import group_labels
+    from keelml.evaluation.slices import group_labels
 
     out = []
     for column in contract.columns:
@@ -198,7 +198,7 @@ def _by_group(labelled: pl.DataFrame, scored: _Scored, contract: Contract, name:
 
 
 def _fairness(labelled: pl.DataFrame, scored: _Scored, contract: Contract, spec: PerformanceSpec) -> dict[str, Any]:
-    from keelml.model.fairness import fairness_report, sensitive_columns
+    from keelml.evaluation.fairness import fairness_report, sensitive_columns
 
     if not sensitive_columns(contract, labelled):
         return {}

@@ -17,7 +17,7 @@ from keelml.errors import DataError, KeelError, NotFoundError
 
 if TYPE_CHECKING:
     from keelml.data.contract import Contract
-    from keelml.project import Project
+    from keelml.registry.project import Project
 
 _REF = re.compile(r"^(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[a-z][a-z0-9_-]{0,31}))?$")
 

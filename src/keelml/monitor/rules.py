@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from keelml.spec_monitor import DriftSpec, RuleSpec
+from keelml.spec.monitor import DriftSpec, RuleSpec
 
 DEFAULT_DRIFT_SHARE = 0.3
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import polars as pl
 
 from keelml.errors import DataError, NotFoundError
-from keelml.spec_monitor import parse_window
+from keelml.spec.monitor import parse_window
 
 FEEDBACK_PREFIX = "feedback"
 

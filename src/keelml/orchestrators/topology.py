@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import shlex
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from keelml.errors import InputError
-from keelml.spec import LoadedSpec, StoreSpec
+from keelml.pipeline.graph import standard_graph
+from keelml.pipeline.inputs import placeholder_inputs
+from keelml.spec.pipeline import LoadedSpec
 
 
 @dataclass(frozen=True)
@@ -26,23 +26,9 @@ class StepGraph:
 
 
 def step_graph(loaded: LoadedSpec) -> StepGraph:
-    """Compile the spec's standard graph and keep its shape.
-
-    Reads no data and leaves the spec's store untouched: the graph is compiled against a scratch
-    store in a temporary directory, with placeholder data digests (they change keys, never edges).
-    """
-    from keelml.pipeline import Inputs, compile_graph
-    from keelml.project import open_project
-
-    roles = ["train", *(["test"] if loaded.spec.data.test is not None else [])]
-    placeholders = Inputs(sources={role: ("", "") for role in roles}, declared={})
-    with tempfile.TemporaryDirectory(prefix="keel-export-") as scratch:
-        spec = loaded.spec.model_copy(update={"store": StoreSpec(path=scratch)})
-        project = open_project(dataclasses.replace(loaded, spec=spec))
-        try:
-            graph = compile_graph(loaded, project, placeholders)
-        finally:
-            project.close()
+    """The shape of the spec's standard graph: built from the spec alone, with placeholder data digests
+    (they change keys, never edges). Reads no data, opens no store and touches no key."""
+    graph = standard_graph(loaded, placeholder_inputs(loaded))
     order = tuple(step.name for step in graph.order())
     position = {name: i for i, name in enumerate(order)}
     needs = {step.name: tuple(sorted({ref.partition(".")[0] for ref in step.dependencies()}, key=position.__getitem__))

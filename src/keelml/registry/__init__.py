@@ -8,9 +8,10 @@ verification, and export/import between projects.
     transport.py  the single-file export archive and its verified import
 """
 
+from keelml.names import PRODUCTION
 from keelml.registry.aliases import AliasChange
 from keelml.registry.bundles import BUNDLE_FORMAT, COMPONENTS, build_bundle, check_bundle
 from keelml.registry.core import LoadedModel, Registration, Registry
 
-__all__ = ["BUNDLE_FORMAT", "COMPONENTS", "AliasChange", "LoadedModel", "Registration", "Registry", "build_bundle",
-           "check_bundle"]
+__all__ = ["BUNDLE_FORMAT", "COMPONENTS", "PRODUCTION", "AliasChange", "LoadedModel", "Registration", "Registry",
+           "build_bundle", "check_bundle"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +17,8 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
 
 from keelml.errors import IntegrityError, KeelError, NotFoundError
-from keelml.names import check_alias, check_name, check_text, check_version
+from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
+from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
 from keelml.registry import aliases as alias_ops
 from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange
@@ -39,6 +40,15 @@ class Registration:
     status: str = status_ops.STAGING  # staging (the gate passed) or rejected (kept for the audit trail)
     reasons: tuple[str, ...] = ()  # the gate's failed checks, for a rejected version
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "bundle_id": self.bundle_id, "created": self.created,
+                "status": self.status, "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Registration:
+        return cls(str(data["name"]), int(data["version"]), str(data["bundle_id"]), bool(data["created"]),
+                   str(data["status"]), tuple(str(r) for r in data["reasons"]))
+
 
 def _actor(actor: str | None) -> str | None:
     return check_text(actor, what="actor", max_length=128)
@@ -59,11 +69,28 @@ class Registry:
     """Named models with immutable versions; the same bundle content never gets a second version."""
 
     def __init__(self, metadata: MetadataStore, artifacts: ArtifactStore, keys: KeyRing,
-                 audit: AuditLog | None = None) -> None:
+                 audit: AuditLog | None = None, policy: TrustPolicy | Callable[[], TrustPolicy] = DEFAULT_POLICY
+                 ) -> None:
         self._meta = metadata
         self._artifacts = artifacts
         self._keys = keys
         self.audit = audit if audit is not None else AuditLog(metadata, keys)
+        self._policy = policy  # a factory is called on first use (it may import the spec's estimator class)
+
+    @property
+    def policy(self) -> TrustPolicy:
+        """The project's trust policy: keelml's allowlist plus what its spec declares."""
+        if not isinstance(self._policy, TrustPolicy):
+            self._policy = self._policy()
+        return self._policy
+
+    def policy_for(self, manifest: Mapping[str, Any]) -> TrustPolicy:
+        """What may be loaded from a bundle: the project's trust policy, plus the policy recorded in the
+        bundle only when this project's own key signed it (its own spec declared it then). Trusting
+        another project's key accepts its signatures, never its type list."""
+        if manifest.get("signed_by") != self._keys.key_id:
+            return self.policy
+        return self.policy.union(TrustPolicy.from_dict((manifest.get("info") or {}).get("trust")))
 
     @property
     def metadata(self) -> MetadataStore:
@@ -160,7 +187,7 @@ class Registry:
             for part, entry in entries.items():
                 if entry["codec"] == "model":
                     try:
-                        audit_model(self._artifacts.get(entry["sha256"]), declared_functions(self._artifacts, entries))
+                        audit_model(self._artifacts.get(entry["sha256"]), self.policy_for(bundle["manifest"]))
                     except IntegrityError as exc:
                         raise IntegrityError(f"{where}: component {part!r}: {exc.what}", expected=exc.expected,
                                              fix=exc.fix) from None
@@ -258,7 +285,7 @@ class Registry:
                 try:
                     data = self._artifacts.get(entry["sha256"])
                     if entry["codec"] == "model":
-                        report["model_types"] = len(audit_model(data, declared_functions(self._artifacts, entries)))
+                        report["model_types"] = len(audit_model(data, self.policy_for(bundle["manifest"])))
                 except (IntegrityError, NotFoundError) as exc:
                     raise type(exc)(f"{where}: component {part!r}: {exc.what}", expected=exc.expected,
                                     fix=exc.fix) from None
@@ -266,7 +293,6 @@ class Registry:
         return report
 
     def load_model(self, name: str, ref: str | int | None = None) -> LoadedModel:
-        # the only user functions a model may call are those its signed training report declares
         """Verify a version (signature, digests, type allowlist) and only then construct its model."""
         from keelml.model.persist import load_model
 
@@ -276,7 +302,7 @@ class Registry:
         entry = entries["model"]
         with self._audited(name, version, bundle_id=row["bundle_id"]):
             try:
-                model = load_model(self._artifacts.get(entry["sha256"]), declared_functions(self._artifacts, entries))
+                model = load_model(self._artifacts.get(entry["sha256"]), self.policy_for(bundle["manifest"]))
             except IntegrityError as exc:
                 raise IntegrityError(f"{name} version {version}: component 'model': {exc.what}",
                                      expected=exc.expected, fix=exc.fix) from None
@@ -321,12 +347,12 @@ class Registry:
         """Every alias change of one model (promotions and rollbacks), oldest first."""
         return alias_ops.alias_history(self._meta, check_name(name))
 
-    def promote(self, name: str, version: int, *, alias: str = "production", reason: str,
+    def promote(self, name: str, version: int, *, alias: str = PRODUCTION, reason: str,
                 actor: str | None = None, details: Mapping[str, Any] | None = None) -> AliasChange:
         """Point name@alias at a version after verifying it fully; a gate-refused model never moves.
 
         `details` are added to the promotion's audit record (e.g. the infra validation's outcome,
-        see `keelml.promotion`); this method itself starts no server and makes no HTTP call.
+        see `keelml.pipeline.promotion`); this method itself starts no server and makes no HTTP call.
         """
         number = check_version(version)
         check_alias(alias)
@@ -338,7 +364,7 @@ class Registry:
                                     action="promotion", reason=why, actor=_actor(actor),
                                     details=dict(details) if details else None)
 
-    def rollback(self, name: str, *, alias: str = "production", to: int | None = None, reason: str = "rollback",
+    def rollback(self, name: str, *, alias: str = PRODUCTION, to: int | None = None, reason: str = "rollback",
                  actor: str | None = None) -> AliasChange:
         """Move name@alias back: to `to`, or to the version it pointed to before its current one."""
         check_alias(alias)
@@ -390,11 +416,3 @@ class Registry:
         with self._audited(label, None, archive=str(path)):
             return import_bundle(self, path, trust, actor=actor, **limits)
 
-
-def declared_functions(artifacts: ArtifactStore, entries: Mapping[str, Any]) -> list[str]:
-    """The preprocess.functions recorded in a bundle's signed training report (``cv``), if any."""
-    if "cv" not in entries:
-        return []
-    report = json.loads(artifacts.get(entries["cv"]["sha256"]))
-    functions = (report.get("preprocess") or {}).get("functions") or []
-    return [str(f) for f in functions]

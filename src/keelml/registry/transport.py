@@ -201,9 +201,8 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
         if hashlib.sha256(entries[member]).hexdigest() != entry["sha256"]:
             raise _refused(label, f"file {member!r} does not match the SHA-256 in the signed manifest (it was altered)")
         if entry["codec"] == "model":
-            try:
-                cv = json.loads(entries["components/cv"]) if "cv" in parts else {}
-                audit_model(entries[member], [str(f) for f in (cv.get("preprocess") or {}).get("functions") or []])
+            try:  # the importing project's policy: trusting a key never widens what may be loaded
+                audit_model(entries[member], registry.policy)
             except IntegrityError as exc:
                 raise _refused(label, f"file {member!r}: {exc.what}") from None
     verdict = json.loads(entries["components/verdict"]) if "verdict" in parts else {}

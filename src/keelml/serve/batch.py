@@ -20,6 +20,7 @@ import numpy as np
 
 from keelml.engine.executors import Executor, InProcess
 from keelml.errors import DataError
+from keelml.model.trust import TrustPolicy
 from keelml.serve.engine import LoadedModel, build_model
 
 NULL_VALUES = ["", "NA", "N/A", "NaN", "null", "NULL"]
@@ -226,6 +227,7 @@ class PortableModel:
     components: dict[str, str]
     blobs: dict[str, bytes]
     prefer_onnx: bool
+    policy: dict[str, list[str]] = field(default_factory=dict)  # TrustPolicy.as_dict()
     _loaded: LoadedModel | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -235,7 +237,7 @@ class PortableModel:
         if self._loaded is None:
             self._loaded = build_model(name=self.name, version=self.version, bundle_id=self.bundle_id,
                                        components=self.components, get=self.blobs.__getitem__,
-                                       prefer_onnx=self.prefer_onnx)
+                                       prefer_onnx=self.prefer_onnx, policy=TrustPolicy.from_dict(self.policy))
         return self._loaded
 
 
@@ -243,7 +245,8 @@ def portable_model(model: LoadedModel, get: Callable[[str], bytes]) -> PortableM
     """The components a worker needs to rebuild `model` (`get` returns a component's verified bytes)."""
     wanted = {k: v for k, v in model.components.items() if k in ("contract", "engine", "onnx", "model")}
     return PortableModel(model.name, model.version, model.bundle_id, wanted,
-                         {digest: get(digest) for digest in wanted.values()}, prefer_onnx=model.engine == "onnx")
+                         {digest: get(digest) for digest in wanted.values()}, prefer_onnx=model.engine == "onnx",
+                         policy=model.policy.as_dict())
 
 
 def _predictions(model: LoadedModel, valid: Any, precision: int) -> Any:

@@ -76,7 +76,7 @@ def traffic_and_latency(frame: Any) -> dict[str, Any]:
 def drift_over_time(frame: Any, reference: Any) -> dict[str, Any]:
     """PSI per feature in each of a few time buckets, against the version's training profile."""
     from keelml.monitor.drift import drift_report
-    from keelml.spec_monitor import DriftSpec
+    from keelml.spec.monitor import DriftSpec
 
     if frame.height == 0 or "ts" not in frame.columns:
         return {"times": [], "features": {}}
@@ -130,7 +130,7 @@ def dashboard_data(*, name: str, metrics: Metrics, version: int | None, log_dir:
 
     from keelml.monitor.check import check_window
     from keelml.monitor.window import read_prediction_log
-    from keelml.spec_monitor import MonitorSpec
+    from keelml.spec.monitor import MonitorSpec
 
     now = time.time() if now is None else now
     data: dict[str, Any] = {"model": name, "version": version, "generated_at": now, "window_seconds": window_seconds,

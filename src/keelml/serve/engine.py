@@ -20,6 +20,7 @@ import numpy as np
 
 from keelml.data.contract import Contract
 from keelml.errors import IntegrityError
+from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 
 if TYPE_CHECKING:
     import polars as pl
@@ -179,6 +180,7 @@ class LoadedModel:
     engine_info: dict[str, Any]
     labels: list[str]
     components: dict[str, str] = field(default_factory=dict)
+    policy: TrustPolicy = DEFAULT_POLICY
 
     @property
     def engine(self) -> str:
@@ -198,8 +200,10 @@ class LoadedModel:
 
 
 def build_model(*, name: str, version: int, bundle_id: str, components: Mapping[str, str],
-                get: Callable[[str], bytes], prefer_onnx: bool = True) -> LoadedModel:
-    """Build the runner from a verified bundle's components (`get` returns a component's verified bytes)."""
+                get: Callable[[str], bytes], prefer_onnx: bool = True,
+                policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
+    """Build the runner from a verified bundle's components (`get` returns a component's verified bytes);
+    a scikit-learn model loads only as `policy` allows."""
     contract = Contract.model_validate(json.loads(get(components["contract"])))
     columns = [c.name for c in contract.features]
     info: dict[str, Any] = (json.loads(get(components["engine"])) if "engine" in components
@@ -217,18 +221,18 @@ def build_model(*, name: str, version: int, bundle_id: str, components: Mapping[
             else:
                 runner = OnnxColumnsRunner(graph, info["inputs"], columns, contract.task == "regression")
             labels = [str(c) for c in info.get("classes") or []]
-            return LoadedModel(name, version, bundle_id, contract, runner, info, labels, dict(components))
+            return LoadedModel(name, version, bundle_id, contract, runner, info, labels, dict(components), policy)
     if "model" not in components:
         raise IntegrityError(f"{name} version {version}: the bundle has no scikit-learn model to fall back on",
                              expected="a model component", fix="serve a bundle exported with its model")
-    from keelml.model.persist import load_model  # the skops allowlist check happens here
+    from keelml.model.persist import load_model  # skops and scikit-learn: only when ONNX is not used
 
-    model = load_model(get(components["model"]))
+    model = load_model(get(components["model"]), policy)
     if not prefer_onnx:
         info = {**info, "engine": "sklearn", "reason": "scikit-learn engine requested"}
     labels = [str(c) for c in getattr(model, "classes_", [])]
     return LoadedModel(name, version, bundle_id, contract, SklearnRunner(model, columns, contract.task), info,
-                       labels, dict(components))
+                       labels, dict(components), policy)
 
 
 def load_registered(project: Any, name: str, version: int, *, prefer_onnx: bool = True) -> LoadedModel:
@@ -236,4 +240,5 @@ def load_registered(project: Any, name: str, version: int, *, prefer_onnx: bool 
     row, bundle = project.registry.bundle(name, version)
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}
     return build_model(name=name, version=int(row["version"]), bundle_id=str(row["bundle_id"]),
-                       components=components, get=project.artifacts.get, prefer_onnx=prefer_onnx)
+                       components=components, get=project.artifacts.get, prefer_onnx=prefer_onnx,
+                       policy=project.registry.policy_for(bundle["manifest"]))

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from keelml.errors import IntegrityError, NotFoundError
+from keelml.model.trust import TrustPolicy
 
 BUNDLE_FILE = "bundle.json"
 KEY_FILE = "public_key.pem"
@@ -44,7 +45,8 @@ def export_bundle(project: Any, name: str, version: int, directory: Path) -> dic
     return engine
 
 
-def load_exported(directory: Path, *, trusted_key_id: str | None = None) -> tuple[str, int, str, dict[str, str], Any]:
+def load_exported(directory: Path, *, trusted_key_id: str | None = None
+                  ) -> tuple[str, int, str, dict[str, str], Any, TrustPolicy]:
     """(name, version, bundle digest, components present, verified getter) of an exported bundle."""
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -83,4 +85,6 @@ def load_exported(directory: Path, *, trusted_key_id: str | None = None) -> tupl
         return data
 
     bundle_id = hashlib.sha256(raw).hexdigest()
-    return str(manifest["name"]), int(bundle.get("version", 0)), bundle_id, present, get
+    # the image serves its own project's bundle, pinned to that project's key: its recorded policy is that project's
+    policy = TrustPolicy.from_dict((manifest.get("info") or {}).get("trust"))
+    return str(manifest["name"]), int(bundle.get("version", 0)), bundle_id, present, get, policy

@@ -98,7 +98,7 @@ def infra_validate(project: Any, name: str, version: int, sample: int | None = 2
     _, bundle = project.registry.bundle(name, version)  # verifies before anything is started
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}
     from keelml.data.contract import Contract
-    from keelml.project import shared_artifacts
+    from keelml.registry.project import shared_artifacts
 
     contract = Contract.model_validate(json.loads(project.artifacts.get(components["contract"])))
     columns = [c.name for c in contract.features]

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from keelml.spec import ServeSpec
+from keelml.spec.serve import ServeSpec
 
 CONFIG_ENV = "KEEL_SERVE_CONFIG"
 SWITCH_SECONDS = 0.0005  # longest the event loop waits for the interpreter lock held by a background thread
@@ -218,7 +218,7 @@ class _Source(abc.ABC):
 
 def _project_source(config: ServeConfig) -> _Source:
     from keelml.data.pii import pii_key
-    from keelml.project import open_store
+    from keelml.registry.project import open_store
     from keelml.serve.auth import active_key_hashes
     from keelml.serve.engine import load_registered
     from keelml.serve.recorded import recorded_sample
@@ -269,7 +269,7 @@ def _export_source(config: ServeConfig) -> _Source:
 
     assert config.bundle_dir is not None
     directory = Path(config.bundle_dir)
-    name, version, bundle_id, components, get = load_exported(directory, trusted_key_id=config.trusted_key_id)
+    name, version, bundle_id, components, get, policy = load_exported(directory, trusted_key_id=config.trusted_key_id)
     if name != config.model:
         from keelml.errors import IntegrityError
 
@@ -286,7 +286,7 @@ def _export_source(config: ServeConfig) -> _Source:
 
         def load(self, wanted: int) -> tuple[Any, Any]:
             return build_model(name=name, version=wanted, bundle_id=bundle_id, components=components, get=get,
-                               prefer_onnx=config.prefer_onnx), None
+                               prefer_onnx=config.prefer_onnx, policy=policy), None
 
         def key_hashes(self) -> dict[str, tuple[str, str]]:
             return read_hashes_file(Path(config.keys_file)) if config.keys_file else {}

@@ -13,7 +13,7 @@ from fairlearn.metrics import (
 )
 
 from keelml.data.contract import ColumnContract, Contract
-from keelml.model.fairness import fairness_report
+from keelml.evaluation.fairness import fairness_report
 
 
 def _contract(task: str, sensitive: tuple[str, ...] = ("sex", "age")) -> Contract:

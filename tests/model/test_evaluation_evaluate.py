@@ -9,11 +9,11 @@ from sklearn.metrics import average_precision_score, f1_score, log_loss, r2_scor
 
 from keelml.data.contract import ColumnContract, Contract
 from keelml.errors import DataError
+from keelml.evaluation.evaluate import evaluate_model, primary_metric
 from keelml.model import metrics as ev
 from keelml.model.catalog import make_pipeline_for
-from keelml.model.evaluate import evaluate_model, primary_metric
 from keelml.model.features import to_xy
-from keelml.spec import EvaluateSpec
+from keelml.spec.evaluate import EvaluateSpec
 
 
 class FixedModel:

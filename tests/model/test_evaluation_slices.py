@@ -8,12 +8,12 @@ import pytest
 from sklearn.metrics import accuracy_score, roc_auc_score
 
 from keelml.data.contract import ColumnContract, Contract
+from keelml.evaluation.evaluate import evaluate_all, score_model
+from keelml.evaluation.slices import MAX_GROUPS, define_slices, group_labels, slice_metrics, worst_examples
 from keelml.model.catalog import make_pipeline_for
-from keelml.model.evaluate import evaluate_all, score_model
 from keelml.model.features import to_xy
 from keelml.model.metrics import METRICS
-from keelml.model.slices import MAX_GROUPS, define_slices, group_labels, slice_metrics, worst_examples
-from keelml.spec import EvaluateSpec
+from keelml.spec.evaluate import EvaluateSpec
 
 
 def test_numeric_bins_give_a_mass_point_its_own_slice_and_missing_comes_last() -> None:

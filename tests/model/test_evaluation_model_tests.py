@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from keelml.errors import SpecError
+from keelml.evaluation.model_tests import prediction_agreement, run_model_tests
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.features import to_xy
-from keelml.model.model_tests import prediction_agreement, run_model_tests
-from keelml.spec import ModelTestsSpec
+from keelml.spec.evaluate import ModelTestsSpec
 
 
 @pytest.fixture(scope="module")

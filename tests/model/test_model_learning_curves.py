@@ -8,9 +8,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from keelml.model.monitor import _subsample
+from keelml.model.learning_curves import _subsample
 from keelml.model.train import train_model
-from keelml.spec import LearningCurveSpec, ModelSpec
+from keelml.spec.model import LearningCurveSpec, ModelSpec
 
 NO_CURVE = LearningCurveSpec(sizes=[])
 

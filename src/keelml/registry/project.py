@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from keelml.errors import KeyMaterialError, SpecError
-from keelml.registry import Registry
-from keelml.spec import LoadedSpec
+from keelml.model.trust import TrustPolicy
+from keelml.registry.core import Registry
+from keelml.spec.pipeline import LoadedSpec
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
 from keelml.store.keyproviders import KeyProvider, provider_for
@@ -127,7 +129,9 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
         # Keys made by `keel init` (no database yet) or given in the environment are recorded on first use.
         audit.append("key_creation", signing_key_id=keys.key_id, master_key_id=keys.master_key_id,
                      source=keys.source, how="created by this run" if created else "first use by this store")
-    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys, audit), created)
+    spec = loaded.spec
+    policy = functools.partial(TrustPolicy.from_spec, spec.model, spec.preprocess)
+    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys, audit, policy), created)
 
 
 def open_store(root: Path, *, metadata_url: str | None = None, encryption: bool = True,

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from keelml.evaluation.slices import group_labels
 from keelml.model.metrics import FloatArray, IntArray, finite
-from keelml.model.slices import group_labels
 
 if TYPE_CHECKING:
     import polars as pl

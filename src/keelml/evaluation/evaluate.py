@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import Contract
-    from keelml.spec import EvaluateSpec
+    from keelml.spec.evaluate import EvaluateSpec
 
 __all__ = ["Scored", "analyse", "evaluate_model", "primary_metric", "score_model"]
 
@@ -122,7 +122,7 @@ def evaluate_all(model: Pipeline, test: pl.DataFrame, contract: Contract, spec: 
     metrics["class_balance"] = ({c: float(np.mean(scored.truth == c)) for c in scored.classes}
                                 if scored.classes is not None else None)
     if scored.task == "binary" and scored.proba is not None:
-        from keelml.model.curves import binary_curves
+        from keelml.evaluation.curves import binary_curves
 
         metrics["curves"] = binary_curves(scored.truth == scored.positive, scored.proba[:, 1])
     result = analyse(scored, test, contract, spec, name) if analysis else None
@@ -143,8 +143,8 @@ def _predictions(scored: Scored) -> pl.DataFrame:
 def analyse(scored: Scored, test: pl.DataFrame, contract: Contract, spec: EvaluateSpec,
             name: str) -> dict[str, Any]:
     """Slices of every feature, the worst slices and rows (error analysis), and fairness."""
-    from keelml.model.fairness import fairness_report
-    from keelml.model.slices import SLICE_METRICS, define_slices, slice_metrics, worst_examples, worst_slices
+    from keelml.evaluation.fairness import fairness_report
+    from keelml.evaluation.slices import SLICE_METRICS, define_slices, slice_metrics, worst_examples, worst_slices
 
     slices = define_slices(test, contract, spec.slice_bins)
     names = list(dict.fromkeys([name, *SLICE_METRICS[contract.task]]))

@@ -1,6 +1,6 @@
 """The `monitor:` section of pipeline.yaml: drift thresholds, the window, alert rules and actions.
 
-Part of the spec (re-exported by keelml.spec); every monitoring default lives here and is
+Every monitoring default lives here and is
 explained in docs/monitoring.md.
 """
 
@@ -10,7 +10,9 @@ import re
 from datetime import timedelta
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from keelml.spec.base import StrictModel
 
 DISTRIBUTION_STATISTICS = ("wasserstein", "psi", "ks", "jensen_shannon")
 SHARE_STATISTICS = ("unseen", "out_of_range", "nulls")
@@ -29,11 +31,7 @@ def parse_window(text: str | int) -> timedelta | int:
     return timedelta(seconds=number * _UNITS[unit]) if unit else number
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class DriftThresholds(_Section):
+class DriftThresholds(StrictModel):
     """Effect sizes above which a statistic says "drift" (docs/monitoring.md explains each)."""
 
     wasserstein: float = Field(0.1, gt=0, description="Wasserstein-1 distance divided by the reference std")
@@ -45,7 +43,7 @@ class DriftThresholds(_Section):
     nulls: float = Field(0.1, ge=0, le=1, description="increase of the missing share over the reference")
 
 
-class DriftSpec(_Section):
+class DriftSpec(StrictModel):
     """How a column's drift verdict is reached: effect size first, significance as a guard."""
 
     thresholds: DriftThresholds = Field(default_factory=DriftThresholds)
@@ -60,7 +58,7 @@ class DriftSpec(_Section):
     exclude: list[str] = Field(default_factory=list, description="columns not compared")
 
 
-class PerformanceSpec(_Section):
+class PerformanceSpec(StrictModel):
     """Live metrics from feedback labels: over the window, per time bucket and per sensitive group."""
 
     metric: str | None = Field(None, description="default: evaluate.metric, else the task's primary metric")
@@ -82,7 +80,7 @@ class PerformanceSpec(_Section):
 RuleKind = Literal["feature_drift", "drift_share", "performance", "error_rate", "latency_p99"]
 
 
-class RuleSpec(_Section):
+class RuleSpec(StrictModel):
     """One alert rule; it fires when what it watches is worse than its threshold.
 
     feature_drift: a column's verdict is drift (or, with `statistic`, that statistic exceeds
@@ -117,7 +115,7 @@ class RuleSpec(_Section):
         return self.name or (f"{self.kind}:{self.column}" if self.column else self.kind)
 
 
-class ActionSpec(_Section):
+class ActionSpec(StrictModel):
     """What happens when a rule fires: log a line, POST a webhook, or retrain."""
 
     type: Literal["log", "webhook", "retrain"]
@@ -153,7 +151,7 @@ class ActionSpec(_Section):
         return self.name or self.type
 
 
-class MonitorSpec(_Section):
+class MonitorSpec(StrictModel):
     """`keel monitor`: the window of the prediction log, drift settings, rules and actions."""
 
     window: str | int = Field("1d", description="a duration (1d, 6h) or the newest N rows (10000)")

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keelml.errors import IntegrityError, KeelError
-from keelml.names import check_alias, check_text, check_version
+from keelml.names import PRODUCTION, check_alias, check_text, check_version
 
 if TYPE_CHECKING:
-    from keelml.project import Project
     from keelml.registry import AliasChange
+    from keelml.registry.project import Project
     from keelml.serve.infra import InfraReport
 
 SKIPPED = "infra validation skipped"
@@ -53,7 +53,7 @@ def summary(report: InfraReport) -> dict[str, Any]:
             "engine": report.engine, "seconds": report.seconds}
 
 
-def promote_validated(project: Project, name: str, version: int | str, *, alias: str = "production",
+def promote_validated(project: Project, name: str, version: int | str, *, alias: str = PRODUCTION,
                       reason: str, actor: str | None = None, skip_infra_validation: bool = False,
                       sample: int | None = 200, serve: dict[str, Any] | None = None,
                       validate: Validator | None = None) -> Promotion:

@@ -1,28 +1,19 @@
-"""A candidate model around the gate: the production version it is compared with, and what its
-registration becomes (staging, rejected, or promoted to production when `gate.promote: auto`).
-
-The production version enters the `compare` step by identity: its model name, version number and
-bundle digest are step parameters, so the step's cache key changes when another version is promoted
-(or rolled back to), and a cached comparison is never reused against a different production model.
+"""A candidate model around the gate: the production version it is compared with (by identity: name,
+version and bundle digest), and what its registration becomes (staging, rejected, or promoted to
+production when `gate.promote: auto`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from keelml import steps
-from keelml.engine.step import Step
 from keelml.errors import IntegrityError
-from keelml.model.gate import compares_with_production
-
-if TYPE_CHECKING:
-    from keelml.project import Project
-    from keelml.registry import Registration, Registry
-    from keelml.spec import LoadedSpec
-
-PRODUCTION = "production"
+from keelml.pipeline.promotion import promote_validated
+from keelml.registry import PRODUCTION, Registry
+from keelml.registry.project import Project
+from keelml.spec.pipeline import LoadedSpec
 
 
 def production_reference(registry: Registry, name: str) -> dict[str, Any] | None:
@@ -51,40 +42,22 @@ def reference_loader(registry: Registry) -> Callable[[Mapping[str, Any]], tuple[
     return load
 
 
-def compare_steps(loaded: LoadedSpec, project: Project, resources: Mapping[str, int],
-                  version: str) -> tuple[list[Step], dict[str, str]]:
-    """The `compare` step when the spec sets a limit relative to production, and the gate input it feeds."""
-    spec = loaded.spec
-    if not compares_with_production(spec.gate.model_dump()):
-        return [], {}
-    params = {"production": production_reference(project.registry, spec.name), "metric": spec.evaluate.metric,
-              "slice_bins": spec.evaluate.slice_bins, "min_slice_rows": spec.gate.min_slice_rows,
-              "agreement_tolerance": spec.gate.agreement_tolerance}
-    step = Step("compare", steps.compare,
-                inputs={"model": "train.model", "test": "split.test", "contract": "validate.contract"},
-                outputs={"comparison": "json"}, version=version, params=params,
-                bound={"resources": resources, "load_reference": reference_loader(project.registry)})
-    return [step], {"comparison": "compare.comparison"}
-
-
-def register_candidate(project: Project, loaded: LoadedSpec, bundle_id: str, *, run_id: str,
+def register_candidate(project: Project, loaded: LoadedSpec, *, bundle_id: str, run_id: str,
                        verdict: Mapping[str, Any], summary: Mapping[str, Any],
-                       lineage: Mapping[str, Any]) -> tuple[Registration, list[str]]:
+                       lineage: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
     """Register the run's bundle: staging when the gate passed (then production with `gate.promote: auto`),
-    rejected with the gate's reasons when it did not. Returns the registration and notes for the user."""
+    rejected with the gate's reasons when it did not. Returns the registration (as JSON) and notes for the user."""
     spec = loaded.spec
     registration = project.registry.register(spec.name, bundle_id, run_id=run_id, summary=summary,
                                              lineage=lineage, rejected_ok=True)
     if not verdict["passed"]:
-        return registration, [f"gate refused the model ({verdict['reason']}); registered as {spec.name} "
+        return registration.as_dict(), [f"gate refused the model ({verdict['reason']}); registered as {spec.name} "
                               f"v{registration.version} with status rejected: it can never be promoted"]
     notes = [f"registered {spec.name} v{registration.version} as staging"]
     if spec.gate.promote == "auto" and project.registry.aliases(spec.name).get(PRODUCTION) != registration.version:
-        from keelml.promotion import promote_validated
-
         done = promote_validated(project, spec.name, registration.version, alias=PRODUCTION,
                                  reason=f"gate.promote: auto (run {run_id}): {verdict['reason']}"[:500],
                                  serve=spec.serve.model_dump(mode="json"))
         notes.append(f"promoted {spec.name} v{registration.version} to production (gate.promote: auto"
                      f"{', infra validation passed' if done.infra is not None else ''})")
-    return registration, notes
+    return registration.as_dict(), notes

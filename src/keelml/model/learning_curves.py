@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from keelml.model.folds import Folds
-    from keelml.spec import LearningCurveSpec
+    from keelml.spec.model import LearningCurveSpec
 
 MAX_CHECKPOINTS = 40  # iterations scored per fold for the per-iteration curve
 MAX_CURVE_ROWS = 4000  # validation rows, and training rows, scored per fold for that curve (seeded sample)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import ColumnContract, Contract
-    from keelml.spec import DirectionalTest, GoldenCase, InvarianceTest, ModelTestsSpec
+    from keelml.spec.evaluate import DirectionalTest, GoldenCase, InvarianceTest, ModelTestsSpec
 
 NUMERIC = ("integer", "float")
 

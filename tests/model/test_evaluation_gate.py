@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from keelml import steps
+from keelml.pipeline.steps import evaluation as steps
 
 METRICS = {"primary": {"name": "roc_auc", "value": 0.91, "greater_is_better": True}}
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from keelml.model.evaluate import score_model
+from keelml.evaluation.evaluate import score_model
+from keelml.evaluation.model_tests import agreement
+from keelml.evaluation.slices import define_slices, slice_metrics
 from keelml.model.metrics import LOWER_IS_BETTER, primary_metric
-from keelml.model.model_tests import agreement
-from keelml.model.slices import define_slices, slice_metrics
 
 if TYPE_CHECKING:
     import polars as pl
