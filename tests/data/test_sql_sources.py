@@ -15,7 +15,8 @@ from keelml.data.inputs import frame_digest
 from keelml.data.sources import read_source, read_source_with_rejects
 from keelml.data.sql import mask_url, read_sql
 from keelml.errors import DataError, SpecError
-from keelml.pipeline import resolve_inputs, run
+from keelml.pipeline import run
+from keelml.pipeline.inputs import resolve_inputs
 from keelml.spec.data import SourceSpec
 from keelml.spec.pipeline import parse_spec
 

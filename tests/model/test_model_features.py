@@ -565,7 +565,7 @@ def test_a_run_trusts_exactly_the_declared_functions(tmp_path, synthetic) -> Non
 def test_every_strategy_saves_and_loads_with_the_allowlist(synthetic, spec: PreprocessSpec, family: str) -> None:
     import skops.io as sio
 
-    from keelml.model.persist import TRUSTED_TYPES
+    from keelml.model.trust import TRUSTED_TYPES
 
     frame, contract = synthetic("binary", n=120)
     X, y = to_xy(frame, contract)

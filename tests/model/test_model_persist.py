@@ -17,7 +17,8 @@ from sklearn.preprocessing import FunctionTransformer
 from keelml.errors import IntegrityError
 from keelml.model.catalog import make_pipeline_for
 from keelml.model.features import to_xy
-from keelml.model.persist import TRUSTED_TYPES, dump_model, load_model
+from keelml.model.persist import dump_model, load_model
+from keelml.model.trust import TRUSTED_TYPES
 
 FAMILIES = ["hist_gradient_boosting", "logistic_regression", "random_forest"]
 SMALL = {"hist_gradient_boosting": {"max_iter": 20}, "logistic_regression": {},

@@ -54,7 +54,8 @@ def test_airflow_dag_has_one_task_per_step_and_exactly_the_graph_edges(tmp_path:
     steps, expected = graph_edges(spec)
     assert list(commands) == steps and "tune" in steps and "ingest_test" in steps
     assert edges == expected
-    assert {("tune", "train"), ("split", "tune"), ("gate", "bundle"), ("bundle", "register"), ("ingest_test", "validate")} <= edges
+    assert {("tune", "train"), ("split", "tune"), ("gate", "bundle"), ("bundle", "register"),
+            ("ingest_test", "validate")} <= edges
     assert commands["train"] == f"keel run {spec} --step train"
     assert "dag_id='orch-test'" in text and "import keelml" not in text
     assert written["steps"] == steps and {tuple(e) for e in written["edges"]} == expected

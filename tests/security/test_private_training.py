@@ -66,7 +66,8 @@ def test_private_model_records_epsilon_and_persists_through_skops(family: str) -
     import skops.io as sio
 
     from keelml.model.features import to_xy
-    from keelml.model.persist import TRUSTED_TYPES, dump_model, load_model
+    from keelml.model.persist import dump_model, load_model
+    from keelml.model.trust import TRUSTED_TYPES
 
     frame, contract = make_data(600)
     train, test = halves(frame)
