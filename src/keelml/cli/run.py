@@ -24,7 +24,7 @@ def run(
                                         help="local or dask://HOST:PORT; overrides the spec's executor."),
 ) -> None:
     """Run the pipeline: ingest, validate, profile, split, train, evaluate, model tests, export, privacy,
-    robustness, gate, register."""
+    robustness, gate, bundle (sign), register."""
     from keelml.cli.output import StepProgress, err, out, print_json
     from keelml.pipeline import run as run_pipeline
 

@@ -3,7 +3,7 @@
 Both models score the candidate's held-out rows, each through its own contract's feature columns:
 the primary metric overall and on every slice with at least `min_slice_rows` rows (the slices of
 `evaluate`), and the share of rows on which they agree (`model_tests.agreement`). The gate turns
-these figures into checks (`model/gate.py`).
+these figures into checks (`evaluation/gate.py`).
 """
 
 from __future__ import annotations

@@ -55,6 +55,12 @@ class Project:
     def close(self) -> None:
         self.metadata.close()
 
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
 
 def store_root(loaded: LoadedSpec) -> Path:
     location = loaded.resolve(loaded.spec.store.path)
