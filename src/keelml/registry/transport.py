@@ -213,8 +213,9 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
     for part, entry in parts.items():
         registry.artifacts.put(entries[f"components/{part}"], codec=entry["codec"])
     local = build_bundle(name=name, components={p: e["sha256"] for p, e in parts.items()},
-                         codecs={p: e["codec"] for p, e in parts.items()}, info=manifest.get("info", {}),
-                         keys=registry.keys)
+                         codecs={p: e["codec"] for p, e in parts.items()},
+                         # the policy it was checked under is the importer's own, never the origin's list
+                         info={**manifest.get("info", {}), "trust": registry.policy.as_dict()}, keys=registry.keys)
     local["manifest"]["imported_from"] = {**origin, "manifest": manifest, "signature": signature}
     local["signature"] = base64.b64encode(registry.keys.sign(canonical_json(local["manifest"]))).decode()
     bundle_id = registry.artifacts.put(canonical_json(local), codec="json")
