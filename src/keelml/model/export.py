@@ -121,7 +121,9 @@ def _columns_layout(model: Pipeline) -> tuple[bytes, list[dict[str, Any]]]:
                              for n, t, cols in columns.transformers_]
     pipe = SkPipeline([("columns", renamed), ("model", estimator)])
     options = {id(estimator): {"zipmap": False}} if hasattr(estimator, "classes_") else None
-    onx = convert_sklearn(pipe, initial_types=initial, options=options,
+    # a fixed graph name: skl2onnx's default is a random uuid, which made the same model's graph (and so
+    # its bundle) differ from run to run
+    onx = convert_sklearn(pipe, name="keelml_columns", initial_types=initial, options=options,
                           target_opset={"": 17, "ai.onnx.ml": 3})
     inputs = ([{"name": c, "kind": "numeric", "feed": f"n{i}"} for i, c in enumerate(numeric)]
               + [{"name": c, "kind": "categorical", "feed": f"c{i}"} for i, c in enumerate(categorical)])
