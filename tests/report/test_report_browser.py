@@ -28,7 +28,7 @@ def adult_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, RunOutcom
 
 def test_the_example_spec_runs_its_model_tests_and_fairness(adult_run: tuple[Path, RunOutcome]) -> None:
     _, outcome = adult_run
-    assert [s.name for s in outcome.steps][-4:] == ["privacy", "robustness", "gate", "bundle", "register"]
+    assert [s.name for s in outcome.steps][-5:] == ["privacy", "robustness", "gate", "bundle", "register"]
     checks = {c["name"]: c for c in (outcome.verdict or {})["checks"]}
     assert {"roc_auc", "golden: young part-time worker", "golden: married executive with capital gains",
             "invariance: invariance of fnlwgt", "directional: education-num increasing"} == set(checks)
