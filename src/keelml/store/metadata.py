@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from keelml.errors import NotFoundError
 from keelml.store import schema
+from keelml.store.process import pid_alive
 
 _SCHEMA_LOCK = 0x6B65656C  # "keel": the advisory lock that serialises table creation on PostgreSQL
 
@@ -25,18 +26,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _pid_alive(pid: int | None, host: str | None) -> bool:
-    if pid is None or host != socket.gethostname():
-        return True  # cannot tell for another machine: assume it may still run
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class MetadataStore:
@@ -95,7 +84,7 @@ class MetadataStore:
             return [self._run_row(dict(r._mapping)) for r in conn.execute(query)]
 
     def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row["status"] == "running" and not _pid_alive(row.get("pid"), row.get("host")):
+        if row["status"] == "running" and not pid_alive(row.get("pid"), row.get("host")):
             row["status"] = "interrupted"
         row["summary"] = json.loads(row["summary"]) if row.get("summary") else None
         return row
