@@ -60,7 +60,7 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
     from sqlalchemy.exc import IntegrityError as SqlIntegrityError
     from sqlalchemy.exc import OperationalError
 
-    from keelml.store import schema
+    from keelml.store import tables
     from keelml.store.audit import retryable
 
     if not _NAME.match(name):
@@ -73,9 +73,9 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
     for _attempt in range(50):
         try:
             with metadata.engine.begin() as conn:
-                if conn.execute(select(schema.api_keys.c.id).where(schema.api_keys.c.name == name)).first():
+                if conn.execute(select(tables.api_keys.c.id).where(tables.api_keys.c.name == name)).first():
                     raise taken
-                conn.execute(insert(schema.api_keys).values(id=ident, name=name, key_hash=hash_key(key),
+                conn.execute(insert(tables.api_keys).values(id=ident, name=name, key_hash=hash_key(key),
                                                             created_at=time.time()))
                 if audit is not None:
                     audit.append_in(conn, "api_key.create", actor=actor, details={"key_name": name, "key_id": ident})
@@ -90,10 +90,10 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
 def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
     from sqlalchemy import select
 
-    from keelml.store import schema
+    from keelml.store import tables
 
     with metadata.engine.connect() as conn:
-        rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.created_at)).all()
+        rows = conn.execute(select(tables.api_keys).order_by(tables.api_keys.c.created_at)).all()
     return [ApiKey(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
 
 
@@ -104,15 +104,15 @@ def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
     from sqlalchemy.exc import IntegrityError as SqlIntegrityError
     from sqlalchemy.exc import OperationalError
 
-    from keelml.store import schema
+    from keelml.store import tables
     from keelml.store.audit import retryable
 
-    active = (schema.api_keys.c.name == name, schema.api_keys.c.revoked_at.is_(None))
+    active = (tables.api_keys.c.name == name, tables.api_keys.c.revoked_at.is_(None))
     for _attempt in range(50):
         try:
             with metadata.engine.begin() as conn:
-                row = conn.execute(select(schema.api_keys.c.id).where(*active)).first()
-                done = conn.execute(update(schema.api_keys).where(*active).values(revoked_at=time.time()))
+                row = conn.execute(select(tables.api_keys.c.id).where(*active)).first()
+                done = conn.execute(update(tables.api_keys).where(*active).values(revoked_at=time.time()))
                 if done.rowcount == 0 or row is None:
                     raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
                                         fix="list keys with `keel keys list-api-keys`")
@@ -129,11 +129,11 @@ def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:
     """{key id: (name, SHA-256 hash)} of every key not revoked."""
     from sqlalchemy import select
 
-    from keelml.store import schema
+    from keelml.store import tables
 
     with metadata.engine.connect() as conn:
-        rows = conn.execute(select(schema.api_keys.c.id, schema.api_keys.c.name, schema.api_keys.c.key_hash)
-                            .where(schema.api_keys.c.revoked_at.is_(None))).all()
+        rows = conn.execute(select(tables.api_keys.c.id, tables.api_keys.c.name, tables.api_keys.c.key_hash)
+                            .where(tables.api_keys.c.revoked_at.is_(None))).all()
     return {r.id: (r.name, r.key_hash) for r in rows}
 
 
