@@ -1,9 +1,9 @@
 """The store's own tables (SQLAlchemy Core): runs, steps, the step cache, artifacts, run lineage, the
-audit log, tuning trials, and (until serving owns them) the API keys. Only `keelml.store` runs SQL on
-them (metadata.py, audit.py), and serve/auth.py on the API keys.
+audit log and tuning trials. Only `keelml.store` runs SQL on them (metadata.py, audit.py).
 
-Other packages own their tables (the registry's in `keelml.registry.tables`), each on its own
-`MetaData`, created by `MetadataStore.ensure_tables` when the owner's repository is constructed.
+Other packages own their tables (the registry's in `keelml.registry.tables`, the API keys in
+`keelml.serve.keystore`), each on its own `MetaData`, created by `MetadataStore.ensure_tables`
+when the owner's repository is constructed.
 """
 
 from __future__ import annotations
@@ -116,14 +116,4 @@ tuning_trials = Table(
     Column("error", Text),
     Column("recorded_at", Float, nullable=False),
     PrimaryKeyConstraint("study", "number"),
-)
-
-api_keys = Table(
-    "api_keys",
-    metadata,
-    Column("id", String(32), primary_key=True),  # the public part of the key, shown in its text
-    Column("name", String(64), nullable=False, unique=True),
-    Column("key_hash", String(64), nullable=False),  # SHA-256 of the whole key; the key itself is never stored
-    Column("created_at", Float, nullable=False),
-    Column("revoked_at", Float),
 )
