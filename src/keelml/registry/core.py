@@ -178,21 +178,22 @@ class Registry:
         a number = that version (whatever its status), else an alias."""
         return self._resolve_in(name, self.versions(name), ref)
 
-    def _version_row(self, name: str, ref: str | int | None) -> dict[str, Any]:
-        """The row (with status) of the version `ref` means, from one read of the version list; an unknown
-        model, version or alias is refused as `resolve` refuses it."""
+    def _version_row(self, name: str, ref: str | int | None, *, accepted_for: str | None = None) -> dict[str, Any]:
+        """The row (with status) of the version `ref` means, from one read of the version list: an unknown
+        model, version or alias is refused as `resolve` refuses it, then (with `accepted_for`, the action)
+        a rejected version as `require_accepted` refuses it."""
         rows = self.versions(name)
         number = self._resolve_in(name, rows, ref)
         row = next((r for r in rows if r["version"] == number), None)
         if row is None:  # an alias naming a version that is not there: refused as that number would be
             raise _no_version(name, rows, number)
+        if accepted_for is not None and row["status"] == status_ops.REJECTED:
+            raise status_ops.refuse_rejected(name, number, row["reasons"], action=accepted_for)
         return row
 
     def accepted_version(self, name: str, ref: str | int | None, *, action: str) -> int:
         """`resolve`, then `require_accepted` (the same errors, in that order), from one read."""
-        row = self._version_row(name, ref)
-        self._require_accepted_row(name, row, action=action)
-        return int(row["version"])
+        return int(self._version_row(name, ref, accepted_for=action)["version"])
 
     def _resolve_in(self, name: str, rows: list[dict[str, Any]], ref: str | int | None) -> int:
         if ref is None or ref == "latest":
@@ -315,12 +316,8 @@ class Registry:
     def require_accepted(self, name: str, version: int, *, action: str) -> None:
         """Refuse (KeelError, with the gate's reasons) a version registered as rejected."""
         state, reasons = self._repo.status(check_name(name), version)
-        self._require_accepted_row(name, {"version": version, "status": state, "reasons": reasons}, action=action)
-
-    @staticmethod
-    def _require_accepted_row(name: str, row: Mapping[str, Any], *, action: str) -> None:
-        if row["status"] == status_ops.REJECTED:
-            raise status_ops.refuse_rejected(name, int(row["version"]), list(row["reasons"]), action=action)
+        if state == status_ops.REJECTED:
+            raise status_ops.refuse_rejected(name, version, reasons, action=action)
 
     # aliases ----------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int]:
@@ -341,9 +338,8 @@ class Registry:
         number = check_version(version)
         check_alias(alias)
         why = str(check_text(reason, what="reason", required=True))
-        row = self._version_row(name, number)  # read once: an unknown version, then a rejected one, is refused
-        self._require_accepted_row(name, row, action=f"promoted to {alias}")
-        self._verify_row(name, row)
+        # one read of the version row: an unknown version, then a rejected one, is refused; then full verification
+        self._verify_row(name, self._version_row(name, number, accepted_for=f"promoted to {alias}"))
         return move_alias(self._repo, name=name, alias=alias, version=number, action="promotion", reason=why,
                           actor=_actor(actor), details=dict(details) if details else None)
 
@@ -366,9 +362,7 @@ class Registry:
         if target == current:
             raise KeelError(f"{name}@{alias} is already v{current}", expected="another version",
                             fix=f"see `keel models history {name}`")
-        row = self._version_row(name, target)  # read once, as in promote
-        self._require_accepted_row(name, row, action=f"the target of a rollback of {alias}")
-        self._verify_row(name, row)
+        self._verify_row(name, self._version_row(name, target, accepted_for=f"the target of a rollback of {alias}"))
         return move_alias(self._repo, name=name, alias=alias, version=target, action="rollback", reason=why,
                           actor=_actor(actor), expected=current)
 
