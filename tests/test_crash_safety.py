@@ -23,7 +23,7 @@ def _verify(spec: Path) -> list[str]:
     try:
         problems = list(project.artifacts.verify_all().problems)
         problems += project.registry.verify_all()[1]
-        problems += [a for a in project.metadata.referenced_artifacts() if not project.artifacts.exists(a)]
+        problems += [a for a in project.referenced_artifacts() if not project.artifacts.exists(a)]
     finally:
         project.close()
     return problems

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import json
 
 import pytest
-from sqlalchemy import insert
 from tests.registry.conftest import MakeBundle
 
 from keelml.errors import InputError, IntegrityError, KeelError, NotFoundError
 from keelml.registry import Registry
-from keelml.store import schema
 
 
 def _three_versions(registry: Registry, make_bundle: MakeBundle) -> None:
@@ -87,16 +84,14 @@ def test_resolve(registry: Registry, make_bundle: MakeBundle) -> None:
         registry.resolve("m", "../staging")
 
 
-def test_a_gate_refused_model_is_never_promoted(registry: Registry, make_bundle: MakeBundle,
-                                                metadata: object) -> None:
+def test_a_gate_refused_model_is_never_promoted(registry: Registry, make_bundle: MakeBundle) -> None:
     _three_versions(registry, make_bundle)
     refused = make_bundle(tag="refused", passed=False)
     with pytest.raises(IntegrityError, match="gate refused"):
         registry.register("m", refused, run_id="r", summary={})
-    # Even written into the registry behind its back, it cannot be promoted.
-    with registry.metadata.engine.begin() as conn:
-        conn.execute(insert(schema.model_versions).values(name="m", version=4, bundle_id=refused, run_id="r",
-                                                          created_at=0.0, metrics=json.dumps({})))
+    # Even written into the registry behind its back (its repository, past every check), it cannot be promoted.
+    assert registry.repository.add_version("m", refused, run_id="r", summary={}, facts={}, status="staging",
+                                           reasons=[], actor=None) == (4, True)
     with pytest.raises(IntegrityError, match="gate refused"):
         registry.promote("m", 4, reason="sneak it in")
     registry.promote("m", 1, reason="ok")
@@ -127,6 +122,7 @@ def test_two_processes_moving_one_alias_leave_a_consistent_history(tmp_path: obj
 import sys
 from pathlib import Path
 from keelml.registry.aliases import move_alias
+from keelml.registry.repository import RegistryRepository
 from keelml.store.audit import AuditLog
 from keelml.store.keys import load_keys
 from keelml.store.metadata import MetadataStore
@@ -134,7 +130,7 @@ root = Path(sys.argv[1])
 meta = MetadataStore(f"sqlite:///{root / 'keel.db'}")
 audit = AuditLog(meta, load_keys(root / "keys", environ={}))
 for i in range(10):
-    move_alias(meta, audit, name="m", alias="production", version=1 + (i + int(sys.argv[2])) % 3,
+    move_alias(RegistryRepository(meta, audit), name="m", alias="production", version=1 + (i + int(sys.argv[2])) % 3,
                action="promotion", reason=f"p{sys.argv[2]}-{i}", actor=None)
 """
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), tag]) for tag in ("0", "1")]

@@ -16,7 +16,7 @@ from tests.registry.test_transport import Side, _members, _side, _write, sides  
 from keelml.errors import IntegrityError
 from keelml.model.persist import load_model
 from keelml.registry.transport import read_archive
-from keelml.store import schema
+from keelml.store import tables
 
 EXTENSIONS = [".skops", ".pkl", ".joblib", ".keel", ".json", ".zip", ".onnx", ""]
 
@@ -147,6 +147,6 @@ def test_edited_audit_record_is_detected(sides: tuple[Side, Side, Path], column:
     assert a.registry.audit.verify().problem is None
     value = {"details": '{"name":"m","version":2}', "actor": "someone-else", "event": "rollback"}[column]
     with a.registry.audit._meta.engine.begin() as conn:  # an insider edits the database directly
-        conn.execute(update(schema.audit_log).where(schema.audit_log.c.seq == 1).values({column: value}))
+        conn.execute(update(tables.audit_log).where(tables.audit_log.c.seq == 1).values({column: value}))
     report = a.registry.audit.verify()
     assert report.problem is not None and report.bad_seq == 1

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete
 from tests.helpers import small_adult_project
 
 from keelml.pipeline import run
@@ -22,7 +21,6 @@ from keelml.registry import build_bundle
 from keelml.registry.project import Project, open_store
 from keelml.serve.auth import create_api_key
 from keelml.serve.server import ServeConfig, create_app
-from keelml.store import schema
 
 NAME = "adult-income"
 
@@ -52,10 +50,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     second = run(spec)
     assert second.registration is not None and second.registration.version == 2
     project = open_store(directory / ".keel")
-    with project.metadata.engine.begin() as conn:
-        # un-register version 2 (the tests register it again while serving): its row and its lineage
-        conn.execute(delete(schema.model_versions).where(schema.model_versions.c.version == 2))
-        conn.execute(delete(schema.version_lineage).where(schema.version_lineage.c.version == 2))
+    # un-register version 2 (the tests register it again while serving): its row, status and lineage
+    project.registry.repository.delete_version(NAME, 2)
     project.close()
     return Store(spec, directory / ".keel", second.registration.bundle_id, second.run_id)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select, update
 
-from keelml.store import schema
+from keelml.store import tables
 from keelml.store.audit import GENESIS, AuditLog, record_hash
 from keelml.store.keys import KeyRing, create_keys
 from keelml.store.metadata import MetadataStore
@@ -41,7 +41,7 @@ def test_records_are_chained_and_verify(metadata: MetadataStore, keys: KeyRing) 
 
 def _edit(metadata: MetadataStore, seq: int, **values: object) -> None:
     with metadata.engine.begin() as conn:
-        conn.execute(update(schema.audit_log).where(schema.audit_log.c.seq == seq).values(**values))
+        conn.execute(update(tables.audit_log).where(tables.audit_log.c.seq == seq).values(**values))
 
 
 def test_editing_a_middle_record_is_named(metadata: MetadataStore, keys: KeyRing) -> None:
@@ -55,7 +55,7 @@ def test_editing_a_middle_record_is_named(metadata: MetadataStore, keys: KeyRing
 def test_rewriting_the_chain_without_the_signing_key_is_named(metadata: MetadataStore, keys: KeyRing) -> None:
     log = _log(metadata, keys)
     with metadata.engine.connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(select(schema.audit_log).order_by(schema.audit_log.c.seq))]
+        rows = [dict(r._mapping) for r in conn.execute(select(tables.audit_log).order_by(tables.audit_log.c.seq))]
     # An attacker with database access edits record 2 and recomputes every hash after it.
     rows[1]["actor"] = "mallory"
     previous = rows[0]["hash"]
@@ -71,7 +71,7 @@ def test_rewriting_the_chain_without_the_signing_key_is_named(metadata: Metadata
 def test_removed_and_reordered_records_are_named(metadata: MetadataStore, keys: KeyRing) -> None:
     log = _log(metadata, keys)
     with metadata.engine.begin() as conn:
-        conn.execute(delete(schema.audit_log).where(schema.audit_log.c.seq == 2))
+        conn.execute(delete(tables.audit_log).where(tables.audit_log.c.seq == 2))
     report = log.verify()
     assert report.bad_seq == 2 and "audit record 2 is missing" in str(report.problem)
 

@@ -21,7 +21,7 @@ def verify(
     try:
         report = project.artifacts.verify_all()
         bundles, bundle_problems = project.registry.verify_all()
-        missing = sorted(a for a in project.metadata.referenced_artifacts() if not project.artifacts.exists(a))
+        missing = sorted(a for a in project.referenced_artifacts() if not project.artifacts.exists(a))
         audit = project.audit.verify()
     finally:
         project.close()

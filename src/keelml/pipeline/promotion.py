@@ -62,8 +62,8 @@ def promote_validated(project: Project, name: str, version: int | str, *, alias:
     number = check_version(version)
     check_alias(alias)
     why = str(check_text(reason, what="reason", required=True))
-    registry.resolve(name, number)  # an unknown model or version exits 2 before any process starts
-    registry.require_accepted(name, number, action=f"promoted to {alias}")  # a rejected version never moves
+    # an unknown model or version exits 2 before any process starts; a rejected version never moves
+    registry.accepted_version(name, number, action=f"promoted to {alias}")
     if registry.aliases(name).get(alias) == number:  # nothing moves, nothing to validate
         return Promotion(registry.promote(name, number, alias=alias, reason=why, actor=actor), None)
     if skip_infra_validation:

@@ -3,7 +3,9 @@ verification, and export/import between projects.
 
     bundles.py    the signed bundle manifest and the checks before any use
     core.py       Registry: register, versions, resolve, verify, load_model, promote, rollback
-    aliases.py    alias rows and their history (one transaction with the audit record)
+    aliases.py    alias moves: compare-and-swap, history and audit record in one transaction
+    tables.py     the registry's tables (models, versions, status, lineage facts, aliases, history)
+    repository.py RegistryRepository: the only SQL on those tables
     lineage.py    what made a version; which versions a dataset fed
     transport.py  the single-file export archive and its verified import
 """

@@ -4,28 +4,21 @@ aliases with their history, verification, lineage, and export/import between pro
 from __future__ import annotations
 
 import json
-import random
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
-from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-from sqlalchemy.exc import OperationalError
-
 from keelml.errors import IntegrityError, KeelError, NotFoundError
 from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
-from keelml.registry import aliases as alias_ops
 from keelml.registry import status as status_ops
-from keelml.registry.aliases import AliasChange
+from keelml.registry.aliases import AliasChange, move_alias
 from keelml.registry.bundles import check_bundle, component_entries, require_gate_passed
-from keelml.store import schema
+from keelml.registry.repository import RegistryRepository
 from keelml.store.artifacts import ArtifactStore
-from keelml.store.audit import AuditLog, retryable
+from keelml.store.audit import AuditLog
 from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
 from keelml.store.trust import TrustStore
@@ -54,6 +47,12 @@ def _actor(actor: str | None) -> str | None:
     return check_text(actor, what="actor", max_length=128)
 
 
+def _no_version(name: str, rows: list[dict[str, Any]], version: int) -> NotFoundError:
+    return NotFoundError(f"model {name!r} has no version {version}",
+                         expected="one of: " + ", ".join(str(r["version"]) for r in rows),
+                         fix=f"list versions with `keel models show {name}`")
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     """A registered model, verified and constructed (only allowlisted types)."""
@@ -75,6 +74,7 @@ class Registry:
         self._artifacts = artifacts
         self._keys = keys
         self.audit = audit if audit is not None else AuditLog(metadata, keys)
+        self._repo = RegistryRepository(metadata, self.audit)  # creates the registry's tables if missing
         self._policy = policy  # a factory is called on first use (it may import the spec's estimator class)
 
     @property
@@ -104,6 +104,11 @@ class Registry:
     def keys(self) -> KeyRing:
         return self._keys
 
+    @property
+    def repository(self) -> RegistryRepository:
+        """The registry's tables; every read and write of them goes through it."""
+        return self._repo
+
     # versions ---------------------------------------------------------------------------------
     def register(self, name: str, bundle_id: str, *, run_id: str, summary: Mapping[str, Any],
                  lineage: Mapping[str, Any] | None = None, actor: str | None = None,
@@ -126,55 +131,20 @@ class Registry:
         state = status_ops.STAGING if verdict.get("passed") else status_ops.REJECTED
         info = bundle["manifest"].get("info", {})
         facts = {"run_id": run_id, "data_digests": info.get("data_digests", {}), **dict(lineage or {})}
-        engine = self._meta.engine
-        with engine.connect() as conn:
-            known = conn.execute(select(schema.model_versions.c.version).where(
-                schema.model_versions.c.name == name, schema.model_versions.c.bundle_id == bundle_id)).first()
-        if known:
-            return self._registration(name, int(known.version), bundle_id, created=False)
+        known = self._repo.version_of_bundle(name, bundle_id)
+        if known is not None:
+            return self._registration(name, known, bundle_id, created=False)
         self._audit_model_files(bundle, name=name, bundle_id=bundle_id)
-        for _attempt in range(50):
-            try:
-                with engine.begin() as conn:
-                    existing = conn.execute(select(schema.model_versions.c.version).where(
-                        schema.model_versions.c.name == name,
-                        schema.model_versions.c.bundle_id == bundle_id)).first()
-                    if existing:
-                        return self._registration(name, int(existing.version), bundle_id, created=False)
-                    if conn.execute(select(schema.models).where(schema.models.c.name == name)).first() is None:
-                        try:
-                            with conn.begin_nested():
-                                conn.execute(insert(schema.models).values(name=name, created_at=time.time()))
-                        except SqlIntegrityError:
-                            pass
-                    latest = conn.execute(select(func.max(schema.model_versions.c.version))
-                                          .where(schema.model_versions.c.name == name)).scalar()
-                    version = int(latest or 0) + 1
-                    conn.execute(insert(schema.model_versions).values(
-                        name=name, version=version, bundle_id=bundle_id, run_id=run_id,
-                        created_at=time.time(), metrics=json.dumps(dict(summary))))
-                    conn.execute(insert(schema.version_lineage).values(
-                        name=name, version=version, facts=json.dumps(facts, sort_keys=True, default=str)))
-                    conn.execute(delete(schema.version_status).where(  # an orphan left by a removed row
-                        schema.version_status.c.name == name, schema.version_status.c.version == version))
-                    conn.execute(insert(schema.version_status).values(
-                        name=name, version=version, status=state, reasons=json.dumps(reasons)))
-                    self.audit.append_in(conn, "registration", actor=actor, details={
-                        "name": name, "version": version, "bundle": bundle_id, "run_id": run_id,
-                        "signed_by": bundle["manifest"].get("signed_by"), "status": state,
-                        **({"reasons": reasons} if reasons else {}),
-                        **({"origin": facts["origin"]} if "origin" in facts else {})})
-                return Registration(name, version, bundle_id, created=True, status=state, reasons=tuple(reasons))
-            except (SqlIntegrityError, OperationalError) as exc:
-                if not retryable(exc):
-                    raise
-                # another process took this number (or this content, or the audit slot) first, or
-                # SQLite refused to upgrade a read to a write while another writer was active: back off
-                time.sleep(random.uniform(0.0, min(1.0, 0.02 * 2 ** min(_attempt, 6))))  # noqa: S311 (jitter)
-        raise RuntimeError(f"could not register {name}: too much concurrent registration")
+        version, created = self._repo.add_version(
+            name, bundle_id, run_id=run_id, summary=summary, facts=facts, status=state, reasons=reasons,
+            actor=actor, details={"signed_by": bundle["manifest"].get("signed_by"),
+                                  **({"origin": facts["origin"]} if "origin" in facts else {})})
+        if not created:
+            return self._registration(name, version, bundle_id, created=False)
+        return Registration(name, version, bundle_id, created=True, status=state, reasons=tuple(reasons))
 
     def _registration(self, name: str, version: int, bundle_id: str, *, created: bool) -> Registration:
-        state, reasons = status_ops.statuses(self._meta, name).get(version, (status_ops.STAGING, []))
+        state, reasons = self._repo.status(name, version)
         return Registration(name, version, bundle_id, created=created, status=state, reasons=tuple(reasons))
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
@@ -193,33 +163,39 @@ class Registry:
                                              fix=exc.fix) from None
 
     def models(self) -> list[dict[str, Any]]:
-        query = (select(schema.model_versions.c.name, func.count().label("versions"),
-                        func.max(schema.model_versions.c.version).label("latest"),
-                        func.max(schema.model_versions.c.created_at).label("updated_at"))
-                 .group_by(schema.model_versions.c.name).order_by(schema.model_versions.c.name))
-        with self._meta.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+        return self._repo.models()
 
     def versions(self, name: str) -> list[dict[str, Any]]:
-        check_name(name)
-        query = (select(schema.model_versions).where(schema.model_versions.c.name == name)
-                 .order_by(schema.model_versions.c.version))
-        with self._meta.engine.connect() as conn:
-            rows = [dict(r._mapping) for r in conn.execute(query)]
+        rows = self._repo.version_rows(check_name(name))
         if not rows:
             known = ", ".join(m["name"] for m in self.models()) or "none yet"
             raise NotFoundError(f"no model named {name!r}", expected=f"one of: {known}",
                                 fix="list models with `keel models list`")
-        known_status = status_ops.statuses(self._meta, name)
-        for row in rows:
-            row["metrics"] = json.loads(row["metrics"])
-            row["status"], row["reasons"] = known_status.get(int(row["version"]), (status_ops.STAGING, []))
         return rows
 
     def resolve(self, name: str, ref: str | int | None = None) -> int:
         """The version a reference means: None or "latest" = the newest accepted (not rejected) version,
         a number = that version (whatever its status), else an alias."""
+        return self._resolve_in(name, self.versions(name), ref)
+
+    def _version_row(self, name: str, ref: str | int | None, *, accepted_for: str | None = None) -> dict[str, Any]:
+        """The row (with status) of the version `ref` means, from one read of the version list: an unknown
+        model, version or alias is refused as `resolve` refuses it, then (with `accepted_for`, the action)
+        a rejected version as `require_accepted` refuses it."""
         rows = self.versions(name)
+        number = self._resolve_in(name, rows, ref)
+        row = next((r for r in rows if r["version"] == number), None)
+        if row is None:  # an alias naming a version that is not there: refused as that number would be
+            raise _no_version(name, rows, number)
+        if accepted_for is not None and row["status"] == status_ops.REJECTED:
+            raise status_ops.refuse_rejected(name, number, row["reasons"], action=accepted_for)
+        return row
+
+    def accepted_version(self, name: str, ref: str | int | None, *, action: str) -> int:
+        """`resolve`, then `require_accepted` (the same errors, in that order), from one read."""
+        return int(self._version_row(name, ref, accepted_for=action)["version"])
+
+    def _resolve_in(self, name: str, rows: list[dict[str, Any]], ref: str | int | None) -> int:
         if ref is None or ref == "latest":
             accepted = [r for r in rows if r["status"] != status_ops.REJECTED]
             if not accepted:
@@ -230,9 +206,7 @@ class Registry:
         if isinstance(ref, int) or (isinstance(ref, str) and ref.isascii() and ref.isdigit()):
             version = check_version(ref)
             if not any(r["version"] == version for r in rows):
-                raise NotFoundError(f"model {name!r} has no version {version}",
-                                    expected="one of: " + ", ".join(str(r["version"]) for r in rows),
-                                    fix=f"list versions with `keel models show {name}`")
+                raise _no_version(name, rows, version)
             return version
         alias = check_alias(ref)
         known = self.aliases(name)
@@ -249,10 +223,13 @@ class Registry:
         A rejected version is refused (KeelError) unless `rejected_ok` (listing, lineage, verification
         of its integrity); any other version must carry a signed verdict that passed.
         """
-        rows = self.versions(name)
-        number = self.resolve(name, version)
-        row = next(r for r in rows if r["version"] == number)
-        where = f"{name} version {row['version']}"
+        row = self._version_row(name, version)
+        return row, self._checked_bundle(name, row, rejected_ok=rejected_ok)
+
+    def _checked_bundle(self, name: str, row: Mapping[str, Any], *, rejected_ok: bool) -> dict[str, Any]:
+        """The verified bundle of a version row (see `bundle`)."""
+        number = int(row["version"])
+        where = f"{name} version {number}"
         rejected = row["status"] == status_ops.REJECTED
         if rejected and not rejected_ok:
             raise status_ops.refuse_rejected(name, number, row["reasons"], action="used")
@@ -264,16 +241,19 @@ class Registry:
             check_bundle(bundle, self._keys, self._artifacts, where=where, name=name)
             if not rejected:
                 require_gate_passed(bundle, self._artifacts, where=where)
-        return row, bundle
+        return dict(bundle)
 
     def verify(self, name: str, ref: str | int | None = None, *, rejected_ok: bool = False) -> dict[str, Any]:
         """Full check of one version: signature, every component decrypted and re-hashed, the gate
         verdict, and the model file's types against the allowlist (nothing is deserialized).
         A rejected version is refused unless `rejected_ok` (then its integrity is checked)."""
+        return self._verify_row(name, self._version_row(name, ref), rejected_ok=rejected_ok)
+
+    def _verify_row(self, name: str, row: Mapping[str, Any], *, rejected_ok: bool = False) -> dict[str, Any]:
         from keelml.model.persist import audit_model
 
-        version = self.resolve(name, ref)
-        row, bundle = self.bundle(name, version, rejected_ok=rejected_ok)
+        version = int(row["version"])
+        bundle = self._checked_bundle(name, row, rejected_ok=rejected_ok)
         where = f"{name} version {version}"
         report: dict[str, Any] = {"name": name, "version": version, "bundle": row["bundle_id"],
                                   "status": row["status"], "reasons": row["reasons"],
@@ -296,8 +276,9 @@ class Registry:
         """Verify a version (signature, digests, type allowlist) and only then construct its model."""
         from keelml.model.persist import load_model
 
-        version = self.resolve(name, ref)
-        row, bundle = self.bundle(name, version)
+        row = self._version_row(name, ref)
+        version = int(row["version"])
+        bundle = self._checked_bundle(name, row, rejected_ok=False)
         entries = component_entries(bundle["manifest"], where=f"{name} version {version}")
         entry = entries["model"]
         with self._audited(name, version, bundle_id=row["bundle_id"]):
@@ -316,7 +297,7 @@ class Registry:
             for row in self.versions(model["name"]):
                 count += 1
                 try:
-                    self.bundle(model["name"], row["version"], rejected_ok=True)
+                    self._checked_bundle(model["name"], row, rejected_ok=True)
                 except (IntegrityError, NotFoundError) as exc:
                     problems.append(exc.what)
         return count, problems
@@ -334,18 +315,18 @@ class Registry:
 
     def require_accepted(self, name: str, version: int, *, action: str) -> None:
         """Refuse (KeelError, with the gate's reasons) a version registered as rejected."""
-        state, reasons = status_ops.statuses(self._meta, check_name(name)).get(version, (status_ops.STAGING, []))
+        state, reasons = self._repo.status(check_name(name), version)
         if state == status_ops.REJECTED:
             raise status_ops.refuse_rejected(name, version, reasons, action=action)
 
     # aliases ----------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int]:
         """alias -> version for one model."""
-        return alias_ops.aliases(self._meta, check_name(name))
+        return self._repo.aliases(check_name(name))
 
     def alias_history(self, name: str) -> list[dict[str, Any]]:
         """Every alias change of one model (promotions and rollbacks), oldest first."""
-        return alias_ops.alias_history(self._meta, check_name(name))
+        return self._repo.alias_history(check_name(name))
 
     def promote(self, name: str, version: int, *, alias: str = PRODUCTION, reason: str,
                 actor: str | None = None, details: Mapping[str, Any] | None = None) -> AliasChange:
@@ -357,12 +338,10 @@ class Registry:
         number = check_version(version)
         check_alias(alias)
         why = str(check_text(reason, what="reason", required=True))
-        self.resolve(name, number)
-        self.require_accepted(name, number, action=f"promoted to {alias}")
-        self.verify(name, number)
-        return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=number,
-                                    action="promotion", reason=why, actor=_actor(actor),
-                                    details=dict(details) if details else None)
+        # one read of the version row: an unknown version, then a rejected one, is refused; then full verification
+        self._verify_row(name, self._version_row(name, number, accepted_for=f"promoted to {alias}"))
+        return move_alias(self._repo, name=name, alias=alias, version=number, action="promotion", reason=why,
+                          actor=_actor(actor), details=dict(details) if details else None)
 
     def rollback(self, name: str, *, alias: str = PRODUCTION, to: int | None = None, reason: str = "rollback",
                  actor: str | None = None) -> AliasChange:
@@ -375,7 +354,7 @@ class Registry:
             raise NotFoundError(f"{name}@{alias} is not set: nothing to roll back",
                                 expected=f"a version promoted to {alias} before",
                                 fix=f"promote one: `keel models promote {name} VERSION --to {alias}`")
-        target = check_version(to) if to is not None else alias_ops.previous_version(self._meta, name, alias)
+        target = check_version(to) if to is not None else self._repo.previous_version(name, alias)
         if target is None:
             raise NotFoundError(f"{name}@{alias} has no earlier version to roll back to (it is v{current})",
                                 expected="an alias that was moved at least once",
@@ -383,12 +362,9 @@ class Registry:
         if target == current:
             raise KeelError(f"{name}@{alias} is already v{current}", expected="another version",
                             fix=f"see `keel models history {name}`")
-        self.resolve(name, target)
-        self.require_accepted(name, target, action=f"the target of a rollback of {alias}")
-        self.verify(name, target)
-        return alias_ops.move_alias(self._meta, self.audit, name=name, alias=alias, version=target,
-                                    action="rollback", reason=why, actor=_actor(actor),
-                                    expected=current)
+        self._verify_row(name, self._version_row(name, target, accepted_for=f"the target of a rollback of {alias}"))
+        return move_alias(self._repo, name=name, alias=alias, version=target, action="rollback", reason=why,
+                          actor=_actor(actor), expected=current)
 
     # lineage and transport --------------------------------------------------------------------
     def lineage(self, name: str, ref: str | int | None = None) -> dict[str, Any]:

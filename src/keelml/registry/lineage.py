@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from keelml import __version__
 from keelml.errors import InputError
-from keelml.store import schema
 
 if TYPE_CHECKING:
     from keelml.registry.core import Registry
@@ -43,29 +39,13 @@ def code_version(directory: Path) -> dict[str, Any]:
     return facts
 
 
-def stored_facts(registry: Registry, name: str, version: int) -> dict[str, Any]:
-    """The facts recorded when the version was registered ({} for versions older than this table)."""
-    query = select(schema.version_lineage.c.facts).where(
-        schema.version_lineage.c.name == name, schema.version_lineage.c.version == version)
-    with registry.metadata.engine.connect() as conn:
-        row = conn.execute(query).first()
-    return dict(json.loads(row.facts)) if row else {}
-
-
-def _run_spec(registry: Registry, run_id: str) -> dict[str, Any] | None:
-    query = select(schema.runs.c.spec_path, schema.runs.c.spec_digest).where(schema.runs.c.id == run_id)
-    with registry.metadata.engine.connect() as conn:
-        row = conn.execute(query).first()
-    return {"path": row.spec_path, "digest": row.spec_digest} if row else None
-
-
 def lineage(registry: Registry, name: str, ref: str | int | None = None) -> dict[str, Any]:
     """Everything known about how one version was made, from its verified bundle and the metadata."""
-    version = registry.resolve(name, ref)
-    row, bundle = registry.bundle(name, version, rejected_ok=True)
+    row, bundle = registry.bundle(name, ref, rejected_ok=True)
+    version = int(row["version"])
     manifest = bundle["manifest"]
     info = manifest.get("info", {})
-    facts = stored_facts(registry, name, version)
+    facts = registry.repository.facts(name, version)
     contract = manifest["components"].get("contract", {}).get("sha256")
     return {
         "name": name,
@@ -81,7 +61,7 @@ def lineage(registry: Registry, name: str, ref: str | int | None = None) -> dict
         "contract_version": contract[:12] if contract else None,
         "contract_sha256": contract,
         "parameters": info.get("parameters"),
-        "spec": facts.get("spec") or _run_spec(registry, row["run_id"]),
+        "spec": facts.get("spec") or registry.metadata.run_spec(row["run_id"]),
         "code": facts.get("code") or {"keelml": info.get("environment", {}).get("keelml")},
         "environment": info.get("environment", {}),
         "origin": facts.get("origin") or manifest.get("imported_from"),
@@ -98,7 +78,7 @@ def versions_fed_by(registry: Registry, digest: str) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
     for model in registry.models():
         for row in registry.versions(model["name"]):
-            digests = stored_facts(registry, model["name"], row["version"]).get("data_digests")
+            digests = registry.repository.facts(model["name"], row["version"]).get("data_digests")
             if digests is None:  # registered before lineage facts were stored: read the bundle
                 _, bundle = registry.bundle(model["name"], row["version"], rejected_ok=True)
                 digests = bundle["manifest"].get("info", {}).get("data_digests", {})

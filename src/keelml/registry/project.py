@@ -52,6 +52,10 @@ class Project:
     def key_provider(self) -> KeyProvider:
         return provider_for(self.keys_dir)
 
+    def referenced_artifacts(self) -> set[str]:
+        """Every artifact id the metadata points at: the step cache's outputs and the registered bundles."""
+        return self.metadata.referenced_artifacts() | self.registry.repository.bundle_ids()
+
     def close(self) -> None:
         self.metadata.close()
 

@@ -12,12 +12,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
-
 from keelml.errors import KeelError
-from keelml.store import schema
 from keelml.store.artifacts import ArtifactStore
-from keelml.store.metadata import MetadataStore
 
 STAGING = "staging"
 REJECTED = "rejected"
@@ -36,14 +32,6 @@ def failed_reasons(verdict: Mapping[str, Any]) -> list[str]:
         return []
     reasons = [str(c.get("reason", "")) for c in verdict.get("checks") or [] if not c.get("passed")]
     return (reasons or [str(verdict.get("reason") or "no gate verdict")])[:MAX_STORED_REASONS]
-
-
-def statuses(meta: MetadataStore, name: str) -> dict[int, tuple[str, list[str]]]:
-    """version -> (status, reasons) for the versions that have a status row (the others are staging)."""
-    table = schema.version_status
-    query = select(table.c.version, table.c.status, table.c.reasons).where(table.c.name == name)
-    with meta.engine.connect() as conn:
-        return {int(r.version): (str(r.status), list(json.loads(r.reasons))) for r in conn.execute(query)}
 
 
 def refuse_rejected(name: str, version: int, reasons: list[str], *, action: str) -> KeelError:

@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,85 +55,40 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
     With `audit`, an ``api_key.create`` record (name and public id, never the key) is written in the
     same transaction as the key's hash.
     """
-    from sqlalchemy import insert, select
-    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-    from sqlalchemy.exc import OperationalError
-
-    from keelml.store import schema
-    from keelml.store.audit import retryable
+    from keelml.serve.keystore import ApiKeyRepository
 
     if not _NAME.match(name):
         raise KeelError(f"invalid API key name {name!r}", expected="1-64 letters, digits, '.', '_' or '-'",
                         fix="choose a name such as ci-deployer or team-dashboard")
-    taken = KeelError(f"an API key named {name!r} already exists", expected="a new name",
-                      fix=f"choose another name, or revoke the old key with `keel keys revoke-api-key {name}`")
     ident = secrets.token_hex(8)
     key = f"{PREFIX}_{ident}_{secrets.token_urlsafe(32)}"
-    for _attempt in range(50):
-        try:
-            with metadata.engine.begin() as conn:
-                if conn.execute(select(schema.api_keys.c.id).where(schema.api_keys.c.name == name)).first():
-                    raise taken
-                conn.execute(insert(schema.api_keys).values(id=ident, name=name, key_hash=hash_key(key),
-                                                            created_at=time.time()))
-                if audit is not None:
-                    audit.append_in(conn, "api_key.create", actor=actor, details={"key_name": name, "key_id": ident})
-            return key
-        except (SqlIntegrityError, OperationalError) as exc:
-            if not retryable(exc):
-                raise
-            # the name was taken a moment ago (seen on the next attempt) or the audit slot was
-    raise RuntimeError("could not create the API key: too much concurrent writing")
+    if not ApiKeyRepository(metadata).add(ident, name, hash_key(key), audit=audit, actor=actor):
+        raise KeelError(f"an API key named {name!r} already exists", expected="a new name",
+                        fix=f"choose another name, or revoke the old key with `keel keys revoke-api-key {name}`")
+    return key
 
 
 def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
-    from sqlalchemy import select
+    from keelml.serve.keystore import ApiKeyRepository
 
-    from keelml.store import schema
-
-    with metadata.engine.connect() as conn:
-        rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.created_at)).all()
-    return [ApiKey(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
+    return [ApiKey(r["id"], r["name"], r["created_at"], r["revoked_at"]) for r in ApiKeyRepository(metadata).rows()]
 
 
 def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None = None,
                    actor: str | None = None) -> None:
     """Revoke the active key named `name` (with `audit`: an ``api_key.revoke`` record, same transaction)."""
-    from sqlalchemy import select, update
-    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-    from sqlalchemy.exc import OperationalError
+    from keelml.serve.keystore import ApiKeyRepository
 
-    from keelml.store import schema
-    from keelml.store.audit import retryable
-
-    active = (schema.api_keys.c.name == name, schema.api_keys.c.revoked_at.is_(None))
-    for _attempt in range(50):
-        try:
-            with metadata.engine.begin() as conn:
-                row = conn.execute(select(schema.api_keys.c.id).where(*active)).first()
-                done = conn.execute(update(schema.api_keys).where(*active).values(revoked_at=time.time()))
-                if done.rowcount == 0 or row is None:
-                    raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
-                                        fix="list keys with `keel keys list-api-keys`")
-                if audit is not None:
-                    audit.append_in(conn, "api_key.revoke", actor=actor, details={"key_name": name, "key_id": row.id})
-            return
-        except (SqlIntegrityError, OperationalError) as exc:
-            if not retryable(exc):
-                raise
-    raise RuntimeError("could not revoke the API key: too much concurrent writing")
+    if not ApiKeyRepository(metadata).revoke(name, audit=audit, actor=actor):
+        raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
+                            fix="list keys with `keel keys list-api-keys`")
 
 
 def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:
     """{key id: (name, SHA-256 hash)} of every key not revoked."""
-    from sqlalchemy import select
+    from keelml.serve.keystore import ApiKeyRepository
 
-    from keelml.store import schema
-
-    with metadata.engine.connect() as conn:
-        rows = conn.execute(select(schema.api_keys.c.id, schema.api_keys.c.name, schema.api_keys.c.key_hash)
-                            .where(schema.api_keys.c.revoked_at.is_(None))).all()
-    return {r.id: (r.name, r.key_hash) for r in rows}
+    return ApiKeyRepository(metadata).active_hashes()
 
 
 def write_hashes_file(path: Path, hashes: dict[str, tuple[str, str]]) -> None:

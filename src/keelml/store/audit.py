@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
 
 from keelml.names import check_text
-from keelml.store import schema
+from keelml.store import tables
 from keelml.store.envelope import canonical_json, trusted_from
 from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
@@ -109,8 +109,8 @@ class AuditLog:
         if len(text) > MAX_DETAILS:
             raise ValueError(f"audit details too large ({len(text)} bytes)")
         who = check_text(actor, what="actor", max_length=128) or default_actor()[:128] or "unknown"
-        head = conn.execute(select(schema.audit_log.c.seq, schema.audit_log.c.hash)
-                            .order_by(schema.audit_log.c.seq.desc()).limit(1)).first()
+        head = conn.execute(select(tables.audit_log.c.seq, tables.audit_log.c.hash)
+                            .order_by(tables.audit_log.c.seq.desc()).limit(1)).first()
         record: dict[str, Any] = {
             "seq": (int(head.seq) + 1) if head else 1,
             "at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds"),
@@ -120,16 +120,16 @@ class AuditLog:
             "prev_hash": str(head.hash) if head else GENESIS,
         }
         digest = record_hash(record)
-        conn.execute(insert(schema.audit_log).values(
+        conn.execute(insert(tables.audit_log).values(
             **{**record, "details": text}, hash=digest, signed_by=self._keys.key_id,
             sig=base64.b64encode(self._keys.sign(digest.encode())).decode()))
         return int(record["seq"])
 
     def records(self, *, limit: int | None = None, event: str | None = None) -> list[dict[str, Any]]:
         """Records oldest first (the newest `limit` of them when given)."""
-        query = select(schema.audit_log).order_by(schema.audit_log.c.seq.desc())
+        query = select(tables.audit_log).order_by(tables.audit_log.c.seq.desc())
         if event is not None:
-            query = query.where(schema.audit_log.c.event == event)
+            query = query.where(tables.audit_log.c.event == event)
         if limit is not None:
             query = query.limit(limit)
         with self._meta.engine.connect() as conn:
@@ -140,7 +140,7 @@ class AuditLog:
 
     def _rows(self) -> Iterator[dict[str, Any]]:
         with self._meta.engine.connect() as conn:
-            for row in conn.execute(select(schema.audit_log).order_by(schema.audit_log.c.seq)):
+            for row in conn.execute(select(tables.audit_log).order_by(tables.audit_log.c.seq)):
                 yield dict(row._mapping)
 
     def verify(self) -> AuditReport:
@@ -176,8 +176,8 @@ class AuditLog:
 
     def knows_master_key(self, master_key_id: str) -> bool:
         """True when a key creation or rotation record names this master key."""
-        query = select(schema.audit_log.c.details).where(
-            schema.audit_log.c.event.in_(("key_creation", "key_rotation")))
+        query = select(tables.audit_log.c.details).where(
+            tables.audit_log.c.event.in_(("key_creation", "key_rotation")))
         with self._meta.engine.connect() as conn:
             return any(master_key_id in str(r.details) for r in conn.execute(query))
 

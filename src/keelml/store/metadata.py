@@ -1,4 +1,5 @@
-"""The metadata store: runs, steps, the step cache, artifacts and lineage on any SQLAlchemy URL."""
+"""The metadata store: runs, steps, the step cache, artifacts, run lineage and tuning trials on any
+SQLAlchemy URL; the connection every package's tables live behind (see `ensure_tables`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from keelml.errors import NotFoundError
-from keelml.store import schema
+from keelml.store import tables
+from keelml.store.process import pid_alive
 
 _SCHEMA_LOCK = 0x6B65656C  # "keel": the advisory lock that serialises table creation on PostgreSQL
 
@@ -27,46 +29,42 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _pid_alive(pid: int | None, host: str | None) -> bool:
-    if pid is None or host != socket.gethostname():
-        return True  # cannot tell for another machine: assume it may still run
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 class MetadataStore:
-    """Thin, explicit SQL over the tables in schema.py. Every write is its own transaction."""
+    """Thin, explicit SQL over the store's tables (tables.py). Every write is its own transaction.
+
+    `engine` is the connection other packages' repositories use for their own tables.
+    """
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
-        self._create_tables()
+        self._ensured: list[MetaData] = []
+        self.ensure_tables(tables.metadata)
 
-    def _create_tables(self) -> None:
-        """Create missing tables; another process creating them at the same moment is fine.
+    def ensure_tables(self, owned: MetaData) -> None:
+        """Create the missing tables of one owner (once per store object); another process creating
+        them at the same moment is fine.
 
         On PostgreSQL the check-then-create runs under a transaction-scoped advisory lock, so
         concurrent first runs queue instead of colliding in the catalog.
         """
         from sqlalchemy.exc import OperationalError, ProgrammingError
 
+        if any(known is owned for known in self._ensured):
+            return
         for attempt in range(5):
             try:
                 with self.engine.begin() as conn:
                     if self.engine.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
-                    schema.metadata.create_all(conn)
-                return
+                    owned.create_all(conn, checkfirst=True)
+                break
             except (OperationalError, ProgrammingError, SqlIntegrityError) as exc:
                 if ("already exists" not in str(exc) and "duplicate key" not in str(exc)) or attempt == 4:
                     raise
+        self._ensured.append(owned)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -74,7 +72,7 @@ class MetadataStore:
     # runs -----------------------------------------------------------------------------------
     def start_run(self, run_id: str, *, pipeline: str, spec_path: str, spec_digest: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(schema.runs).values(
+            conn.execute(insert(tables.runs).values(
                 id=run_id, pipeline=pipeline, spec_path=spec_path, spec_digest=spec_digest,
                 status="running", started_at=time.time(), pid=os.getpid(), host=socket.gethostname(),
             ))
@@ -82,20 +80,20 @@ class MetadataStore:
     def finish_run(self, run_id: str, *, status: str, error: str | None = None,
                    summary: Mapping[str, Any] | None = None) -> None:
         with self.engine.begin() as conn:
-            conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(
+            conn.execute(update(tables.runs).where(tables.runs.c.id == run_id).values(
                 status=status, finished_at=time.time(), error=error,
                 summary=json.dumps(summary) if summary is not None else None,
             ))
 
     def list_runs(self, *, pipeline: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
-        query = select(schema.runs).order_by(schema.runs.c.started_at.desc()).limit(limit)
+        query = select(tables.runs).order_by(tables.runs.c.started_at.desc()).limit(limit)
         if pipeline:
-            query = query.where(schema.runs.c.pipeline == pipeline)
+            query = query.where(tables.runs.c.pipeline == pipeline)
         with self.engine.connect() as conn:
             return [self._run_row(dict(r._mapping)) for r in conn.execute(query)]
 
     def _run_row(self, row: dict[str, Any]) -> dict[str, Any]:
-        if row["status"] == "running" and not _pid_alive(row.get("pid"), row.get("host")):
+        if row["status"] == "running" and not pid_alive(row.get("pid"), row.get("host")):
             row["status"] = "interrupted"
         row["summary"] = json.loads(row["summary"]) if row.get("summary") else None
         return row
@@ -103,8 +101,8 @@ class MetadataStore:
     def get_run(self, run_id: str) -> dict[str, Any]:
         """A run (by id or unique id prefix) with its steps and lineage."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(schema.runs).where(
-                schema.runs.c.id.startswith(run_id, autoescape=True))).all()
+            rows = conn.execute(select(tables.runs).where(
+                tables.runs.c.id.startswith(run_id, autoescape=True))).all()
             if len(rows) != 1:
                 raise NotFoundError(
                     f"no run matches {run_id!r}" if not rows else f"{run_id!r} matches {len(rows)} runs",
@@ -112,27 +110,34 @@ class MetadataStore:
                     fix="list the runs with `keel runs list`",
                 )
             run = self._run_row(dict(rows[0]._mapping))
-            steps = conn.execute(select(schema.steps).where(schema.steps.c.run_id == run["id"])
-                                 .order_by(schema.steps.c.id)).all()
-            edges = conn.execute(select(schema.lineage).where(schema.lineage.c.run_id == run["id"])
-                                 .order_by(schema.lineage.c.id)).all()
+            steps = conn.execute(select(tables.steps).where(tables.steps.c.run_id == run["id"])
+                                 .order_by(tables.steps.c.id)).all()
+            edges = conn.execute(select(tables.lineage).where(tables.lineage.c.run_id == run["id"])
+                                 .order_by(tables.lineage.c.id)).all()
         run["steps"] = [
             {**dict(s._mapping), "explain": json.loads(s.explain) if s.explain else []} for s in steps
         ]
         run["lineage"] = [dict(e._mapping) for e in edges]
         return run
 
+    def run_spec(self, run_id: str) -> dict[str, Any] | None:
+        """The spec (path and SHA-256) a run (by exact id) ran; None for an unknown run."""
+        query = select(tables.runs.c.spec_path, tables.runs.c.spec_digest).where(tables.runs.c.id == run_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return {"path": row.spec_path, "digest": row.spec_digest} if row else None
+
     # cache (the engine's CacheIndex protocol) -----------------------------------------------
     def lookup(self, key: str) -> dict[str, str] | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(schema.step_cache.c.outputs)
-                               .where(schema.step_cache.c.cache_key == key)).first()
+            row = conn.execute(select(tables.step_cache.c.outputs)
+                               .where(tables.step_cache.c.cache_key == key)).first()
         return dict(json.loads(row.outputs)) if row else None
 
     def previous_parts(self, scope: str, step: str) -> dict[str, Any] | None:
-        query = (select(schema.step_cache.c.parts)
-                 .where(schema.step_cache.c.scope == scope, schema.step_cache.c.step == step)
-                 .order_by(schema.step_cache.c.created_at.desc()).limit(1))
+        query = (select(tables.step_cache.c.parts)
+                 .where(tables.step_cache.c.scope == scope, tables.step_cache.c.step == step)
+                 .order_by(tables.step_cache.c.created_at.desc()).limit(1))
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         return dict(json.loads(row.parts)) if row else None
@@ -143,7 +148,7 @@ class MetadataStore:
                   "parts": json.dumps(dict(parts), sort_keys=True), "created_at": time.time(),
                   "run_id": run_id}
         with self.engine.begin() as conn:
-            _upsert(conn, schema.step_cache, {"cache_key": key}, values)
+            _upsert(conn, tables.step_cache, {"cache_key": key}, values)
 
     def record_step(self, *, run_id: str, name: str, status: str, key: str, duration_s: float,
                     explain: list[str], inputs: Mapping[str, str],
@@ -151,7 +156,7 @@ class MetadataStore:
         """One step's outcome, its lineage edges and the artifacts it wrote, in one transaction."""
         now = time.time()
         with self.engine.begin() as conn:
-            conn.execute(insert(schema.steps).values(
+            conn.execute(insert(tables.steps).values(
                 run_id=run_id, name=name, status=status, cache_key=key, duration_s=duration_s,
                 finished_at=now, explain=json.dumps(explain)))
             edges = [{"run_id": run_id, "step": name, "direction": "in", "name": n, "artifact_id": a}
@@ -159,16 +164,16 @@ class MetadataStore:
             edges += [{"run_id": run_id, "step": name, "direction": "out", "name": n, "artifact_id": a}
                       for n, (a, _, _) in outputs.items()]
             if edges:
-                conn.execute(insert(schema.lineage), edges)
+                conn.execute(insert(tables.lineage), edges)
             for out_name, (artifact_id, codec, size) in outputs.items():
                 if size < 0:
                     continue  # a cached output: already recorded when it was written
-                known = conn.execute(select(schema.artifacts.c.id)
-                                     .where(schema.artifacts.c.id == artifact_id)).first()
+                known = conn.execute(select(tables.artifacts.c.id)
+                                     .where(tables.artifacts.c.id == artifact_id)).first()
                 if known is None:
                     try:
                         with conn.begin_nested():
-                            conn.execute(insert(schema.artifacts).values(
+                            conn.execute(insert(tables.artifacts).values(
                                 id=artifact_id, codec=codec, size=size, created_at=now, run_id=run_id,
                                 step=name, name=out_name))
                     except SqlIntegrityError:
@@ -180,13 +185,13 @@ class MetadataStore:
         values = {"run_id": run_id, "state": trial["state"], "params": json.dumps(trial["params"], sort_keys=True),
                   "fold_scores": json.dumps(list(trial["fold_scores"])), "value": trial.get("value"),
                   "duration_s": trial.get("duration_s"), "error": trial.get("error"), "recorded_at": time.time()}
-        table = schema.tuning_trials
+        table = tables.tuning_trials
         with self.engine.begin() as conn:
             _upsert(conn, table, {"study": study, "number": trial["number"]}, values)
 
     def list_trials(self, study: str | None = None, *, run_id: str | None = None) -> list[dict[str, Any]]:
         """Recorded tuning trials of a study (or a run), in trial order."""
-        table = schema.tuning_trials
+        table = tables.tuning_trials
         query = select(table).order_by(table.c.study, table.c.number)
         if study is not None:
             query = query.where(table.c.study == study)
@@ -200,12 +205,11 @@ class MetadataStore:
         return rows
 
     def referenced_artifacts(self) -> set[str]:
-        """Every artifact id that metadata points at (cache entries and lineage)."""
+        """Every artifact id the step cache points at (the registry's bundles: `Project.referenced_artifacts`)."""
         ids: set[str] = set()
         with self.engine.connect() as conn:
-            for row in conn.execute(select(schema.step_cache.c.outputs)):
+            for row in conn.execute(select(tables.step_cache.c.outputs)):
                 ids.update(json.loads(row.outputs).values())
-            ids.update(r.bundle_id for r in conn.execute(select(schema.model_versions.c.bundle_id)))
         return ids
 
 

@@ -25,6 +25,7 @@ from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
 from keelml.store.keyproviders import KeyProvider
 from keelml.store.keys import KeyRing
+from keelml.store.process import pid_alive
 
 
 @dataclass
@@ -48,7 +49,7 @@ def _rotation_lock(path: Path) -> Iterator[None]:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             owner = path.read_text(encoding="ascii", errors="replace").split()
-            if len(owner) == 2 and owner[1] == socket.gethostname() and not _alive(int(owner[0] or 0)):
+            if len(owner) == 2 and not pid_alive(int(owner[0] or 0), owner[1]):
                 path.unlink(missing_ok=True)
                 continue
             raise KeyMaterialError(f"another key rotation is running (lock {path}, held by {' '.join(owner)})",
@@ -61,18 +62,6 @@ def _rotation_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _rewrap_all(artifacts: ArtifactStore, ring: KeyRing,

@@ -1,4 +1,10 @@
-"""The metadata database's tables (SQLAlchemy Core): runs, steps, cache, artifacts, lineage, models, trials."""
+"""The store's own tables (SQLAlchemy Core): runs, steps, the step cache, artifacts, run lineage, the
+audit log and tuning trials. Only `keelml.store` runs SQL on them (metadata.py, audit.py).
+
+Other packages own their tables (the registry's in `keelml.registry.tables`, the API keys in
+`keelml.serve.keystore`), each on its own `MetaData`, created by `MetadataStore.ensure_tables`
+when the owner's repository is constructed.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    UniqueConstraint,
 )
 
 metadata = MetaData()
@@ -81,69 +86,6 @@ lineage = Table(
     Column("artifact_id", String(64), nullable=False, index=True),
 )
 
-models = Table(
-    "models",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("created_at", Float, nullable=False),
-)
-
-model_versions = Table(
-    "model_versions",
-    metadata,
-    Column("name", String(64), ForeignKey("models.name"), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("bundle_id", String(64), nullable=False),
-    Column("run_id", String(40), nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("metrics", Text, nullable=False),  # JSON summary for listings
-    PrimaryKeyConstraint("name", "version"),
-    UniqueConstraint("name", "bundle_id"),
-)
-
-aliases = Table(
-    "aliases",
-    metadata,
-    Column("name", String(64), nullable=False),
-    Column("alias", String(64), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    PrimaryKeyConstraint("name", "alias"),
-)
-
-alias_history = Table(
-    "alias_history",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("name", String(64), nullable=False, index=True),
-    Column("alias", String(64), nullable=False),
-    Column("action", String(16), nullable=False),  # promotion | rollback
-    Column("from_version", Integer),  # None: the alias was not set before
-    Column("to_version", Integer, nullable=False),
-    Column("actor", String(128), nullable=False),
-    Column("at", Float, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("audit_seq", Integer),  # the audit record written in the same transaction
-)
-
-version_status = Table(  # a version without a row here was registered accepted (before statuses existed)
-    "version_status",
-    metadata,
-    Column("name", String(64), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("status", String(16), nullable=False),  # staging (the gate passed) | rejected (the gate refused)
-    Column("reasons", Text, nullable=False),  # JSON list of the gate's failed checks (empty when accepted)
-    PrimaryKeyConstraint("name", "version"),
-)
-
-version_lineage = Table(
-    "version_lineage",
-    metadata,
-    Column("name", String(64), nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("facts", Text, nullable=False),  # JSON: run, spec digest, code version, origin of an import
-    PrimaryKeyConstraint("name", "version"),
-)
 
 audit_log = Table(
     "audit_log",
@@ -159,15 +101,6 @@ audit_log = Table(
     Column("sig", Text, nullable=False),  # Ed25519 over the hash, by the project's signing key
 )
 
-api_keys = Table(
-    "api_keys",
-    metadata,
-    Column("id", String(32), primary_key=True),  # the public part of the key, shown in its text
-    Column("name", String(64), nullable=False, unique=True),
-    Column("key_hash", String(64), nullable=False),  # SHA-256 of the whole key; the key itself is never stored
-    Column("created_at", Float, nullable=False),
-    Column("revoked_at", Float),
-)
 
 tuning_trials = Table(
     "tuning_trials",
