@@ -9,12 +9,12 @@ import typer
 
 from keelml.cli.data_input import (
     DATA_ARGUMENT,
+    DATA_SPEC_OPTION,
     DELIMITER_OPTION,
     FORMAT_OPTION,
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
-    SPEC_OPTION,
     Role,
 )
 
@@ -26,7 +26,7 @@ def infer(
     data: str | None = DATA_ARGUMENT,
     target: str | None = typer.Option(None, "--target", help="The column to predict (default: the spec's)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the YAML here instead of stdout."),
-    spec: Path | None = SPEC_OPTION,
+    spec: Path | None = DATA_SPEC_OPTION,
     role: Role = ROLE_OPTION,
     fmt: str | None = FORMAT_OPTION,
     delimiter: str | None = DELIMITER_OPTION,

@@ -34,7 +34,7 @@ class Role(StrEnum):
 
 DATA_ARGUMENT = typer.Argument(None, metavar="DATA", show_default=False,
                                help="A data file (CSV, Parquet, JSON lines) or URL; optional with --spec.")
-SPEC_OPTION = typer.Option(None, "--spec", help="Read DATA with this pipeline spec's options "
+DATA_SPEC_OPTION = typer.Option(None, "--spec", help="Read DATA with this pipeline spec's options "
                            "(data.train or data.test; without DATA, read that source's file).")
 ROLE_OPTION = typer.Option(Role.train, "--role", help="Which source of --spec to take the options from.")
 FORMAT_OPTION = typer.Option(None, "--format", help="auto, csv, parquet or jsonl (default: from the file name).")

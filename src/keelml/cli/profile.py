@@ -10,12 +10,12 @@ import typer
 from keelml.cli.data_input import (
     CHUNK_ROWS_OPTION,
     DATA_ARGUMENT,
+    DATA_SPEC_OPTION,
     DELIMITER_OPTION,
     FORMAT_OPTION,
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
-    SPEC_OPTION,
     Role,
 )
 
@@ -26,7 +26,7 @@ def profile(
     html_path: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML page here."),
     contract_path: Path | None = typer.Option(None, "--contract", help="Take column types, roles and "
                                               "categories from this contract YAML."),
-    spec: Path | None = SPEC_OPTION,
+    spec: Path | None = DATA_SPEC_OPTION,
     role: Role = ROLE_OPTION,
     fmt: str | None = FORMAT_OPTION,
     delimiter: str | None = DELIMITER_OPTION,

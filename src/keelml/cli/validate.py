@@ -10,12 +10,12 @@ import typer
 from keelml.cli.data_input import (
     CHUNK_ROWS_OPTION,
     DATA_ARGUMENT,
+    DATA_SPEC_OPTION,
     DELIMITER_OPTION,
     FORMAT_OPTION,
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
-    SPEC_OPTION,
     Role,
 )
 
@@ -30,7 +30,7 @@ def validate(
     quarantine: Path | None = typer.Option(None, "--quarantine", help="Write the quarantined rows (every input "
                                            "column as text, plus _row and _reason) to this .parquet or .csv file."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any row is quarantined."),
-    spec: Path | None = SPEC_OPTION,
+    spec: Path | None = DATA_SPEC_OPTION,
     role: Role = ROLE_OPTION,
     fmt: str | None = FORMAT_OPTION,
     delimiter: str | None = DELIMITER_OPTION,
