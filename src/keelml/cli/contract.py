@@ -1,4 +1,7 @@
-"""`keel contract infer`: infer a data contract from a data file and write it as YAML."""
+"""`keel contract infer`: infer a data contract from a data file and write it as YAML.
+
+The data layer and the spec load inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -15,8 +18,14 @@ from keelml.cli.data_input import (
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
+    DataOptions,
     Role,
+    check_writable,
+    load_data,
+    write_output,
 )
+from keelml.cli.output import err
+from keelml.errors import DataError
 
 app = typer.Typer(help="Data contracts: infer one from data.", no_args_is_help=True)
 
@@ -34,11 +43,8 @@ def infer(
     null_value: list[str] | None = NULL_VALUE_OPTION,
 ) -> None:
     """Infer the contract (types, nullability, categories, ranges, roles, task) of DATA."""
-    from keelml.cli.data_input import DataOptions, check_writable, load_data, write_output
-    from keelml.cli.output import err
     from keelml.data.contract import close_match_hint, contract_to_yaml
     from keelml.data.infer import infer_contract
-    from keelml.errors import DataError
     from keelml.spec.data import ContractSpec
 
     if output is not None:

@@ -1,6 +1,6 @@
 """What the data commands share: reading DATA (a file, a URL or a spec's source), a contract, safe text.
 
-Heavy libraries (polars) load inside the functions, so `keel --help` stays fast.
+The data layer (polars), the spec and pydantic load inside the functions, so `keel --help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.text import Text
 
 from keelml.errors import DataError, SpecError
+from keelml.store.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     import polars as pl
-    from rich.text import Text
 
     from keelml.data.chunked import Chunk
     from keelml.data.contract import Contract
@@ -182,8 +183,6 @@ def check_writable(path: Path, flag: str) -> None:
 
 def write_output(path: Path, data: bytes, flag: str) -> None:
     """Write an output file atomically (its directory is created); failures are DataErrors."""
-    from keelml.store.atomic import atomic_write_bytes
-
     check_writable(path, flag)
     try:
         atomic_write_bytes(path, data)
@@ -203,6 +202,4 @@ def clean(value: object, width: int | None = None) -> str:
 
 def safe_text(value: object, width: int | None = None, style: str = "") -> Text:
     """A rich Text (never parsed as markup) of ``clean(value)``."""
-    from rich.text import Text
-
     return Text(clean(value, width), style=style)
