@@ -13,8 +13,9 @@ Two graph layouts:
   for numerics and strings for categoricals, with ``""`` as the categorical missing marker
   (skl2onnx refuses a NaN marker for string imputers).
 
-The pipeline graph imports this module (`onnx_available`), so a fully cached run does too: scikit-learn,
-pandas, skl2onnx and onnxruntime are imported inside the functions that export or run a graph.
+The pipeline graph imports this module (`onnx_available`), so a fully cached run does too: scikit-learn
+(and keelml.model.features), pandas, skl2onnx and onnxruntime are imported inside the functions that
+export or run a graph.
 """
 
 from __future__ import annotations

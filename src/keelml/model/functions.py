@@ -5,7 +5,8 @@ in the model pipeline, inside a scikit-learn FunctionTransformer. skops stores i
 saved model loads only where the spec declares the same function (see persist.load_model).
 
 The pipeline graph imports this module (`sources_digest`), so a fully cached run does too: pandas and
-scikit-learn are imported inside the functions that wrap or run a user function.
+scikit-learn (and keelml.model.features) are imported inside the functions that wrap or run a user
+function.
 """
 
 from __future__ import annotations

@@ -245,7 +245,7 @@ def hopskipjump_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contr
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ART warns about optional deep-learning frameworks
-            from art.attacks.evasion import HopSkipJump
+            from art.attacks.evasion import HopSkipJump  # optional extra `art`, only for this attack
             from art.estimators.classification import BlackBoxClassifier
     except ImportError:
         return {"skipped": "adversarial-robustness-toolbox is not installed (pip install 'keelml[art]')"}
