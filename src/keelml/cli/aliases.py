@@ -1,17 +1,22 @@
-"""`keel models promote|rollback|history`: move aliases, with who, when, from, to and why recorded."""
+"""`keel models promote|rollback|history`: move aliases, with who, when, from, to and why recorded.
+
+The registry, the promotion and the spec load inside each command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from keelml.cli.common import ACTOR_OPTION, SPEC_OPTION, open_from_spec, when
-from keelml.names import PRODUCTION
+from keelml.cli.output import err, out, print_json
+from keelml.names import PRODUCTION, check_version
 
 
 def _print_change(change: object, as_json: bool) -> None:
-    from keelml.cli.output import out, print_json
     from keelml.registry import AliasChange
 
     assert isinstance(change, AliasChange)
@@ -40,7 +45,6 @@ def promote(name: str = typer.Argument(..., help="Model name."),
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Point NAME@ALIAS at VERSION after verifying it fully and infra-validating it: a fresh server process
     answers held-out rows over HTTP and must match the predictions recorded at evaluation (exit 3 if not)."""
-    from keelml.cli.output import err, print_json
     from keelml.pipeline.promotion import promote_validated
     from keelml.spec.pipeline import load_spec
 
@@ -72,8 +76,6 @@ def rollback(name: str = typer.Argument(..., help="Model name."),
              as_json: bool = typer.Option(False, "--json")) -> None:
     """Move NAME@ALIAS back to its previous version (or --to VERSION). No infra validation: the target was
     validated when it was promoted, and a rollback must be fast; it is still fully verified."""
-    from keelml.names import check_version
-
     project = open_from_spec(spec)
     try:
         change = project.registry.rollback(name, alias=alias, to=check_version(to) if to is not None else None,
@@ -83,8 +85,6 @@ def rollback(name: str = typer.Argument(..., help="Model name."),
     finally:
         project.close()
     if not held:
-        from keelml.cli.output import err
-
         err.print(f"note: v{change.to_version} never held {name}@{alias} before, so it was not infra-validated for "
                   f"it; `keel models promote {name} {change.to_version} --to {alias}` validates first", markup=False,
                   soft_wrap=True)
@@ -94,11 +94,6 @@ def rollback(name: str = typer.Argument(..., help="Model name."),
 def history(name: str = typer.Argument(..., help="Model name."), spec: Path = SPEC_OPTION,
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Every promotion and rollback of NAME's aliases, oldest first, and where each alias points now."""
-    from rich.table import Table
-    from rich.text import Text
-
-    from keelml.cli.output import out, print_json
-
     project = open_from_spec(spec)
     try:
         project.registry.versions(name)  # an unknown model is an error, not an empty history

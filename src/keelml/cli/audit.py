@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import typer
+from rich.table import Table
+from rich.text import Text
 
 from keelml.cli.common import SPEC_OPTION, open_from_spec
+from keelml.cli.output import out, print_json
+from keelml.errors import IntegrityError
 
 
 def audit(verify: bool = typer.Option(False, "--verify", help="Check every record's hash, chain link and "
@@ -14,14 +19,6 @@ def audit(verify: bool = typer.Option(False, "--verify", help="Check every recor
           limit: int | None = typer.Option(None, "--limit", min=1, help="Show only the newest N records."),
           spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every registration, promotion, rollback, key event, verification failure, import and export."""
-    import json
-
-    from rich.table import Table
-    from rich.text import Text
-
-    from keelml.cli.output import out, print_json
-    from keelml.errors import IntegrityError
-
     project = open_from_spec(spec)
     try:
         report = project.audit.verify() if verify else None

@@ -1,7 +1,11 @@
-"""Shared CLI options and the way commands open a project from a spec."""
+"""Shared CLI options and the way commands open a project from a spec.
+
+The registry and the spec load inside open_from_spec, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +31,4 @@ ACTOR_OPTION = typer.Option(None, "--actor", help="Who is doing this, for the hi
 
 def when(ts: float | None) -> str:
     """A local timestamp for tables."""
-    import datetime as dt
-
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"

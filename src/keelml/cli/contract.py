@@ -1,4 +1,7 @@
-"""`keel contract infer`: infer a data contract from a data file and write it as YAML."""
+"""`keel contract infer`: infer a data contract from a data file and write it as YAML.
+
+The data layer and the spec load inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,20 @@ import typer
 
 from keelml.cli.data_input import (
     DATA_ARGUMENT,
+    DATA_SPEC_OPTION,
     DELIMITER_OPTION,
     FORMAT_OPTION,
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
-    SPEC_OPTION,
+    DataOptions,
     Role,
+    check_writable,
+    load_data,
+    write_output,
 )
+from keelml.cli.output import err
+from keelml.errors import DataError
 
 app = typer.Typer(help="Data contracts: infer one from data.", no_args_is_help=True)
 
@@ -26,7 +35,7 @@ def infer(
     data: str | None = DATA_ARGUMENT,
     target: str | None = typer.Option(None, "--target", help="The column to predict (default: the spec's)."),
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the YAML here instead of stdout."),
-    spec: Path | None = SPEC_OPTION,
+    spec: Path | None = DATA_SPEC_OPTION,
     role: Role = ROLE_OPTION,
     fmt: str | None = FORMAT_OPTION,
     delimiter: str | None = DELIMITER_OPTION,
@@ -34,11 +43,8 @@ def infer(
     null_value: list[str] | None = NULL_VALUE_OPTION,
 ) -> None:
     """Infer the contract (types, nullability, categories, ranges, roles, task) of DATA."""
-    from keelml.cli.data_input import DataOptions, check_writable, load_data, write_output
-    from keelml.cli.output import err
     from keelml.data.contract import close_match_hint, contract_to_yaml
     from keelml.data.infer import infer_contract
-    from keelml.errors import DataError
     from keelml.spec.data import ContractSpec
 
     if output is not None:

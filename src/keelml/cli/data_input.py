@@ -1,6 +1,6 @@
 """What the data commands share: reading DATA (a file, a URL or a spec's source), a contract, safe text.
 
-Heavy libraries (polars) load inside the functions, so `keel --help` stays fast.
+The data layer (polars), the spec and pydantic load inside the functions, so `keel --help` stays fast.
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.text import Text
 
 from keelml.errors import DataError, SpecError
+from keelml.store.atomic import atomic_write_bytes
 
 if TYPE_CHECKING:
     import polars as pl
-    from rich.text import Text
 
     from keelml.data.chunked import Chunk
     from keelml.data.contract import Contract
@@ -34,7 +35,7 @@ class Role(StrEnum):
 
 DATA_ARGUMENT = typer.Argument(None, metavar="DATA", show_default=False,
                                help="A data file (CSV, Parquet, JSON lines) or URL; optional with --spec.")
-SPEC_OPTION = typer.Option(None, "--spec", help="Read DATA with this pipeline spec's options "
+DATA_SPEC_OPTION = typer.Option(None, "--spec", help="Read DATA with this pipeline spec's options "
                            "(data.train or data.test; without DATA, read that source's file).")
 ROLE_OPTION = typer.Option(Role.train, "--role", help="Which source of --spec to take the options from.")
 FORMAT_OPTION = typer.Option(None, "--format", help="auto, csv, parquet or jsonl (default: from the file name).")
@@ -182,8 +183,6 @@ def check_writable(path: Path, flag: str) -> None:
 
 def write_output(path: Path, data: bytes, flag: str) -> None:
     """Write an output file atomically (its directory is created); failures are DataErrors."""
-    from keelml.store.atomic import atomic_write_bytes
-
     check_writable(path, flag)
     try:
         atomic_write_bytes(path, data)
@@ -203,6 +202,4 @@ def clean(value: object, width: int | None = None) -> str:
 
 def safe_text(value: object, width: int | None = None, style: str = "") -> Text:
     """A rich Text (never parsed as markup) of ``clean(value)``."""
-    from rich.text import Text
-
     return Text(clean(value, width), style=style)

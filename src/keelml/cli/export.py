@@ -1,4 +1,7 @@
-"""`keel export TARGET SPEC -o OUT`: hand the spec's step graph to an orchestrator (Airflow, Kubeflow)."""
+"""`keel export TARGET SPEC -o OUT`: hand the spec's step graph to an orchestrator (Airflow, Kubeflow).
+
+The orchestrator exports and the spec load inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+
+from keelml.cli.output import out, print_json
+from keelml.errors import InputError
 
 TARGETS = {"airflow": "an Airflow DAG file (.py)", "kubeflow": "a Kubeflow Pipelines v2 spec (.yaml)"}
 EXAMPLES = "keel export airflow pipeline.yaml -o dags/  or  keel export kubeflow pipeline.yaml -o pipeline-kfp.yaml"
@@ -29,8 +35,6 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
 ) -> None:
     """Write the spec's graph for an orchestrator: one task per step, each running `keel run SPEC --step NAME`."""
-    from keelml.cli.output import out, print_json
-    from keelml.errors import InputError
     from keelml.orchestrators.topology import spec_path_for_tasks, step_graph
     from keelml.spec.pipeline import load_spec
 
@@ -72,8 +76,6 @@ def export(
 
 def _destination(output: Path, default_name: str, *, suffixes: tuple[str, ...], spec_file: Path) -> Path:
     """The file to write: `output` itself when it names a file, else `default_name` inside that folder."""
-    from keelml.errors import InputError
-
     path = output / default_name if output.is_dir() or output.suffix.lower() not in suffixes else output
     if path.resolve() == spec_file.resolve():
         raise InputError(f"the output {path} is the spec itself; writing it would overwrite your pipeline spec",
@@ -88,8 +90,6 @@ def _destination(output: Path, default_name: str, *, suffixes: tuple[str, ...], 
 
 def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     """Create the folder, write to a temporary file beside `path`, then rename it into place."""
-    from keelml.errors import InputError
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)

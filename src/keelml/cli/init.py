@@ -1,4 +1,7 @@
-"""`keel init DIR`: a commented starter pipeline.yaml and the project's keys."""
+"""`keel init DIR`: a commented starter pipeline.yaml and the project's keys.
+
+Key creation (cryptography) loads inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +10,12 @@ from pathlib import Path
 
 import typer
 
+from keelml.cli.output import out
+from keelml.store.atomic import atomic_write_bytes
+
 
 def init(directory: Path = typer.Argument(Path("."), help="Project directory (created if missing).")) -> None:
     """Create DIR/pipeline.yaml (if absent) and the project's keys in DIR/.keel/keys."""
-    from keelml.cli.output import out
-    from keelml.store.atomic import atomic_write_bytes
     from keelml.store.keys import create_keys, key_files_exist
 
     directory.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,20 @@
-"""`keel keys show-public|trust|list|rotate`: share, trust and rotate keys (key material is never printed)."""
+"""`keel keys show-public|trust|list|rotate`: share, trust and rotate keys (key material is never printed).
+
+The store's key handling (cryptography) and the registry load inside each command, so `keel --help`
+stays fast.
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
 
 from keelml.cli import apikeys
 from keelml.cli.common import ACTOR_OPTION, SPEC_OPTION, open_from_spec
+from keelml.cli.output import err, out, print_json
+from keelml.errors import IntegrityError, KeyMaterialError, SpecError
 
 app = typer.Typer(help="Project keys (share, trust, rotate) and API keys for `keel serve`.",
                   no_args_is_help=True)
@@ -16,9 +23,6 @@ app = typer.Typer(help="Project keys (share, trust, rotate) and API keys for `ke
 @app.command("show-public")
 def show_public(spec: Path = SPEC_OPTION) -> None:
     """Print this project's public signing key (PEM) on stdout, for others to trust its exports."""
-    import sys
-
-    from keelml.cli.output import err
     from keelml.store.trust import public_key_pem
 
     project = open_from_spec(spec)
@@ -35,9 +39,6 @@ def trust(public_key: Path = typer.Argument(..., help="Another project's public 
           name: str = typer.Option(..., "--name", help="A name for the key, e.g. the other team."),
           actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION) -> None:
     """Accept bundles exported by the holder of PUBLIC_KEY in `keel models import`."""
-    from keelml.cli.output import out
-    from keelml.errors import KeyMaterialError
-
     try:
         pem = public_key.read_bytes()
     except OSError as exc:
@@ -55,8 +56,6 @@ def trust(public_key: Path = typer.Argument(..., help="Another project's public 
 @app.command("list")
 def list_keys(spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
     """This project's key ids and the trusted keys of other projects."""
-    from keelml.cli.output import out, print_json
-
     project = open_from_spec(spec)
     try:
         trusted = {name: kid for name, (kid, _) in project.trust.keys().items()}
@@ -79,15 +78,12 @@ def rotate(actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
     """New master key: re-wrap every artifact's data key (payloads untouched); the old key is retired.
 
     Safe to interrupt: running it again finishes the same rotation."""
-    from keelml.cli.output import out, print_json
     from keelml.registry.project import shared_artifacts
     from keelml.store.rotation import rotate_master_key
 
     project = open_from_spec(spec)
     try:
         if shared_artifacts(project) is not None:
-            from keelml.errors import SpecError
-
             raise SpecError(f"keel keys rotate works on a store's own directory; this project's artifacts are "
                             f"shared at {project.artifacts.location}",
                             expected="store.artifacts_url unset (not yet supported for shared artifact stores)",
@@ -103,8 +99,6 @@ def rotate(actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
                   f"{report.rewrapped} data keys re-wrapped, {report.unchanged} unchanged; "
                   f"old key kept in {project.keys_dir / 'retired'} to read backups", markup=False, soft_wrap=True)
     if report.problems:
-        from keelml.errors import IntegrityError
-
         raise IntegrityError(f"{len(report.problems)} artifact(s) could not be re-wrapped: "
                              + "; ".join(report.problems[:5]),
                              expected="every artifact intact",

@@ -8,6 +8,9 @@ from pathlib import Path
 import typer
 
 from keelml.cli.common import SPEC_OPTION, open_from_spec, when
+from keelml.cli.output import out, print_json
+from keelml.errors import InputError
+from keelml.names import parse_model_ref
 
 
 def lineage(ref: str | None = typer.Argument(None, help="NAME, NAME/VERSION or NAME@ALIAS"),
@@ -15,10 +18,6 @@ def lineage(ref: str | None = typer.Argument(None, help="NAME, NAME/VERSION or N
                                                                  "list the versions it fed."),
             spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
     """Data digests, contract version, spec, code version (git commit), parameters and run of a version."""
-    from keelml.cli.output import out, print_json
-    from keelml.errors import InputError
-    from keelml.names import parse_model_ref
-
     if (ref is None) == (data is None):
         raise InputError("give either NAME/VERSION or --data DIGEST", expected="exactly one of them",
                          fix="e.g. `keel lineage adult-income/2` or `keel lineage --data 5b002646`")

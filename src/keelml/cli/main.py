@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from keelml.cli import audit as audit_cmd
 from keelml.cli import contract as contract_cmd
@@ -21,6 +22,8 @@ from keelml.cli import runs as runs_cmd
 from keelml.cli import serve as serve_cmd
 from keelml.cli import validate as validate_cmd
 from keelml.cli import verify as verify_cmd
+from keelml.cli.output import err
+from keelml.errors import KeelError
 
 app = typer.Typer(
     name="keel",
@@ -59,8 +62,6 @@ app.command("export")(export_cmd.export)
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; user errors print a three-part message and exit 2 (3 for integrity failures)."""
-    from keelml.errors import KeelError
-
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
@@ -68,10 +69,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeelError as exc:
         if debug:
             raise
-        from rich.markup import escape
-
-        from keelml.cli.output import err
-
         err.print(f"[bold red]error:[/bold red] {escape(exc.what)}", soft_wrap=True)
         if exc.expected:
             err.print(f"  [bold]expected:[/bold] {escape(exc.expected)}", soft_wrap=True)

@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from keelml.cli import aliases as alias_cmds
 from keelml.cli import transport as transport_cmds
 from keelml.cli.common import SPEC_OPTION, open_from_spec
+from keelml.cli.output import out, print_json
+from keelml.names import parse_model_ref
 
 app = typer.Typer(help="The model registry: versions, aliases, verification, export and import.",
                   no_args_is_help=True)
@@ -28,10 +31,6 @@ def _when(ts: float) -> str:
 @app.command("list")
 def list_models(spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
     """Every registered model and its versions: status (staging or rejected, with the gate's reasons) and aliases."""
-    from rich.table import Table
-
-    from keelml.cli.output import out, print_json
-
     project = open_from_spec(spec)
     try:
         rows = project.registry.models()
@@ -58,8 +57,6 @@ def list_models(spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "-
 
 def _print_reasons(entries: list[tuple[str, dict[str, Any]]]) -> None:
     """Why each rejected version was rejected (the gate's failed checks), one line each."""
-    from keelml.cli.output import out
-
     for name, entry in entries:
         for reason in entry["reasons"]:
             out.print(f"{name} v{entry['version']} {entry['status']}: {reason}", markup=False, soft_wrap=True)
@@ -73,11 +70,6 @@ def _metric(primary: dict[str, Any] | None) -> str:
 def show_model(name: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME@ALIAS"), spec: Path = SPEC_OPTION,
                as_json: bool = typer.Option(False, "--json")) -> None:
     """A model's versions; with NAME/VERSION or NAME@ALIAS, that version's verified bundle manifest."""
-    from rich.table import Table
-
-    from keelml.cli.output import out, print_json
-    from keelml.names import parse_model_ref
-
     model, ref = parse_model_ref(name)
     project = open_from_spec(spec)
     try:
@@ -117,9 +109,6 @@ def verify_model(ref: str = typer.Argument(..., help="NAME, NAME/VERSION or NAME
                  spec: Path = SPEC_OPTION, as_json: bool = typer.Option(False, "--json")) -> None:
     """Fully verify one version: signature, every component's digest and decryption, the gate verdict,
     and the model file's types against the allowlist (nothing is deserialized). Exit 3 on any failure."""
-    from keelml.cli.output import out, print_json
-    from keelml.names import parse_model_ref
-
     model, version_ref = parse_model_ref(ref)
     project = open_from_spec(spec)
     try:

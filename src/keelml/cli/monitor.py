@@ -1,6 +1,9 @@
 """`keel monitor NAME`: drift, live metrics and alert rules over a window of the prediction log.
 
 Exit codes: 0 no rule fired, 1 at least one fired, 2 bad input (3 integrity failures).
+
+The monitor, the registry, the spec and the pipeline load inside the command, so `keel --help`
+stays fast.
 """
 
 from __future__ import annotations
@@ -9,8 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from rich.table import Table
 
 from keelml.cli.common import SPEC_OPTION
+from keelml.cli.data_input import clean, safe_text
+from keelml.cli.output import out, print_json
 from keelml.names import PRODUCTION
 
 if TYPE_CHECKING:
@@ -33,7 +39,6 @@ def monitor(
     no_actions: bool = typer.Option(False, "--no-actions", help="Evaluate the rules; run no action."),
 ) -> None:
     """Check a window of predictions for drift, live performance, errors and latency; alert and act."""
-    from keelml.cli.output import print_json
     from keelml.monitor.actions import run_actions
     from keelml.monitor.check import check_window, summary_of
     from keelml.monitor.reference import load_reference, parse_model_ref
@@ -97,9 +102,6 @@ def _context(loaded: LoadedSpec, project: Project, found: Reference, *, alias: s
 
 
 def _print(report: dict[str, Any]) -> None:
-    from keelml.cli.data_input import clean
-    from keelml.cli.output import out
-
     model, drift, performance = report["model"], report["drift"], report["performance"]
     out.print(f"{clean(model['name'])} v{model['version']}: {report['rows']:,} rows in window "
               f"{clean(report['window'])} ({clean(report['log'])})", markup=False, soft_wrap=True)
@@ -129,10 +131,6 @@ def _print(report: dict[str, Any]) -> None:
 
 
 def _drift_table(drift: dict[str, Any]) -> Any:
-    from rich.table import Table
-
-    from keelml.cli.data_input import safe_text
-
     table = Table(show_edge=False, header_style="bold")
     for heading in ("column", "kind", "verdict", "effect size", "threshold", "test p (BH)", "why"):
         table.add_column(heading)

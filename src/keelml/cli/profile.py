@@ -1,4 +1,7 @@
-"""`keel profile`: per-column statistics of a data file, as a table, JSON or an offline HTML page."""
+"""`keel profile`: per-column statistics of a data file, as a table, JSON or an offline HTML page.
+
+The data layer and the HTML page load inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,31 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from keelml.cli.data_input import (
     CHUNK_ROWS_OPTION,
     DATA_ARGUMENT,
+    DATA_SPEC_OPTION,
     DELIMITER_OPTION,
     FORMAT_OPTION,
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
-    SPEC_OPTION,
+    DataOptions,
     Role,
+    check_writable,
+    clean,
+    load_contract,
+    load_data,
+    out_of_memory_hint,
+    resolve_source,
+    safe_text,
+    strict_chunks,
+    write_output,
 )
+from keelml.cli.output import out, print_json
+from keelml.data.budget import auto_chunk_rows
 
 
 def profile(
@@ -26,7 +42,7 @@ def profile(
     html_path: Path | None = typer.Option(None, "--html", help="Write a self-contained HTML page here."),
     contract_path: Path | None = typer.Option(None, "--contract", help="Take column types, roles and "
                                               "categories from this contract YAML."),
-    spec: Path | None = SPEC_OPTION,
+    spec: Path | None = DATA_SPEC_OPTION,
     role: Role = ROLE_OPTION,
     fmt: str | None = FORMAT_OPTION,
     delimiter: str | None = DELIMITER_OPTION,
@@ -35,17 +51,6 @@ def profile(
     chunk_rows: int | None = CHUNK_ROWS_OPTION,
 ) -> None:
     """Profile DATA: counts, missing values, distinct values, quantiles, histograms, top categories."""
-    from keelml.cli.data_input import (
-        DataOptions,
-        check_writable,
-        load_contract,
-        load_data,
-        out_of_memory_hint,
-        resolve_source,
-        strict_chunks,
-        write_output,
-    )
-    from keelml.data.budget import auto_chunk_rows
     from keelml.data.profile import profile_frame
 
     if html_path is not None:
@@ -67,22 +72,14 @@ def profile(
         page = render_profile_page(result, source=location)
         write_output(html_path, page.encode("utf-8"), "--html")
     if as_json:
-        from keelml.cli.output import print_json
-
         print_json(result)
         return
     _print_table(result, location)
     if html_path is not None:
-        from keelml.cli.output import out
-
         out.print(f"HTML profile written to {html_path}", markup=False, soft_wrap=True)
 
 
 def _print_table(result: dict[str, Any], location: str) -> None:
-    from rich.table import Table
-
-    from keelml.cli.data_input import clean, safe_text
-    from keelml.cli.output import out
     from keelml.report.profile_report import column_summary, percent
 
     version = result["contract_version"]

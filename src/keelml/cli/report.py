@@ -1,12 +1,18 @@
-"""`keel report RUN`: the path of a run's HTML report (`latest` for the newest), optionally opened."""
+"""`keel report RUN`: the path of a run's HTML report (`latest` for the newest), optionally opened.
+
+The registry and the spec load inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import webbrowser
 from pathlib import Path
 
 import typer
 
 from keelml.cli.common import SPEC_OPTION
+from keelml.cli.output import out
+from keelml.errors import NotFoundError
 
 RECENT = 100  # runs searched for the newest report
 
@@ -15,8 +21,6 @@ def report(run_id: str = typer.Argument(..., help="A run id, a unique prefix of 
            spec: Path = SPEC_OPTION,
            open_it: bool = typer.Option(False, "--open", help="Open the report in the default web browser.")) -> None:
     """Print the path of a run's HTML report; --open opens it in a browser."""
-    from keelml.cli.output import out
-    from keelml.errors import NotFoundError
     from keelml.registry.project import open_project
     from keelml.spec.pipeline import load_spec
 
@@ -42,6 +46,4 @@ def report(run_id: str = typer.Argument(..., help="A run id, a unique prefix of 
                             fix="list the runs with `keel runs list`, or re-run with `keel run`")
     out.print(str(path), soft_wrap=True, markup=False)
     if open_it:
-        import webbrowser
-
         webbrowser.open(path.resolve().as_uri())

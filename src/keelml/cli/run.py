@@ -1,4 +1,7 @@
-"""`keel run`: run a pipeline spec, reusing cached steps."""
+"""`keel run`: run a pipeline spec, reusing cached steps.
+
+The pipeline loads inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+
+from keelml.cli.output import StepProgress, err, out, print_json
+from keelml.errors import SpecError
 
 if TYPE_CHECKING:
     from keelml.registry import Registration
@@ -25,12 +31,9 @@ def run(
 ) -> None:
     """Run the pipeline: ingest, validate, profile, split, train, evaluate, model tests, export, privacy,
     robustness, gate, bundle (sign), register."""
-    from keelml.cli.output import StepProgress, err, out, print_json
     from keelml.pipeline import run as run_pipeline
 
     if with_upstream and step is None:
-        from keelml.errors import SpecError
-
         raise SpecError("--with-upstream only applies to a one-step run",
                         expected="--with-upstream together with --step NAME",
                         fix="add --step NAME, or drop --with-upstream (a run without --step runs every step)")
@@ -87,8 +90,6 @@ def run(
 
 def _print_security(summary: dict[str, Any], reports: dict[str, Any]) -> None:
     """One line with the privacy and robustness audits' headline figures (when they ran)."""
-    from keelml.cli.output import out
-
     parts = []
     if summary.get("membership_auc") is not None:
         parts.append(f"membership-attack AUC {summary['membership_auc']:.4f} "
@@ -106,8 +107,6 @@ def _print_security(summary: dict[str, Any], reports: dict[str, Any]) -> None:
 def _exit_if_refused(verdict: object, registration: Registration | None) -> None:
     """A model refused by the gate fails the command (exit 4), so CI stops there."""
     if isinstance(verdict, dict) and not verdict.get("passed", True):
-        from keelml.cli.output import err
-
         kept = (f"registered as {registration.name} v{registration.version} with status rejected (never promotable)"
                 if registration is not None else "it was not registered")
         err.print(f"gate refused the model: {verdict.get('reason')}; {kept}", markup=False, soft_wrap=True)

@@ -6,8 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 import typer
+from rich.table import Table
 
 from keelml.cli.common import SPEC_OPTION, open_from_spec
+from keelml.cli.output import out, print_json
 
 app = typer.Typer(help="Inspect pipeline runs.", no_args_is_help=True)
 
@@ -20,10 +22,6 @@ def _when(ts: float | None) -> str:
 def list_runs(spec: Path = SPEC_OPTION, limit: int = typer.Option(20, min=1),
               as_json: bool = typer.Option(False, "--json")) -> None:
     """The most recent runs, newest first."""
-    from rich.table import Table
-
-    from keelml.cli.output import out, print_json
-
     project = open_from_spec(spec)
     try:
         rows = project.metadata.list_runs(limit=limit)
@@ -48,10 +46,6 @@ def list_runs(spec: Path = SPEC_OPTION, limit: int = typer.Option(20, min=1),
 def show_run(run_id: str = typer.Argument(..., help="A run id or a unique prefix."), spec: Path = SPEC_OPTION,
              as_json: bool = typer.Option(False, "--json")) -> None:
     """One run: its steps (ran or cached, and why), the artifacts each read and wrote."""
-    from rich.table import Table
-
-    from keelml.cli.output import out, print_json
-
     project = open_from_spec(spec)
     try:
         run = project.metadata.get_run(run_id)

@@ -1,4 +1,7 @@
-"""`keel serve`, `keel score`, `keel containerize`: deploy a registered model."""
+"""`keel serve`, `keel score`, `keel containerize`: deploy a registered model.
+
+Serving, the registry, the spec and rich.progress load inside each command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +10,13 @@ from pathlib import Path
 import typer
 
 from keelml.cli.common import SPEC_OPTION, open_from_spec
+from keelml.cli.output import err, out, print_json
 from keelml.errors import KeelError
+from keelml.names import parse_model_ref as parse
 
 
 def parse_model_ref(text: str) -> tuple[str, int | None, str | None]:
     """(name, fixed version or None, alias or None): NAME (the latest version), NAME/VERSION or NAME@ALIAS."""
-    from keelml.names import parse_model_ref as parse
-
     name, ref = parse(text)
     if isinstance(ref, int):
         return name, ref, None
@@ -41,7 +44,6 @@ def serve(
 ) -> None:
     """Serve a registered model over HTTP: verified before loading, API keys required; follows its alias (or the
     latest version) and swaps to a new version only after verifying it and a smoke prediction."""
-    from keelml.cli.output import err
     from keelml.registry.project import shared_artifacts
     from keelml.serve.server import ServeConfig
     from keelml.serve.server import serve as run_server
@@ -92,7 +94,6 @@ def score(
     """Score a large file in chunks; rows that break the contract go to a rejects file with reasons."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from keelml.cli.output import err, out, print_json
     from keelml.engine.executors import open_backend
     from keelml.serve.batch import portable_model, score_file
     from keelml.serve.engine import load_registered
@@ -131,7 +132,6 @@ def containerize(
     spec: Path = SPEC_OPTION,
 ) -> None:
     """Write a Dockerfile, a compose file and the exported, signed bundle for one version."""
-    from keelml.cli.output import out
     from keelml.serve.containerize import containerize as build_context
     from keelml.spec.pipeline import load_spec
 

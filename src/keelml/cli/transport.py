@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from keelml.cli.common import ACTOR_OPTION, SPEC_OPTION, open_from_spec
+from keelml.cli.output import out, print_json
+from keelml.names import parse_model_ref
 
 
 def export(ref: str = typer.Argument(..., help="NAME/VERSION or NAME@ALIAS"),
@@ -17,9 +19,6 @@ def export(ref: str = typer.Argument(..., help="NAME/VERSION or NAME@ALIAS"),
     """Verify a version and write it as one archive (manifest, signatures, component plaintexts).
 
     The archive is signed but not encrypted: it holds the model and its contract in the clear."""
-    from keelml.cli.output import out, print_json
-    from keelml.names import parse_model_ref
-
     name, version_ref = parse_model_ref(ref)
     project = open_from_spec(spec)
     try:
@@ -38,8 +37,6 @@ def import_(archive: Path = typer.Argument(..., help="An archive written by `kee
             actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Verify an archive (trusted signer, signatures, digests, type audit, safe entries) and register it."""
-    from keelml.cli.output import out, print_json
-
     project = open_from_spec(spec)
     try:
         reg = project.registry.import_bundle(archive, project.trust, actor=actor)

@@ -1,23 +1,42 @@
-"""`keel validate`: check a data file against a contract; accepted and quarantined rows, with reasons."""
+"""`keel validate`: check a data file against a contract; accepted and quarantined rows, with reasons.
+
+The data layer and the spec load inside the command, so `keel --help` stays fast.
+"""
 
 from __future__ import annotations
 
+import io
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
 from keelml.cli.data_input import (
     CHUNK_ROWS_OPTION,
     DATA_ARGUMENT,
+    DATA_SPEC_OPTION,
     DELIMITER_OPTION,
     FORMAT_OPTION,
     NO_HEADER_OPTION,
     NULL_VALUE_OPTION,
     ROLE_OPTION,
-    SPEC_OPTION,
+    DataOptions,
     Role,
+    check_writable,
+    clean,
+    load_contract,
+    load_data,
+    out_of_memory_hint,
+    resolve_source,
+    safe_text,
+    strict_chunks,
+    write_output,
 )
+from keelml.cli.output import out, print_json
+from keelml.data.budget import auto_chunk_rows
+from keelml.errors import DataError
 
 EXAMPLES = 10
 
@@ -30,7 +49,7 @@ def validate(
     quarantine: Path | None = typer.Option(None, "--quarantine", help="Write the quarantined rows (every input "
                                            "column as text, plus _row and _reason) to this .parquet or .csv file."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when any row is quarantined."),
-    spec: Path | None = SPEC_OPTION,
+    spec: Path | None = DATA_SPEC_OPTION,
     role: Role = ROLE_OPTION,
     fmt: str | None = FORMAT_OPTION,
     delimiter: str | None = DELIMITER_OPTION,
@@ -39,17 +58,7 @@ def validate(
     chunk_rows: int | None = CHUNK_ROWS_OPTION,
 ) -> None:
     """Validate DATA against a contract: rows that break it are quarantined with every reason."""
-    from keelml.cli.data_input import (
-        DataOptions,
-        check_writable,
-        load_contract,
-        load_data,
-        out_of_memory_hint,
-        resolve_source,
-    )
-    from keelml.data.budget import auto_chunk_rows
     from keelml.data.validate import validate_frame
-    from keelml.errors import DataError
 
     if quarantine is not None:
         check_writable(quarantine, "--quarantine")
@@ -81,8 +90,6 @@ def validate(
         report, rows = result.report, result.quarantine
     summary = _summary(location, report, rows, quarantine)
     if as_json:
-        from keelml.cli.output import print_json
-
         print_json(summary)
     else:
         _print_summary(summary)
@@ -93,9 +100,6 @@ def validate(
 def _validate_in_chunks(source: Any, location: str, contract: Any, quarantine: Path | None,
                         chunk_rows: int) -> tuple[dict[str, Any], Any]:
     """Validate chunk by chunk, writing quarantined rows as they are found; the report of the whole file."""
-    from contextlib import nullcontext
-
-    from keelml.cli.data_input import strict_chunks
     from keelml.data.sink import FrameSink
     from keelml.data.stream import validate_chunks
 
@@ -125,10 +129,6 @@ def _summary(location: str, report: dict[str, Any], rows: Any, path: Path | None
 
 
 def _write_quarantine(rows: Any, path: Path) -> None:
-    import io
-
-    from keelml.cli.data_input import write_output
-
     buffer = io.BytesIO()
     if path.suffix.lower() == ".csv":
         rows.write_csv(buffer)
@@ -138,11 +138,6 @@ def _write_quarantine(rows: Any, path: Path) -> None:
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    from keelml.cli.data_input import clean, safe_text
-    from keelml.cli.output import out
-
     accepted, quarantined = summary["rows_accepted"], summary["rows_quarantined"]
     out.print(f"{clean(summary['data'])}: {summary['rows_in']} rows: {accepted} accepted, {quarantined} quarantined "
               f"(contract {summary['contract_version']})", markup=False, soft_wrap=True)

@@ -6,6 +6,10 @@ from pathlib import Path
 
 import typer
 
+from keelml.cli.common import open_from_spec
+from keelml.cli.output import out, print_json
+from keelml.errors import IntegrityError
+
 
 def verify(
     spec: Path = typer.Argument(Path("pipeline.yaml"), help="The pipeline spec whose store to verify."),
@@ -13,10 +17,6 @@ def verify(
 ) -> None:
     """Check every artifact's signature and digest, every bundle, the audit chain, and that metadata points
     at real artifacts."""
-    from keelml.cli.common import open_from_spec
-    from keelml.cli.output import out, print_json
-    from keelml.errors import IntegrityError
-
     project = open_from_spec(spec)
     try:
         report = project.artifacts.verify_all()

@@ -57,7 +57,7 @@ def _cgroup_room() -> int | None:
 
 def _address_space_room() -> int | None:
     try:
-        import resource
+        import resource  # Unix only: elsewhere the ImportError below means no known limit
 
         soft, _ = resource.getrlimit(resource.RLIMIT_AS)
         if soft == resource.RLIM_INFINITY:

@@ -17,6 +17,8 @@ from typing import IO
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from keelml.data.budget import DEFAULT_CHUNK_ROWS
 from keelml.data.csvlines import MAX_RECORD_BYTES, check_mostly_parsed, scan_lines
@@ -97,8 +99,6 @@ def _typed_chunks(location: str, kind: str, chunk_rows: int) -> Iterator[tuple[p
         for part in frame.iter_slices(chunk_rows):
             yield part, empty
         return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
 
     with open_binary(location) as handle:
         try:

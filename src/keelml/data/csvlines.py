@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from keelml.errors import DataError
 from keelml.spec.data import CsvOptions
@@ -173,8 +174,6 @@ def _line_stats(data: bytes, bounds: np.ndarray, opts: CsvOptions) -> dict[str, 
     Lines are a polars column over an Arrow view of the bytes (one copy of the text); only lines
     holding a quote character are matched against the record regular expressions.
     """
-    import pyarrow as pa
-
     _single_byte(opts.delimiter, "delimiter")
     arrow = pa.LargeStringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds), pa.py_buffer(data))
     line = pl.col("line")

@@ -10,6 +10,9 @@ from __future__ import annotations
 import codecs
 import io
 
+import numpy as np
+import pyarrow as pa
+
 from keelml.errors import DataError
 
 CHUNK_SIZE = 1 << 22
@@ -38,9 +41,6 @@ def to_utf8(data: bytes, encoding: str, location: str) -> bytes:
 
 def is_utf8(data: bytes) -> bool:
     """True when ``data`` is valid UTF-8 (checked by Arrow, without decoding into Python text)."""
-    import numpy as np
-    import pyarrow as pa
-
     offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
     try:
         pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)

@@ -1,5 +1,8 @@
 """Opening data files (local paths or fsspec URLs), listing batches of them, and digesting them,
-without loading a data library."""
+without loading a data library.
+
+fsspec (and the protocol driver it loads, such as s3fs) is imported only when a location is a URL.
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,9 @@
 - a DataFrame from the Python API: the SHA-256 of its Arrow IPC bytes.
 
 Only this module's callers open the store, so a missing file or a failing query leaves nothing behind.
+
+polars (also behind keelml.data.sql) is imported only where a query result or a DataFrame is handled:
+a fully cached run resolves and digests its file sources without it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Personal data: recognise columns that hold it, and drop or hash them before anything is stored."""
+"""Personal data: recognise columns that hold it, and drop or hash them before anything is stored.
+
+polars is imported inside the functions that read columns: a fully cached run imports this module (for
+pii_key) and must not load polars.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ from types import TracebackType
 from typing import Any
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from keelml.errors import DataError
 
@@ -47,7 +48,6 @@ class FrameSink:
             else:
                 frame.write_csv(self._handle, include_header=False)
             return
-        import pyarrow.parquet as pq
 
         table = frame.to_arrow()
         if self._parquet is None:

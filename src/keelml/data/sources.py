@@ -17,6 +17,7 @@ import polars as pl
 from keelml.data.csvlines import Reject, scan_lines
 from keelml.data.encoding import to_utf8
 from keelml.data.files import file_digest, is_batch, list_batch, read_bytes
+from keelml.data.sql import read_sql
 from keelml.errors import DataError
 from keelml.spec.data import CsvOptions, SourceSpec, format_of_name
 
@@ -57,8 +58,6 @@ def read_files(source: SourceSpec, location: str | Files) -> tuple[pl.DataFrame,
     """Like :func:`read_source_with_rejects`, plus a summary: rows and rejects in total and per file."""
     fmt = source.resolved_format()
     if fmt == "sql":
-        from keelml.data.sql import read_sql
-
         if not isinstance(location, str):
             raise TypeError("a SQL source is read from its database URL")
         return frame_with_rejects(source, read_sql(source, location), "the query result")

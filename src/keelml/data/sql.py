@@ -45,7 +45,7 @@ def mask_url(url: str) -> str:
 
 def read_sql(source: SourceSpec, url: str) -> pl.DataFrame:
     """Run ``source.query`` against ``url`` and return every row; failures are DataErrors (URL masked)."""
-    from sqlalchemy import create_engine, exc, text
+    from sqlalchemy import create_engine, exc, text  # sqlalchemy: only when a SQL source is read
 
     shown = mask_url(url)
     try:

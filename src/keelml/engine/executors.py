@@ -23,6 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any, Protocol, TypeVar
 
+from threadpoolctl import threadpool_limits
+
 from keelml.errors import SpecError
 
 T = TypeVar("T")
@@ -88,8 +90,6 @@ _PROCESS: dict[str, Any] = {}  # in each pool process: the session's shared data
 
 
 def _init_process(shared: Any, threads: int) -> None:
-    from threadpoolctl import threadpool_limits
-
     threadpool_limits(limits=threads)  # held for the life of the worker process
     _PROCESS["shared"] = shared
 
@@ -136,8 +136,6 @@ class ProcessPool:
 
 def _call_on_worker(threads: int, fn: Callable[..., T], *args: Any) -> T:
     """A task on a Dask worker: the session's thread limit, then the function."""
-    from threadpoolctl import threadpool_limits
-
     with threadpool_limits(limits=threads):
         return fn(*args)
 
@@ -215,7 +213,7 @@ class Backend:
         """The Dask client, connected on first use (a fully cached run never connects)."""
         if self._client is None:
             try:
-                from distributed import Client
+                from distributed import Client  # dask: optional extra, only for a dask:// executor
             except ImportError:
                 raise SpecError(f"executor {self.url} needs Dask, which is not installed",
                                 expected="the dask extra installed", fix="pip install 'keelml[dask]'") from None

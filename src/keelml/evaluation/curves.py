@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.metrics import precision_recall_curve, roc_curve
 
 MAX_POINTS = 200  # points kept per curve: enough to draw, small enough to store
 CALIBRATION_BINS = 10
@@ -20,8 +21,6 @@ def _thin(*columns: npt.NDArray[np.float64]) -> list[list[float]]:
 
 def binary_curves(is_pos: npt.NDArray[np.bool_], score: npt.NDArray[np.float64]) -> dict[str, Any]:
     """ROC and PR curves (thinned) and a 10-bin calibration table; curves need both classes."""
-    from sklearn.metrics import precision_recall_curve, roc_curve
-
     result: dict[str, Any] = {"calibration": calibration_table(is_pos, score)}
     if not (is_pos.any() and (~is_pos).any()):
         result["roc"] = result["pr"] = None

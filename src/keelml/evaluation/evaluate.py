@@ -9,6 +9,9 @@ import numpy.typing as npt
 import polars as pl
 
 from keelml.errors import DataError
+from keelml.evaluation.curves import binary_curves
+from keelml.evaluation.fairness import fairness_report
+from keelml.evaluation.slices import SLICE_METRICS, define_slices, slice_metrics, worst_examples, worst_slices
 from keelml.model.features import to_labelled_xy
 from keelml.model.metrics import (
     LOWER_IS_BETTER,
@@ -122,8 +125,6 @@ def evaluate_all(model: Pipeline, test: pl.DataFrame, contract: Contract, spec: 
     metrics["class_balance"] = ({c: float(np.mean(scored.truth == c)) for c in scored.classes}
                                 if scored.classes is not None else None)
     if scored.task == "binary" and scored.proba is not None:
-        from keelml.evaluation.curves import binary_curves
-
         metrics["curves"] = binary_curves(scored.truth == scored.positive, scored.proba[:, 1])
     result = analyse(scored, test, contract, spec, name) if analysis else None
     return metrics, result, _predictions(scored)
@@ -143,9 +144,6 @@ def _predictions(scored: Scored) -> pl.DataFrame:
 def analyse(scored: Scored, test: pl.DataFrame, contract: Contract, spec: EvaluateSpec,
             name: str) -> dict[str, Any]:
     """Slices of every feature, the worst slices and rows (error analysis), and fairness."""
-    from keelml.evaluation.fairness import fairness_report
-    from keelml.evaluation.slices import SLICE_METRICS, define_slices, slice_metrics, worst_examples, worst_slices
-
     slices = define_slices(test, contract, spec.slice_bins)
     names = list(dict.fromkeys([name, *SLICE_METRICS[contract.task]]))
     rows = slice_metrics(slices, scored.weighted, names, spec.min_slice_rows)

@@ -2,6 +2,9 @@
 
 Groups smaller than the minimum slice size are listed but left out of the differences: a
 difference driven by a handful of rows says more about noise than about the model.
+
+Fairlearn and scikit-learn's metrics are imported inside the functions that compute with them:
+`keel monitor` imports this module and loads them only when a window has sensitive columns to report on.
 """
 
 from __future__ import annotations

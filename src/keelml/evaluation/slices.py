@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 
 from keelml.model.metrics import (
     CHUNK_CELLS,
@@ -28,8 +29,6 @@ from keelml.model.metrics import (
 )
 
 if TYPE_CHECKING:
-    import polars as pl
-
     from keelml.data.contract import ColumnContract, Contract
 
 MISSING = "(missing)"
@@ -57,8 +56,6 @@ def _fmt(value: float) -> str:
 
 def group_labels(values: pl.Series, column: ColumnContract, bins: int) -> tuple[IntArray, list[str]]:
     """Each row's group as an index into the group names (values or bins), given in display order."""
-    import polars as pl
-
     if column.type in ("integer", "float"):
         return _numeric_labels(values.cast(pl.Float64).fill_null(np.nan).to_numpy().astype(np.float64), bins)
     text = values.cast(pl.String)

@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, is_classifier, is_regressor
 from sklearn.ensemble import (
     HistGradientBoostingClassifier,
     HistGradientBoostingRegressor,
@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 
 from keelml.errors import DataError, SpecError
 from keelml.model.preprocess import preprocessor_for
+from keelml.model.private import make_private_pipeline
 from keelml.spec.model import IMPORT_PATH_PATTERN, MODEL_FAMILIES
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def trusted_types(family: str) -> tuple[str, ...]:
 
 def _lightgbm(classification: bool) -> Any:
     try:
-        import lightgbm
+        import lightgbm  # optional extra, only for model.family lightgbm
     except ImportError:
         raise SpecError("model.family lightgbm needs the LightGBM package, which is not installed",
                         expected="lightgbm importable in the environment that runs keel",
@@ -78,8 +79,6 @@ def _lightgbm(classification: bool) -> Any:
 
 
 def _imported(path: str, task: str) -> Any:
-    from sklearn.base import is_classifier, is_regressor
-
     cls = estimator_class(path)
     try:
         estimator = cls()
@@ -175,7 +174,6 @@ def make_pipeline_for(contract: Contract, family: str, params: Mapping[str, Any]
     see model/preprocess.py.
     """
     if family.startswith("dp_"):  # differentially private (extra `dp`): contract-only preprocessing
-        from keelml.model.private import make_private_pipeline
 
         return make_private_pipeline(contract, family, params, seed)
     estimator = make_estimator(family, contract.task, params, seed)

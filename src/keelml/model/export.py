@@ -12,14 +12,21 @@ Two graph layouts:
 - ``columns`` (the one-hot families, converted by skl2onnx): one [N, 1] input per feature, float64
   for numerics and strings for categoricals, with ``""`` as the categorical missing marker
   (skl2onnx refuses a NaN marker for string imputers).
+
+The pipeline graph imports this module (`onnx_available`), so a fully cached run does too: scikit-learn
+(and keelml.model.features), pandas, skl2onnx and onnxruntime are imported inside the functions that
+export or run a graph.
 """
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from keelml.model.onnx_hgb import hgb_to_onnx
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -44,8 +51,6 @@ def _sklearn_output(model: Pipeline, X: pd.DataFrame, task: str) -> np.ndarray:
 
 def _matrix_layout(model: Pipeline) -> tuple[bytes, list[dict[str, Any]]]:
     """HistGradientBoosting after keelml's native preprocessor: graph + input description."""
-    from keelml.model.onnx_hgb import hgb_to_onnx
-
     features = model.named_steps["features"]
     columns = features.named_steps["columns"]
     estimator = model.named_steps["model"]
@@ -133,8 +138,6 @@ def _columns_layout(model: Pipeline) -> tuple[bytes, list[dict[str, Any]]]:
 
 def export_fast_path(model: Pipeline, X: pd.DataFrame, contract: Contract) -> tuple[bytes, dict[str, Any]]:
     """(ONNX bytes or b"", engine description) for the fitted pipeline, checked on the held-out X."""
-    import copy
-
     task = contract.task
     base: dict[str, Any] = {
         "task": task,

@@ -128,7 +128,8 @@ def domain(col: ColumnContract) -> list[str]:
 
 def to_xy(df: pl.DataFrame, contract: Contract) -> tuple[pd.DataFrame, np.ndarray | None]:
     """The feature columns as pandas and the target as numpy (str or float), None if absent."""
-    import polars as pl
+    import polars as pl  # servers load this module (FrameCoercer) without polars
+
     names = [c.name for c in contract.features]
     missing = [n for n in names if n not in df.columns]
     if missing:

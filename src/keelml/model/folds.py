@@ -12,6 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold, TimeSeriesSplit
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OrdinalEncoder
 
 from keelml.errors import DataError, SpecError
 from keelml.model.features import FrameCoercer, split_features, to_labelled_xy
@@ -19,7 +24,6 @@ from keelml.model.features import FrameCoercer, split_features, to_labelled_xy
 if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
-    from sklearn.pipeline import Pipeline
 
     from keelml.data.contract import Contract
     from keelml.spec.model import ModelSpec
@@ -45,14 +49,6 @@ class Folds:
 
 def make_folds(frame: pl.DataFrame, contract: Contract, spec: ModelSpec) -> Folds:
     """Split the training rows into `spec.cv_folds` folds (fewer when the data is too small for that)."""
-    from sklearn.model_selection import (
-        GroupKFold,
-        KFold,
-        StratifiedGroupKFold,
-        StratifiedKFold,
-        TimeSeriesSplit,
-    )
-
     if spec.time_column:
         frame = frame.sort(_column(frame, spec.time_column, "time_column"), maintain_order=True)
     X, y = to_labelled_xy(frame, contract, what="training")
@@ -105,9 +101,6 @@ def for_folds(pipeline: Pipeline) -> Pipeline:
     predictions the full pipeline would, without repeating the coercion in every fit and predict.
     The model that is kept and served is always the full pipeline.
     """
-    from sklearn.base import clone
-    from sklearn.pipeline import Pipeline
-
     features = pipeline.named_steps.get("features")
     if isinstance(features, Pipeline) and isinstance(features.named_steps.get("coerce"), FrameCoercer):
         skipping: Pipeline = clone(pipeline).set_params(features__coerce="passthrough")
@@ -131,9 +124,6 @@ def encode_for_folds(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Folds]
 def skip_fixed_encoder(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Any, list[str]]:
     """(fold pipeline, the fixed-domain encoder it skips, its columns); (for_folds(pipeline), None, [])
     when the pipeline has no such encoder."""
-    from sklearn.base import clone
-    from sklearn.compose import ColumnTransformer
-
     fold = for_folds(pipeline)
     features = fold.named_steps.get("features")
     columns = features.named_steps.get("columns") if features is not None and hasattr(features, "named_steps") \
@@ -153,8 +143,6 @@ def skip_fixed_encoder(pipeline: Pipeline, folds: Folds) -> tuple[Pipeline, Any,
 
 def encode_columns(folds: Folds, encoder: Any, cols: list[str]) -> Folds:
     """Folds whose `cols` hold the (fixed-domain) encoder's codes, computed once for all rows."""
-    from sklearn.base import clone
-
     codes = clone(encoder).fit(folds.X[cols]).transform(folds.X[cols])
     encoded = folds.X.copy()
     for i, col in enumerate(cols):
@@ -164,8 +152,6 @@ def encode_columns(folds: Folds, encoder: Any, cols: list[str]) -> Folds:
 
 def _fixed_ordinal(encoder: Any) -> bool:
     """An ordinal encoder that is a fixed function of each value: explicit categories, no grouping."""
-    from sklearn.preprocessing import OrdinalEncoder
-
     if type(encoder) is not OrdinalEncoder:
         return False
     return (isinstance(encoder.categories, list) and encoder.handle_unknown == "use_encoded_value"

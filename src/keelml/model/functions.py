@@ -3,6 +3,10 @@
 Each declared function takes the feature frame (pandas) and returns it transformed; it runs first
 in the model pipeline, inside a scikit-learn FunctionTransformer. skops stores it by name, so a
 saved model loads only where the spec declares the same function (see persist.load_model).
+
+The pipeline graph imports this module (`sources_digest`), so a fully cached run does too: pandas and
+scikit-learn (and keelml.model.features) are imported inside the functions that wrap or run a user
+function.
 """
 
 from __future__ import annotations

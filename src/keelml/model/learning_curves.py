@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+from sklearn.base import clone
 
 from keelml.engine.executors import InProcess, Pool, run_all
 from keelml.model.scoring import baseline_output, greater_is_better, metric_value, predictions, skill
@@ -97,8 +98,6 @@ def learning_point(shared: tuple[Pipeline, Any, npt.NDArray[Any]], fit_idx: npt.
 
     `shared` is (pipeline, X, y).
     """
-    from sklearn.base import clone
-
     pipeline, X, y = shared
     if classes is not None and len(set(np.asarray(y[fit_idx]).astype(str).tolist())) < len(classes):
         return float("nan"), float("nan")  # too few rows to hold every class

@@ -3,6 +3,9 @@
 A weighted metric maps a matrix of row weights (one row per resample, one column per held-out
 row) to one value per weight row. With 0/1 weights it is the metric on a subset of the rows, so
 the same functions give bootstrap intervals, slice metrics and slice differences.
+
+scikit-learn's metrics are imported inside the functions that compute point metrics: `keel monitor`
+imports this module and loads scikit-learn only when the window has labelled rows to score.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ the graph itself with the ai.onnx.ml opset-5 `TreeEnsemble` operator, which has 
 branches and per-node missing-value routing, in double precision. The graph's one input is the
 float64 matrix the estimator sees (numerics, then categorical codes; NaN for missing or unknown);
 its output is what `predict_proba` (classification) or `predict` (regression) returns.
+
+onnx (extra `onnx`) is imported inside `hgb_to_onnx`, the only function that needs it.
 """
 
 from __future__ import annotations

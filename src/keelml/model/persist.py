@@ -1,4 +1,8 @@
-"""Safe model persistence with skops: no pickle is ever loaded, only allowlisted types are built."""
+"""Safe model persistence with skops: no pickle is ever loaded, only allowlisted types are built.
+
+skops (and with it scikit-learn) is imported inside the functions that save, audit or load a model: a
+fully cached run imports this module and never needs it.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 
 def untrusted_types(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
     """Types in skops bytes that neither skops nor the trust policy allow (sorted)."""
-    import skops.io as sio  # skops loads only when a model is saved or loaded
+    import skops.io as sio
 
     allowed = policy.allowed()
     return sorted(t for t in sio.get_untrusted_types(data=data) if t not in allowed)
@@ -53,8 +57,6 @@ def _deterministic_zip(data: bytes) -> bytes:
     match, and timestamps fixed; loading is unaffected. Without this, re-training an identical
     model would produce a new artifact id and a new registry version.
     """
-    import json
-
     with zipfile.ZipFile(io.BytesIO(data)) as src:
         schema = json.loads(src.read("schema.json"))
         ids: dict[int, int] = {}

@@ -22,10 +22,10 @@ from sklearn.preprocessing import (
 from keelml.errors import DataError
 from keelml.model.features import MAX_FREE_CATEGORIES, FrameCoercer, domain, split_features
 from keelml.model.functions import function_steps
+from keelml.spec.model import PreprocessSpec
 
 if TYPE_CHECKING:
     from keelml.data.contract import Contract
-    from keelml.spec.model import PreprocessSpec
 
 NATIVE_MISSING_FAMILIES = frozenset({"hist_gradient_boosting", "lightgbm"})
 """Families whose estimator routes NaN itself and splits natively on categorical codes: "auto"
@@ -71,8 +71,6 @@ def resolve_preprocessing(spec: PreprocessSpec | None, family: str,
     categorical splits (unless model.params sets categorical_features); the other families get
     median / most-frequent imputation, one-hot encoding and standard scaling (boosting: none).
     """
-    from keelml.spec.model import PreprocessSpec
-
     spec = spec or PreprocessSpec()
     # boosting given its own categorical_features keeps the imputed, scaled one-hot columns it had before
     native = family in NATIVE_MISSING_FAMILIES and "categorical_features" not in (params or {})

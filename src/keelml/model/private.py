@@ -10,6 +10,7 @@ features), which is the `data_norm` the logistic regression is given, and lies i
 is `model.params.epsilon`.
 
 diffprivlib's PrivacyLeakWarning (a fit that would read bounds from the data) is an error here.
+diffprivlib is imported inside the functions of the dp_* families only: it is an optional extra.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import sklearn
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
 
 from keelml.errors import SpecError
+from keelml.model.features import FrameCoercer, domain, split_features
 
 if TYPE_CHECKING:
-    from sklearn.pipeline import Pipeline
-
     from keelml.data.contract import Contract
 
 PRIVATE_FAMILIES = ("dp_logistic_regression", "dp_random_forest")
@@ -65,8 +69,6 @@ class BoundedScaler(TransformerMixin, BaseEstimator):  # type: ignore[misc]
 
 def _diffprivlib() -> Any:
     """The diffprivlib.models module, or a SpecError saying how to get a working one."""
-    import sklearn
-
     major, minor = (int(p) for p in sklearn.__version__.split(".")[:2])
     if (major, minor) >= (1, 8):
         raise SpecError(
@@ -88,12 +90,6 @@ def _refuse(what: str, expected: str, fix: str) -> SpecError:
 
 def build_private_preprocessor(contract: Contract) -> tuple[Pipeline, int, int]:
     """The data-independent preprocessing; returns (pipeline, output width, L2 norm bound squared)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder
-
-    from keelml.model.features import FrameCoercer, domain, split_features
-
     numeric, known, free = split_features(contract)
     if free:
         raise _refuse(
@@ -175,8 +171,6 @@ def make_private_estimator(family: str, contract: Contract, params: Mapping[str,
 
 def make_private_pipeline(contract: Contract, family: str, params: Mapping[str, Any], seed: int) -> Pipeline:
     """The full differentially private model: contract-only preprocessing, then the diffprivlib estimator."""
-    from sklearn.pipeline import Pipeline
-
     features, width, norm_squared = build_private_preprocessor(contract)
     estimator = make_private_estimator(family, contract, params, seed, width, norm_squared)
     return Pipeline([("features", features), ("model", estimator)])

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+from scipy.stats import rankdata
 
 from keelml.model.metrics import LOWER_IS_BETTER, primary_metric
 
@@ -86,8 +87,6 @@ def _f1(truth: npt.NDArray[np.bool_], guess: npt.NDArray[np.bool_]) -> float:
 
 def _auc(is_pos: npt.NDArray[np.bool_], score: npt.NDArray[np.float64]) -> float:
     """ROC AUC by the rank-sum statistic (ties count one half)."""
-    from scipy.stats import rankdata
-
     n_pos = int(is_pos.sum())
     n_neg = len(is_pos) - n_pos
     if n_pos == 0 or n_neg == 0:

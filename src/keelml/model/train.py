@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import get_scorer
 
 from keelml.engine.executors import Executor, InProcess, ProcessPool
 from keelml.errors import DataError
@@ -53,8 +55,6 @@ def train_model(train: pl.DataFrame, contract: Contract, spec: ModelSpec,
     The folds and learning-curve fits run on `executor` (default: this process, or model.n_jobs
     local processes); the figures are the same on every executor.
     """
-    from sklearn.base import clone
-
     task = contract.task
     hyper = dict(spec.params if params is None else params)
     pipeline = make_pipeline_for(contract, spec.family, hyper, spec.seed, preprocess)
@@ -107,9 +107,6 @@ def cv_fold(shared: tuple[Pipeline, Any, Any], fit_idx: Any, val_idx: Any, scori
     `shared` is (pipeline, X, y); `scoring` maps report names to scikit-learn scorer names. The
     same scorers as `cross_validate`, so the figures are the same as before.
     """
-    from sklearn.base import clone
-    from sklearn.metrics import get_scorer
-
     pipeline, X, y = shared
     started = time.perf_counter()
     fitted = clone(pipeline).fit(X.iloc[fit_idx], y[fit_idx])

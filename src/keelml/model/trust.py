@@ -104,8 +104,7 @@ class TrustPolicy:
         """The policy a project's spec declares: its preprocess.functions and its `module:Class` family."""
         classes: tuple[str, ...] = ()
         if re.fullmatch(IMPORT_PATH_PATTERN, model.family):
-            # the catalog imports scikit-learn and the estimator's module: only for specs that name a class
-            from keelml.model.catalog import trusted_types
+            from keelml.model.catalog import trusted_types  # scikit-learn: only for specs that name a class
 
             classes = trusted_types(model.family)
         return cls(tuple(preprocess.functions), classes)

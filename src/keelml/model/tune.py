@@ -8,6 +8,9 @@ reporting the running mean to the pruner after every fold. The sampler is re-see
 number of finished trials) before each ask and pruning only looks at completed trials, so for a
 given seed and n_jobs the same trials run in the same order, with or without an interruption
 between batches, on every executor.
+
+Optuna is imported inside the functions that drive the study: the executor's worker processes import
+this module to run `score_fold` and never need it.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from keelml.errors import KeelError
+from keelml.monitor.webhook import WebhookRefused, post_json
 from keelml.spec.monitor import ActionSpec
 
 Audit = Callable[..., Any]
@@ -70,8 +72,6 @@ def _record(ctx: ActionContext, event: str, **details: Any) -> None:
     try:
         ctx.audit(event, **details)  # type: ignore[misc]
     except Exception as exc:  # the audit log is best effort here: the outcome is printed either way
-        import sys
-
         sys.stderr.write(f"warning: could not write {event} to the audit log: {type(exc).__name__}: {exc}\n")
 
 
@@ -104,8 +104,6 @@ def _log(action: ActionSpec, rules: Sequence[Mapping[str, Any]], summary: Mappin
 
 def _webhook(action: ActionSpec, rules: Sequence[Mapping[str, Any]], summary: Mapping[str, Any],
              ctx: ActionContext) -> dict[str, Any]:
-    from keelml.monitor.webhook import WebhookRefused, post_json
-
     secret = None
     if action.secret_env is not None:
         value = ctx.environ.get(action.secret_env)

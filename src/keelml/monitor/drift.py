@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from keelml.data.profile import PROFILE_FORMAT, profile_frame
 from keelml.errors import DataError
 from keelml.monitor import stats
 from keelml.spec.monitor import DISTRIBUTION_STATISTICS, DriftSpec
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
     from keelml.data.contract import Contract
 
 DRIFT_FORMAT = "keelml.drift/1"
-PROFILE_FORMAT = "keelml.profile/1"
 RAW_REFERENCE_TOP = 1000
 """A raw reference frame is profiled listing up to this many values per category (so unseen is exact)."""
 _NUMERIC = ("integer", "float")
@@ -60,12 +60,8 @@ def drift_report(reference: Mapping[str, Any] | pl.DataFrame, current: pl.DataFr
     """
     settings = settings or DriftSpec()
     raw = reference if isinstance(reference, pl.DataFrame) else None
-    if raw is not None:
-        from keelml.data.profile import profile_frame
-
-        profile = profile_frame(raw, contract, top=RAW_REFERENCE_TOP)
-    else:
-        profile = check_profile(reference)  # type: ignore[arg-type]
+    profile = (profile_frame(raw, contract, top=RAW_REFERENCE_TOP) if raw is not None
+               else check_profile(reference))  # type: ignore[arg-type]
     if exact and raw is None:
         raise ValueError("exact statistics need the raw reference frame, not only its profile")
     plan, skipped, missing = _plan(profile, current, contract, settings, columns)

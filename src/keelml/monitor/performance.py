@@ -17,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 
+from keelml.evaluation.fairness import fairness_report, sensitive_columns
+from keelml.evaluation.slices import group_labels
 from keelml.model.metrics import (
     LOWER_IS_BETTER,
     METRICS,
@@ -177,8 +179,6 @@ def _over_time(labelled: pl.DataFrame, scored: _Scored, name: str, spec: Perform
 
 def _by_group(labelled: pl.DataFrame, scored: _Scored, contract: Contract, name: str,
               spec: PerformanceSpec) -> list[dict[str, Any]]:
-    from keelml.evaluation.slices import group_labels
-
     out = []
     for column in contract.columns:
         if not column.sensitive or column.name not in labelled.columns:
@@ -198,8 +198,6 @@ def _by_group(labelled: pl.DataFrame, scored: _Scored, contract: Contract, name:
 
 
 def _fairness(labelled: pl.DataFrame, scored: _Scored, contract: Contract, spec: PerformanceSpec) -> dict[str, Any]:
-    from keelml.evaluation.fairness import fairness_report, sensitive_columns
-
     if not sensitive_columns(contract, labelled):
         return {}
     return fairness_report(labelled, contract, truth=scored.truth, prediction=scored.prediction,

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from keelml.data.contract import Contract
+from keelml.data.frames import decode_table
+from keelml.data.profile import profile_frame
 from keelml.errors import DataError, KeelError, NotFoundError
 
 if TYPE_CHECKING:
-    from keelml.data.contract import Contract
     from keelml.registry.project import Project
 
 _REF = re.compile(r"^(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[a-z][a-z0-9_-]{0,31}))?$")
@@ -60,8 +62,6 @@ def resolve_model(project: Project, name: str, ref: int | str | None) -> tuple[d
 def load_reference(project: Project, name: str, ref: int | str | None,
                    profile_path: Path | None = None) -> Reference:
     """The version's contract and training profile (or the given profile file), with the prediction's."""
-    from keelml.data.contract import Contract
-
     row, bundle = resolve_model(project, name, ref)
     components = bundle["manifest"]["components"]
 
@@ -84,9 +84,6 @@ def load_reference(project: Project, name: str, ref: int | str | None,
 
 def with_prediction(profile: Mapping[str, Any], table: bytes) -> dict[str, Any]:
     """The profile plus a ``prediction`` column profiled from a stored predictions table."""
-    from keelml.data.frames import decode_table
-    from keelml.data.profile import profile_frame
-
     frame = decode_table(table)
     if "prediction" not in frame.columns:
         return dict(profile)

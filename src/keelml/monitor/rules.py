@@ -11,6 +11,7 @@ from typing import Any
 
 import polars as pl
 
+from keelml.model.metrics import LOWER_IS_BETTER
 from keelml.spec.monitor import DriftSpec, RuleSpec
 
 DEFAULT_DRIFT_SHARE = 0.3
@@ -85,7 +86,6 @@ def _performance(rule: RuleSpec, performance: Mapping[str, Any], min_labelled: i
     if performance["n_labelled"] < min_labelled:
         return _result(rule, "not evaluated", found["value"], threshold,
                        f"{performance['n_labelled']} labelled rows, fewer than {min_labelled}")
-    from keelml.model.metrics import LOWER_IS_BETTER
 
     value = float(found["value"])
     worse = value > threshold if name in LOWER_IS_BETTER else value < threshold

@@ -5,6 +5,9 @@ nothing here touches rows. Definitions match scipy's where scipy has the statist
 compares them): Jensen-Shannon distance as ``scipy.spatial.distance.jensenshannon(p, q, base=2)``,
 chi-squared as ``scipy.stats.chi2_contingency`` without continuity correction, the KS p-value as
 ``scipy.stats.ks_2samp(method="asymp")``.
+
+scipy.stats takes longer to import than the rest of the monitor together, so it is imported inside the
+two p-value functions: it loads only when a p-value is computed.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ _IMAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}$")
 
 def _kfp() -> tuple[Any, Any]:
     try:
-        from kfp import compiler, dsl
+        from kfp import compiler, dsl  # optional extra `kubeflow`, only when compiling
     except ImportError:
         raise SpecError("the kfp SDK is not installed, so a Kubeflow pipeline cannot be compiled",
                         expected="keelml installed with its kubeflow extra",

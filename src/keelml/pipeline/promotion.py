@@ -22,11 +22,11 @@ from typing import TYPE_CHECKING, Any
 
 from keelml.errors import IntegrityError, KeelError
 from keelml.names import PRODUCTION, check_alias, check_text, check_version
+from keelml.serve.infra import InfraReport, infra_validate
 
 if TYPE_CHECKING:
     from keelml.registry import AliasChange
     from keelml.registry.project import Project
-    from keelml.serve.infra import InfraReport
 
 SKIPPED = "infra validation skipped"
 Validator = Callable[..., "InfraReport"]
@@ -71,8 +71,6 @@ def promote_validated(project: Project, name: str, version: int | str, *, alias:
                                   details={"infra_validation": f"{SKIPPED} (--skip-infra-validation)"})
         return Promotion(change, None, skipped=True)
     if validate is None:
-        from keelml.serve.infra import infra_validate
-
         validate = infra_validate
     report = validate(project, name, number, sample, serve=serve)
     facts = summary(report)

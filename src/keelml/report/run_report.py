@@ -12,8 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from keelml.data.contract import Contract, contract_to_yaml
 from keelml.report import evaluation, training
 from keelml.report.html import CSS, e, num, section, table
+from keelml.report.profile_report import profile_table_html
 from keelml.report.security import security_section
 from keelml.store.atomic import atomic_write_bytes
 
@@ -56,8 +58,6 @@ def _summary(run_id: str, pipeline: str, metrics: Mapping[str, Any], verdict: Ma
 
 
 def _data_quality(validation: Mapping[str, Any], profile: Mapping[str, Any] | None) -> str:
-    from keelml.report.profile_report import profile_table_html
-
     rows = [[e(source), e(rep.get("rows_in")), e(rep.get("rows_valid")), e(rep.get("rows_quarantined"))]
             for source, rep in validation.items() if isinstance(rep, Mapping)]
     body = table(["source", "rows in", "accepted", "quarantined (kept with reason)"], rows, numeric={1, 2, 3})
@@ -118,8 +118,6 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
                       tests: Mapping[str, Any] | None = None, lineage: Mapping[str, Any] | None = None,
                       profile: Mapping[str, Any] | None = None, security: Mapping[str, Any] | None = None) -> str:
     """Pure function: the report's HTML from the run's artifacts."""
-    from keelml.data.contract import Contract
-
     version = Contract.model_validate(dict(contract)).version
     provenance = (f"run <code>{e(run_id)}</code> · data " +
                   ", ".join(f"{e(k)} <code>{e(v[:12])}</code>" for k, v in data_digests.items()) +
@@ -144,8 +142,6 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
 
 def write_run_report(directory: Path, **context: Any) -> Path:
     """Write index.html and contract.yaml for a run; returns the HTML path."""
-    from keelml.data.contract import Contract, contract_to_yaml
-
     page = render_run_report(**context)
     atomic_write_bytes(directory / "index.html", page.encode("utf-8"))
     contract = Contract.model_validate(dict(context["contract"]))

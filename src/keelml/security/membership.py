@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 # Imported here, not in the functions: any native thread pool these load must be present when
 # the step applies its thread limit (threadpoolctl only limits libraries already loaded).
@@ -26,9 +27,9 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.tree import DecisionTreeClassifier
 
 from keelml.engine.executors import Executor, InProcess, run_all
+from keelml.model.features import to_labelled_xy, to_xy
 
 if TYPE_CHECKING:
-    import pandas as pd
     import polars as pl
 
     from keelml.data.contract import Contract
@@ -81,8 +82,6 @@ def membership_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contra
     Returns a JSON-ready dict: attack ROC AUC, TPR at 1% (and 0.1%) FPR, the best threshold's
     advantage (TPR - FPR), mean losses of both groups, sample sizes, and the verdict against max_auc.
     """
-    from keelml.model.features import to_labelled_xy
-
     n = min(train.height, test.height, sample_size)
     if n < MIN_AUDIT_ROWS:
         return {"skipped": f"too few rows to audit ({n}; at least {MIN_AUDIT_ROWS} in each split needed)",
@@ -128,8 +127,6 @@ def sensitive_columns(contract: Contract) -> list[str]:
 
 def _attribute_labels(values: pd.Series, numeric: bool) -> npt.NDArray[Any] | None:
     """The sensitive values as class labels (numeric ones binned), rare ones merged; None if < 2 classes."""
-    import pandas as pd
-
     present = values.dropna()
     if numeric:
         numbers = pd.to_numeric(present, errors="coerce").astype(float)
@@ -159,8 +156,6 @@ def attribute_inference(model: Any, rows: pl.DataFrame, contract: Contract, *, s
     the majority value (balanced accuracy 1/k). A column is flagged when the advantage exceeds
     flag_advantage.
     """
-    from keelml.model.features import to_xy
-
     names = sensitive_columns(contract)
     results: dict[str, Any] = {}
     if not names:

@@ -23,12 +23,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 
 from keelml.engine.executors import LOCAL, Executor, run_all
+from keelml.model.features import split_features, to_xy
 from keelml.security.membership import sample_rows
 
 if TYPE_CHECKING:
-    import pandas as pd
     import polars as pl
 
     from keelml.data.contract import Contract
@@ -75,8 +76,6 @@ def _iqr(values: FloatArray) -> float:
 
 def _domains(contract: Contract, X: pd.DataFrame) -> dict[str, list[Any]]:
     """Categorical feature -> the values a swap may write (the contract's domain, in X's own types)."""
-    from keelml.model.features import split_features
-
     _, known, _ = split_features(contract)
     out: dict[str, list[Any]] = {}
     for name in known:
@@ -162,10 +161,6 @@ def perturbation_stability(model: Any, train: pl.DataFrame, test: pl.DataFrame, 
     on `executor` (default: this process); the perturbations are drawn here, so the figures are the
     same on every executor.
     """
-    import pandas as pd
-
-    from keelml.model.features import split_features, to_xy
-
     rows = sample_rows(test, sample_size, seed)
     if rows.height == 0:
         return {"skipped": "no test rows to perturb", "flip_rate": None, "rows": 0, "columns": {},
@@ -245,14 +240,12 @@ def hopskipjump_audit(model: Any, train: pl.DataFrame, test: pl.DataFrame, contr
     Skipped, with a note, when adversarial-robustness-toolbox is not installed, for regression,
     or when the model has no numeric features.
     """
-    from keelml.model.features import split_features, to_xy
-
     if contract.task == "regression":
         return {"skipped": "HopSkipJump needs a classifier; regression is not attacked"}
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ART warns about optional deep-learning frameworks
-            from art.attacks.evasion import HopSkipJump
+            from art.attacks.evasion import HopSkipJump  # optional extra `art`, only for this attack
             from art.estimators.classification import BlackBoxClassifier
     except ImportError:
         return {"skipped": "adversarial-robustness-toolbox is not installed (pip install 'keelml[art]')"}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
@@ -19,8 +20,6 @@ class StrictModel(BaseModel):
 
 def url_has_password(url: str) -> bool:
     """True when a database URL carries a password (user:password@ or a password query parameter)."""
-    from urllib.parse import parse_qsl, urlsplit
-
     try:
         parts = urlsplit(url)
         secret_in_query = any(key.lower() in ("password", "passwd", "pwd") for key, _ in parse_qsl(parts.query))

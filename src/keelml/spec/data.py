@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -25,8 +26,6 @@ class CsvOptions(StrictModel):
     @field_validator("encoding")
     @classmethod
     def _known_encoding(cls, value: str) -> str:
-        import codecs
-
         if value in ("utf8", "utf8-lossy"):
             return value
         try:

@@ -55,8 +55,6 @@ class ModelSpec(StrictModel):
     @field_validator("family")
     @classmethod
     def _known_family(cls, value: str) -> str:
-        import re
-
         if value in MODEL_FAMILIES or re.match(IMPORT_PATH_PATTERN, value):
             return value
         close = difflib.get_close_matches(value, MODEL_FAMILIES, n=1, cutoff=0.5)

@@ -1,7 +1,8 @@
 """Security audit steps: membership and attribute inference, and robustness to perturbations.
 
-Libraries are imported inside each step: a fully cached run decodes no table and fits nothing, so
-it must not pay for importing polars, scikit-learn or skops.
+What a step computes with (polars, scikit-learn, skops, and the keelml modules that load them) is
+imported inside the step: a fully cached run decodes no table and fits nothing, so it must not pay for
+importing them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
+from keelml.data.contract import Contract
 from keelml.engine.executors import Backend
 from keelml.pipeline.steps.training import executor_for
 
@@ -16,9 +20,6 @@ from keelml.pipeline.steps.training import executor_for
 def privacy(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
             contract: Mapping[str, Any], backend: Backend | None = None) -> dict[str, Any]:
     """Membership-inference audit (members vs held-out rows) and attribute inference per sensitive column."""
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
     from keelml.security.membership import privacy_audit
 
     with threadpool_limits(limits=resources["threads"]):
@@ -33,9 +34,6 @@ def privacy(*, params: Mapping[str, Any], resources: Mapping[str, int], model: A
 def robustness(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, train: Any, test: Any,
                contract: Mapping[str, Any], backend: Backend | None = None) -> dict[str, Any]:
     """Prediction flip rate under contract-valid perturbations; optionally a black-box attack."""
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
     from keelml.security.robustness import robustness_audit
 
     with threadpool_limits(limits=resources["threads"]):

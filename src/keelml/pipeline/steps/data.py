@@ -1,7 +1,8 @@
 """Data steps: ingest a source, validate it against the contract, profile it, split it.
 
-Libraries are imported inside each step: a fully cached run decodes no table and fits nothing, so
-it must not pay for importing polars, scikit-learn or skops.
+What a step computes with (polars, scikit-learn, skops, and the keelml modules that load them) is
+imported inside the step: a fully cached run decodes no table and fits nothing, so it must not pay for
+importing them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from keelml.data.contract import Contract, contract_from_yaml
 from keelml.errors import DataError
 from keelml.spec.data import ContractSpec, SourceSpec, ValidationSpec
 
@@ -48,7 +50,6 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None, rejec
     import polars as pl
 
     from keelml.data.anomalies import enforce
-    from keelml.data.contract import contract_from_yaml
     from keelml.data.infer import infer_contract
     from keelml.data.validate import validate_frame
 
@@ -91,7 +92,6 @@ def validate(*, params: Mapping[str, Any], raw: Any, raw_test: Any = None, rejec
 
 def profile(*, params: Mapping[str, Any], train: Any, contract: Mapping[str, Any]) -> dict[str, Any]:
     """Profile the validated training table: the reference later data is compared with."""
-    from keelml.data.contract import Contract
     from keelml.data.profile import profile_frame
 
     return {"profile": profile_frame(train, Contract.model_validate(contract), bins=params["bins"],

@@ -1,7 +1,8 @@
 """Evaluation steps: held-out metrics and analysis, model tests, the comparison with production, the gate.
 
-Libraries are imported inside each step: a fully cached run decodes no table and fits nothing, so
-it must not pay for importing polars, scikit-learn or skops.
+What a step computes with (polars, scikit-learn, skops, and the keelml modules that load them) is
+imported inside the step: a fully cached run decodes no table and fits nothing, so it must not pay for
+importing them.
 """
 
 from __future__ import annotations
@@ -9,6 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
+from keelml.data.contract import Contract
+from keelml.evaluation.gate import gate_checks, production_checks, verdict_of
+from keelml.security.gate import security_checks
 from keelml.spec.evaluate import EvaluateSpec, ModelTestsSpec
 
 
@@ -16,9 +22,6 @@ def evaluate(*, params: Mapping[str, Any], resources: Mapping[str, int], model: 
              contract: Mapping[str, Any]) -> dict[str, Any]:
     """Score the held-out data: metrics with bootstrap intervals and curves, the analysis (slices,
     error analysis, fairness) and the predictions."""
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
     from keelml.evaluation.evaluate import evaluate_all
 
     with threadpool_limits(limits=resources["threads"]):
@@ -30,9 +33,6 @@ def evaluate(*, params: Mapping[str, Any], resources: Mapping[str, int], model: 
 def model_tests(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
                 contract: Mapping[str, Any]) -> dict[str, Any]:
     """Run the spec's model tests (golden, invariance, directional) on the candidate."""
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
     from keelml.evaluation.model_tests import run_model_tests
 
     with threadpool_limits(limits=resources["threads"]):
@@ -48,9 +48,7 @@ def compare(*, params: Mapping[str, Any], resources: Mapping[str, int],
     reference = params["production"]
     if reference is None:
         return {"comparison": {"reference": None}}
-    from threadpoolctl import threadpool_limits
 
-    from keelml.data.contract import Contract
     from keelml.evaluation.compare import compare_models
 
     production, production_contract = load_reference(reference)
@@ -67,9 +65,6 @@ def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Map
          robustness: Mapping[str, Any] | None = None, comparison: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Pass or refuse the model: primary metric, fairness, model tests, security limits and the comparison
     with the production version (each with its reason)."""
-    from keelml.evaluation.gate import gate_checks, production_checks, verdict_of
-    from keelml.security.gate import security_checks
-
     checks = [*gate_checks(params, metrics, analysis, tests), *security_checks(params, privacy, robustness),
               *production_checks(params, comparison)]
     return {"verdict": verdict_of(checks, min_score_set=params.get("min_score") is not None)}

@@ -1,7 +1,8 @@
 """Training steps: tune hyperparameters, fit the model, export the ONNX fast path.
 
-Libraries are imported inside each step: a fully cached run decodes no table and fits nothing, so
-it must not pay for importing polars, scikit-learn or skops.
+What a step computes with (polars, scikit-learn, skops, and the keelml modules that load them) is
+imported inside the step: a fully cached run decodes no table and fits nothing, so it must not pay for
+importing them.
 """
 
 from __future__ import annotations
@@ -9,7 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from threadpoolctl import threadpool_limits
+
+from keelml.data.contract import Contract
 from keelml.engine.executors import Backend, Executor
+from keelml.model.export import export_fast_path
 from keelml.spec.model import ModelSpec, PreprocessSpec, TuneSpec
 
 
@@ -20,9 +25,6 @@ def tune(*, params: Mapping[str, Any], resources: Mapping[str, int], trial_log: 
 
     Trial folds run on the backend's executor (local processes or Dask); it is not part of the key.
     """
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
     from keelml.model.tune import study_name, tune_model
 
     model = ModelSpec.model_validate({**params["model"], "threads": resources["threads"]})
@@ -49,9 +51,6 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
     With `tuning` (the tune step's summary) the best hyperparameters replace model.params and the
     summary is kept in the report under "tuning".
     """
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
     from keelml.model.train import train_model
 
     settings = {k: v for k, v in params.items() if k not in ("preprocess", "preprocess_sources")}
@@ -70,10 +69,6 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
 def export(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
            contract: Mapping[str, Any]) -> dict[str, Any]:
     """The serving fast path: an ONNX graph checked against scikit-learn on the held-out rows (or why not)."""
-    from threadpoolctl import threadpool_limits
-
-    from keelml.data.contract import Contract
-    from keelml.model.export import export_fast_path
     from keelml.model.features import to_xy
 
     parsed = Contract.model_validate(contract)
