@@ -144,12 +144,12 @@ def in_process_us(project: object, record: dict[str, object]) -> tuple[float, fl
     def full() -> None:
         payload = served.schema.predict.model_validate_json(body)
         rows = [tuple(getattr(r, a) for a in attrs) for r in payload.records]  # type: ignore[attr-defined]
-        answers(served, model.runner.rows(rows), settings)
+        answers(served, model.predictor.rows(rows), settings)
 
     row = [tuple(record[c] for c in model.columns)]
 
     def predict_only() -> None:
-        model.runner.rows(row)
+        model.predictor.rows(row)
 
     def median(fn: object) -> float:
         for _ in range(300):

@@ -138,7 +138,7 @@ def build_app(*, holder: ModelHolder, metrics: Metrics, settings: AppSettings,
 
     def predict_rows(served: Served, rows: Sequence[Sequence[Any]], started: float, caller: str
                      ) -> tuple[str, list[dict[str, Any]], list[Any], list[float | None]]:
-        out = served.model.runner.rows(rows)
+        out = served.model.predictor.rows(rows)
         if extraction is not None:
             extraction.observe(caller, rows, boundary_gaps(out) if served.model.task != "regression"
                                else [None] * len(rows))

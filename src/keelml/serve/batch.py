@@ -21,7 +21,7 @@ import numpy as np
 from keelml.engine.executors import Executor, InProcess
 from keelml.errors import DataError
 from keelml.model.trust import TrustPolicy
-from keelml.serve.engine import LoadedModel, build_model
+from keelml.serve.engine import ServedModel, build_model
 
 NULL_VALUES = ["", "NA", "N/A", "NaN", "null", "NULL"]
 
@@ -129,7 +129,7 @@ class _Writer:
             self._writer.close()
 
 
-def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejects_path: Path | None = None,
+def score_file(model: ServedModel, input_path: Path, output_path: Path, *, rejects_path: Path | None = None,
                chunk_rows: int = 50_000, precision: int = 3,
                on_progress: Callable[[int], None] | None = None, executor: Executor | None = None,
                shared: PortableModel | None = None) -> ScoreReport:
@@ -174,7 +174,7 @@ def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejec
                        round(time.perf_counter() - started, 3), model.engine)
 
 
-def score_chunk(source: LoadedModel | PortableModel, chunk: Any, offset: int,
+def score_chunk(source: ServedModel | PortableModel, chunk: Any, offset: int,
                 precision: int) -> tuple[Any, Any, int]:
     """Validate and score one partition (an executor task): (predictions or None, rejects, rows scored).
 
@@ -228,12 +228,12 @@ class PortableModel:
     blobs: dict[str, bytes]
     prefer_onnx: bool
     policy: dict[str, list[str]] = field(default_factory=dict)  # TrustPolicy.as_dict()
-    _loaded: LoadedModel | None = field(default=None, repr=False, compare=False)
+    _loaded: ServedModel | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_loaded": None}  # engines (an ONNX session) do not travel
 
-    def load(self) -> LoadedModel:
+    def load(self) -> ServedModel:
         if self._loaded is None:
             self._loaded = build_model(name=self.name, version=self.version, bundle_id=self.bundle_id,
                                        components=self.components, get=self.blobs.__getitem__,
@@ -241,7 +241,7 @@ class PortableModel:
         return self._loaded
 
 
-def portable_model(model: LoadedModel, get: Callable[[str], bytes]) -> PortableModel:
+def portable_model(model: ServedModel, get: Callable[[str], bytes]) -> PortableModel:
     """The components a worker needs to rebuild `model` (`get` returns a component's verified bytes)."""
     wanted = {k: v for k, v in model.components.items() if k in ("contract", "engine", "onnx", "model")}
     return PortableModel(model.name, model.version, model.bundle_id, wanted,
@@ -249,10 +249,10 @@ def portable_model(model: LoadedModel, get: Callable[[str], bytes]) -> PortableM
                          policy=model.policy.as_dict())
 
 
-def _predictions(model: LoadedModel, valid: Any, precision: int) -> Any:
+def _predictions(model: ServedModel, valid: Any, precision: int) -> Any:
     import polars as pl
 
-    out = model.runner.frame(valid)
+    out = model.predictor.frame(valid)
     if model.task == "regression":
         return pl.DataFrame({"prediction": out.reshape(-1)})
     labels = np.asarray(model.labels, dtype=object)

@@ -71,7 +71,7 @@ def compare(sample: RecordedSample, got: np.ndarray, got_labels: list[str]) -> t
 
 def smoke_check(model: Any, sample: RecordedSample) -> None:
     """Raise IntegrityError unless the loaded model reproduces the recorded predictions."""
-    got = model.runner.rows(sample.rows)
+    got = model.predictor.rows(sample.rows)
     mismatches, worst, _ = compare(sample, np.asarray(got, dtype=np.float64), model.labels)
     if mismatches:
         raise IntegrityError(

@@ -201,7 +201,7 @@ class _Source(abc.ABC):
 
     @abc.abstractmethod
     def load(self, version: int) -> tuple[Any, Any]:
-        """(verified LoadedModel, recorded sample for the smoke prediction or None)."""
+        """(verified ServedModel, recorded sample for the smoke prediction or None)."""
 
     @abc.abstractmethod
     def key_hashes(self) -> dict[str, tuple[str, str]]:
