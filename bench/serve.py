@@ -130,9 +130,10 @@ def load(port: int, path: str, body: Path, concurrency: int, key: str, cpus: set
 
 def in_process_us(project: object, record: dict[str, object]) -> tuple[float, float]:
     """Median microseconds: (validate + predict + answer, predict only) for one row."""
-    from keelml.serve.app import AppSettings, answers
     from keelml.serve.engine import load_registered
+    from keelml.serve.predict import answers
     from keelml.serve.schema import request_models
+    from keelml.serve.state import AppSettings
     from keelml.serve.swap import Served
 
     model = load_registered(project, NAME, 1)

@@ -46,10 +46,10 @@ print("ok")
 
 
 def test_answer_bytes_equal_the_json_module_output() -> None:
-    from keelml.serve.app import _stdlib_dumps, dumps
+    from keelml.serve.bodies import dumps, stdlib_dumps
 
     answer = {"model": NAME, "model_version": 3, "engine": "onnx", "request_id": "ab" * 16,
               "predictions": [{"label": ">50K", "top_k": [{"class": ">50K", "probability": 0.873},
                                                           {"class": "<=50K", "probability": 0.127}]}]}
-    assert dumps(answer) == _stdlib_dumps(answer)
+    assert dumps(answer) == stdlib_dumps(answer)
     assert json.loads(dumps(answer)) == answer

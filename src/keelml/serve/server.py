@@ -155,12 +155,12 @@ def build_server(config: ServeConfig, *, on_startup: Callable[[], None] | None =
                                                          reason=reason, blocked=spec.block_suspected_extraction,
                                                          **stats))
     metrics.extra.append(extraction.render)
-    app = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog, extraction=extraction,
-                    on_startup=on_startup)
+    built = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog, extraction=extraction,
+                      on_startup=on_startup)
     from keelml.serve.dashboard import add_dashboard, project_sources
 
     found = project_sources(source.project, name) if source.project is not None else (None, None)
-    add_dashboard(app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
+    add_dashboard(built.app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
                   history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
@@ -168,9 +168,10 @@ def build_server(config: ServeConfig, *, on_startup: Callable[[], None] | None =
     elif len(keys) == 0:
         log.warning("no API keys exist yet: every request will be refused with 401; "
                     "create one with `keel keys create-api-key --name NAME`")
-    guard = Guard(app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
+    # the guard answers POST /v1/models/{name}/predict itself with the app's fast path (keelml.serve.app)
+    guard = Guard(built.app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
                   settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
-                  metrics=metrics, fast_predict=app.state.predict_body, extraction=extraction)
+                  metrics=metrics, fast_predict=built.fast_predict, extraction=extraction)
     return BuiltServer(guard, holder, source)
 
 
