@@ -24,16 +24,16 @@ def test_on_startup_runs_once_when_the_server_starts(store: Store, api_key: str)
 
 
 def test_tune_process_and_the_log_import_pyarrow_before_serving(tmp_path: object) -> None:
-    """In a fresh interpreter: creating the log imports pyarrow (no import at the first flush, under load);
+    """In a fresh interpreter: the log's module imports pyarrow (no import at the first flush, under load);
     tune_process freezes the start-up heap and shortens the interpreter-lock switch interval."""
     script = f"""
 import gc, sys, pathlib
-from keelml.serve.predlog import PredictionLog
-from keelml.serve.server import SWITCH_SECONDS, tune_process
 assert "pyarrow.parquet" not in sys.modules
+from keelml.serve.predlog import PredictionLog
+assert "pyarrow.parquet" in sys.modules
+from keelml.serve.server import SWITCH_SECONDS, tune_process
 log = PredictionLog(pathlib.Path({str(tmp_path)!r}), model="m", columns=[("a", "integer"), ("b", "category")],
                     hash_columns=["b"], hash_key=b"k", roll_bytes=1 << 20, roll_seconds=3600)
-assert "pyarrow.parquet" in sys.modules
 log.close()
 assert gc.get_freeze_count() == 0
 tune_process()

@@ -17,11 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.exc import OperationalError
 
 from keelml.errors import KeelError, NotFoundError
+from keelml.store import schema
+from keelml.store.audit import AuditLog, retryable
 
 if TYPE_CHECKING:
-    from keelml.store.audit import AuditLog
     from keelml.store.metadata import MetadataStore
 
 PREFIX = "keel"
@@ -56,13 +62,6 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
     With `audit`, an ``api_key.create`` record (name and public id, never the key) is written in the
     same transaction as the key's hash.
     """
-    from sqlalchemy import insert, select
-    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-    from sqlalchemy.exc import OperationalError
-
-    from keelml.store import schema
-    from keelml.store.audit import retryable
-
     if not _NAME.match(name):
         raise KeelError(f"invalid API key name {name!r}", expected="1-64 letters, digits, '.', '_' or '-'",
                         fix="choose a name such as ci-deployer or team-dashboard")
@@ -88,10 +87,6 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
 
 
 def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
-    from sqlalchemy import select
-
-    from keelml.store import schema
-
     with metadata.engine.connect() as conn:
         rows = conn.execute(select(schema.api_keys).order_by(schema.api_keys.c.created_at)).all()
     return [ApiKey(r.id, r.name, r.created_at, r.revoked_at) for r in rows]
@@ -100,13 +95,6 @@ def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
 def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None = None,
                    actor: str | None = None) -> None:
     """Revoke the active key named `name` (with `audit`: an ``api_key.revoke`` record, same transaction)."""
-    from sqlalchemy import select, update
-    from sqlalchemy.exc import IntegrityError as SqlIntegrityError
-    from sqlalchemy.exc import OperationalError
-
-    from keelml.store import schema
-    from keelml.store.audit import retryable
-
     active = (schema.api_keys.c.name == name, schema.api_keys.c.revoked_at.is_(None))
     for _attempt in range(50):
         try:
@@ -127,10 +115,6 @@ def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
 
 def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:
     """{key id: (name, SHA-256 hash)} of every key not revoked."""
-    from sqlalchemy import select
-
-    from keelml.store import schema
-
     with metadata.engine.connect() as conn:
         rows = conn.execute(select(schema.api_keys.c.id, schema.api_keys.c.name, schema.api_keys.c.key_hash)
                             .where(schema.api_keys.c.revoked_at.is_(None))).all()
@@ -205,8 +189,6 @@ def browser_key(scope: dict[str, Any] | Any) -> str | None:
     if scope.get("method") != "GET" or not (path == DASHBOARD_PATH or path.startswith(DASHBOARD_PATH + "/")):
         return None
     if path == DASHBOARD_PATH:
-        from urllib.parse import parse_qs
-
         query: dict[str, list[str]] = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
         if query.get("key"):
             return query["key"][0]

@@ -10,6 +10,7 @@ rejects file holds the offending rows as text with `_row` and `_reason`.
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
+from keelml.data.chunked import line_blocks
+from keelml.data.validate import validate_frame
 from keelml.engine.executors import Executor, InProcess
 from keelml.errors import DataError
 from keelml.model.trust import TrustPolicy
@@ -48,27 +55,16 @@ def _format(path: Path) -> str:
 
 def _chunks(path: Path, rows: int) -> Iterator[Any]:
     """polars frames of up to `rows` rows."""
-    import polars as pl
-    import pyarrow as pa
-
     fmt = _format(path)
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
         for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=rows):
             yield pl.from_arrow(pa.Table.from_batches([batch]))
         return
     if fmt == "jsonl":
-        import io
-
-        from keelml.data.chunked import line_blocks
-
         for block in line_blocks(str(path), rows):
             if block.strip():
                 yield pl.read_ndjson(io.BytesIO(block))
         return
-    import pyarrow.csv as pacsv
-
     with path.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -91,9 +87,6 @@ def _chunks(path: Path, rows: int) -> Iterator[Any]:
 
 def _guarded(chunks: Iterator[Any], path: Path) -> Iterator[Any]:
     """Parse failures of the input become DataErrors naming the file."""
-    import polars as pl
-    import pyarrow as pa
-
     try:
         yield from chunks
     except (pa.ArrowInvalid, pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
@@ -115,12 +108,8 @@ class _Writer:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.fmt == "parquet":
-                import pyarrow.parquet as pq
-
                 self._writer = pq.ParquetWriter(str(self.path), table.schema, compression="zstd")
             else:
-                import pyarrow.csv as pacsv
-
                 self._writer = pacsv.CSVWriter(str(self.path), table.schema)
         self._writer.write_table(table.cast(self._writer.schema) if self.fmt == "parquet" else table)
 
@@ -181,10 +170,6 @@ def score_chunk(source: ServedModel | PortableModel, chunk: Any, offset: int,
     `offset` is the partition's first row number in the input; `source` the model, or what a worker
     rebuilds it from.
     """
-    import polars as pl
-
-    from keelml.data.validate import validate_frame
-
     model = source.load() if isinstance(source, PortableModel) else source
     if model.contract.target in chunk.columns:  # scoring ignores any outcome column present
         chunk = chunk.drop(model.contract.target)
@@ -250,8 +235,6 @@ def portable_model(model: ServedModel, get: Callable[[str], bytes]) -> PortableM
 
 
 def _predictions(model: ServedModel, valid: Any, precision: int) -> Any:
-    import polars as pl
-
     out = model.predictor.frame(valid)
     if model.task == "regression":
         return pl.DataFrame({"prediction": out.reshape(-1)})

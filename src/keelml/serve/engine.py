@@ -14,16 +14,16 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import polars as pl
 
 from keelml.data.contract import Contract
 from keelml.errors import IntegrityError
+from keelml.model.persist import load_model  # light: skops and scikit-learn load only with a model
 from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
-
-if TYPE_CHECKING:
-    import polars as pl
 
 NAN = math.nan
 CATEGORICAL_MISSING = ""  # keelml.model.export.CATEGORICAL_MISSING (not imported: keeps serving light)
@@ -44,7 +44,7 @@ class Predictor(abc.ABC):
 
 
 def _session(graph: bytes) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # an optional extra (onnx, serve), and heavy: only for an ONNX engine
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -91,8 +91,6 @@ class OnnxMatrixPredictor(Predictor):
         return self._run({"X": matrix})[0]  # type: ignore[no-any-return]
 
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
-        import polars as pl
-
         matrix = np.empty((frame.height, len(self._plan)), dtype=np.float64)
         for j, spec in enumerate(self._inputs):
             column = frame.get_column(spec["name"])
@@ -134,8 +132,6 @@ class OnnxColumnsPredictor(Predictor):
         return out.reshape(-1) if self._flat else out
 
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
-        import polars as pl
-
         feeds: dict[str, np.ndarray] = {}
         for feed, _i, numeric in self._inputs:
             column = frame.get_column(self._names[feed])
@@ -159,8 +155,6 @@ class SklearnPredictor(Predictor):
         self._predict = model.predict if task == "regression" else model.predict_proba
 
     def rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        import pandas as pd
-
         frame = pd.DataFrame([list(r) for r in rows], columns=self._columns)
         return np.asarray(self._predict(frame), dtype=np.float64)
 
@@ -211,7 +205,7 @@ def build_model(*, name: str, version: int, bundle_id: str, components: Mapping[
     predictor: Predictor
     if prefer_onnx and info.get("engine") == "onnx" and "onnx" in components:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401  # is the optional extra installed? (heavy: loaded only here)
         except ImportError:
             info = {**info, "engine": "sklearn", "reason": "onnxruntime is not installed on this server"}
         else:
@@ -225,8 +219,6 @@ def build_model(*, name: str, version: int, bundle_id: str, components: Mapping[
     if "model" not in components:
         raise IntegrityError(f"{name} version {version}: the bundle has no scikit-learn model to fall back on",
                              expected="a model component", fix="serve a bundle exported with its model")
-    from keelml.model.persist import load_model  # skops and scikit-learn: only when ONNX is not used
-
     model = load_model(get(components["model"]), policy)
     if not prefer_onnx:
         info = {**info, "engine": "sklearn", "reason": "scikit-learn engine requested"}

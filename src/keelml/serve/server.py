@@ -9,15 +9,34 @@ from __future__ import annotations
 
 import abc
 import gc
+import importlib.util
 import json
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
+from keelml.data.pii import pii_key
+from keelml.errors import IntegrityError
+from keelml.registry.project import open_store
+from keelml.serve.app import AppSettings, build_app
+from keelml.serve.auth import KeyChecker, active_key_hashes, read_hashes_file
+from keelml.serve.dashboard import add_dashboard, project_sources
+from keelml.serve.engine import ServedModel, build_model, load_registered
+from keelml.serve.exported import load_exported
+from keelml.serve.extraction import ExtractionMonitor, ExtractionSettings
+from keelml.serve.limits import Guard, GuardSettings, RateLimiter
+from keelml.serve.metrics import Metrics
+from keelml.serve.predlog import PredictionLog
+from keelml.serve.recorded import RecordedSample, recorded_sample, smoke_check
+from keelml.serve.schema import request_models
+from keelml.serve.swap import ModelHolder, Served
 from keelml.spec.serve import ServeSpec
 
 CONFIG_ENV = "KEEL_SERVE_CONFIG"
@@ -84,12 +103,12 @@ def tune_process() -> None:
 class BuiltServer:
     """The guarded ASGI application, the holder following the live version, and where versions come from."""
 
-    app: Any
-    holder: Any  # swap.ModelHolder
+    app: Guard
+    holder: ModelHolder
     source: _Source
 
 
-def create_app(config: ServeConfig, on_startup: Callable[[], None] | None = None) -> Any:
+def create_app(config: ServeConfig, on_startup: Callable[[], None] | None = None) -> Guard:
     """The guarded ASGI application for `config` (loads and verifies the live version first)."""
     return build_server(config, on_startup=on_startup).app
 
@@ -100,16 +119,6 @@ def build_server(config: ServeConfig, *, on_startup: Callable[[], None] | None =
     `on_startup` runs in the serving process once the server has started (`serve` passes `tune_process`).
     """
     _limit_threads()
-    from keelml.serve.app import AppSettings, build_app
-    from keelml.serve.auth import KeyChecker
-    from keelml.serve.extraction import ExtractionMonitor, ExtractionSettings
-    from keelml.serve.limits import Guard, GuardSettings, RateLimiter
-    from keelml.serve.metrics import Metrics
-    from keelml.serve.predlog import PredictionLog
-    from keelml.serve.recorded import smoke_check
-    from keelml.serve.schema import request_models
-    from keelml.serve.swap import ModelHolder, Served
-
     spec = ServeSpec.model_validate(config.serve)
     name = config.model
     metrics = Metrics(name)
@@ -157,8 +166,6 @@ def build_server(config: ServeConfig, *, on_startup: Callable[[], None] | None =
     metrics.extra.append(extraction.render)
     built = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog, extraction=extraction,
                       on_startup=on_startup)
-    from keelml.serve.dashboard import add_dashboard, project_sources
-
     found = project_sources(source.project, name) if source.project is not None else (None, None)
     add_dashboard(built.app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
                   history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
@@ -201,8 +208,8 @@ class _Source(abc.ABC):
         """The version that should be live now."""
 
     @abc.abstractmethod
-    def load(self, version: int) -> tuple[Any, Any]:
-        """(verified ServedModel, recorded sample for the smoke prediction or None)."""
+    def load(self, version: int) -> tuple[ServedModel, RecordedSample | None]:
+        """(verified model, recorded sample for the smoke prediction or None)."""
 
     @abc.abstractmethod
     def key_hashes(self) -> dict[str, tuple[str, str]]:
@@ -218,12 +225,6 @@ class _Source(abc.ABC):
 
 
 def _project_source(config: ServeConfig) -> _Source:
-    from keelml.data.pii import pii_key
-    from keelml.registry.project import open_store
-    from keelml.serve.auth import active_key_hashes
-    from keelml.serve.engine import load_registered
-    from keelml.serve.recorded import recorded_sample
-
     assert config.store_root is not None
     project = open_store(Path(config.store_root), metadata_url=config.metadata_url, encryption=config.encryption,
                          artifacts_url=config.artifacts_url, artifacts_options=config.artifacts_options)
@@ -238,7 +239,7 @@ def _project_source(config: ServeConfig) -> _Source:
                 return config.version
             return project.registry.resolve(name, config.alias)  # the alias, or the latest version
 
-        def load(self, version: int) -> tuple[Any, Any]:
+        def load(self, version: int) -> tuple[ServedModel, RecordedSample | None]:
             model = load_registered(project, name, version, prefer_onnx=config.prefer_onnx)
             sample = None
             if config.smoke_rows > 0 and "holdout" in model.components:
@@ -262,18 +263,10 @@ def _project_source(config: ServeConfig) -> _Source:
 
 
 def _export_source(config: ServeConfig) -> _Source:
-    import secrets
-
-    from keelml.serve.auth import read_hashes_file
-    from keelml.serve.engine import build_model
-    from keelml.serve.exported import load_exported
-
     assert config.bundle_dir is not None
     directory = Path(config.bundle_dir)
     name, version, bundle_id, components, get, policy = load_exported(directory, trusted_key_id=config.trusted_key_id)
     if name != config.model:
-        from keelml.errors import IntegrityError
-
         raise IntegrityError(f"the exported bundle is model {name!r}, not {config.model!r}",
                              fix="serve the bundle under its own name")
     key_env = os.environ.get("KEEL_LOG_HASH_KEY", "")
@@ -285,7 +278,7 @@ def _export_source(config: ServeConfig) -> _Source:
         def resolve(self) -> int:
             return version
 
-        def load(self, wanted: int) -> tuple[Any, Any]:
+        def load(self, wanted: int) -> tuple[ServedModel, RecordedSample | None]:
             return build_model(name=name, version=wanted, bundle_id=bundle_id, components=components, get=get,
                                prefer_onnx=config.prefer_onnx, policy=policy), None
 
@@ -295,7 +288,7 @@ def _export_source(config: ServeConfig) -> _Source:
     return ExportSource()
 
 
-def app_from_env() -> Any:
+def app_from_env() -> Guard:
     """uvicorn factory for worker processes: the configuration comes from KEEL_SERVE_CONFIG."""
     _configure_logging()
     return create_app(ServeConfig.from_json(os.environ[CONFIG_ENV]), on_startup=tune_process)
@@ -310,18 +303,17 @@ def _configure_logging() -> None:
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           tls_cert: str | None = None, tls_key: str | None = None) -> None:
     """Run uvicorn until interrupted."""
-    import importlib.util
-
-    import uvicorn
-
     _limit_threads()
     _configure_logging()
     os.environ[CONFIG_ENV] = config.to_json()
     # One process: build the app here, so a missing model or a failed verification is reported
     # before uvicorn starts. Several workers: each builds its own from the environment.
+    target: Guard | str
     if workers == 1:
         built = build_server(config, on_startup=tune_process)
-        target, source, version = built.app, built.source, int(built.holder.current.model.version)
+        served = built.holder.current
+        assert served is not None  # the holder has started
+        target, source, version = built.app, built.source, int(served.model.version)
     else:
         target = "keelml.serve.server:app_from_env"
         source = _project_source(config) if config.bundle_dir is None else _export_source(config)
