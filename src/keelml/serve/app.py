@@ -10,13 +10,15 @@
     bodies          the predict answer's JSON encoder and every error body
     state           what the handlers share (`ServeState`) and its accessor
 
+(`wiring.py` builds a whole server around the application: sources, holder, log, guard.)
+
 Handlers are module-level `async` functions that read the `ServeState` from `request.app.state`
 and do the (sub-millisecond) prediction on the event loop: no thread hop per request.
 
 The fast predict path. `build_app` returns a `ServeApp`: the FastAPI application and
 `fast_predict`, the `POST /v1/models/{name}/predict` endpoint as a plain function of (model name,
 raw body, caller) -> (status, JSON bytes, headers) (`predict.predict_body` bound to this
-application's state). The code that assembles the server (`server.build_server`) hands it to the
+application's state). The code that assembles the server (`wiring.wire`) hands it to the
 guard (`limits.Guard(..., fast_predict=...)`), which answers that endpoint with it after its
 checks, skipping FastAPI's routing and dependency machinery: measured ~0.6 ms -> ~0.2 ms per
 single-row request in process. Every other request goes on to the FastAPI application, whose own
@@ -45,7 +47,7 @@ from keelml.serve.predlog import PredictionLog
 from keelml.serve.state import AppSettings, ServeState, app_state, attach, serve_state
 from keelml.serve.swap import ModelHolder
 
-__all__ = ["AppSettings", "FastPredict", "ServeApp", "build_app"]
+__all__ = ["FastPredict", "ServeApp", "build_app"]
 
 log = logging.getLogger("keelml.serve")
 

@@ -6,7 +6,7 @@ Bodies must declare their length (no chunked uploads), so the size limit holds b
 read. It also times each request and records it in the metrics.
 
 The fast predict path: the guard is given the application's `fast_predict` explicitly (the
-`app.ServeApp` that `app.build_app` returns carries it; `server.build_server` passes it here) and
+`app.ServeApp` that `app.build_app` returns carries it; `wiring.wire` passes it here) and
 answers `POST /v1/models/{name}/predict`, the hot path, by calling it on the raw body, skipping the
 framework's routing and dependency machinery (the same function the application's predict route
 runs): measured ~0.6 ms -> ~0.2 ms per single-row request in process. Without it, every request
