@@ -130,9 +130,10 @@ def load(port: int, path: str, body: Path, concurrency: int, key: str, cpus: set
 
 def in_process_us(project: object, record: dict[str, object]) -> tuple[float, float]:
     """Median microseconds: (validate + predict + answer, predict only) for one row."""
-    from keelml.serve.app import AppSettings, answers
     from keelml.serve.engine import load_registered
+    from keelml.serve.predict import answers
     from keelml.serve.schema import request_models
+    from keelml.serve.state import AppSettings
     from keelml.serve.swap import Served
 
     model = load_registered(project, NAME, 1)
@@ -144,12 +145,12 @@ def in_process_us(project: object, record: dict[str, object]) -> tuple[float, fl
     def full() -> None:
         payload = served.schema.predict.model_validate_json(body)
         rows = [tuple(getattr(r, a) for a in attrs) for r in payload.records]  # type: ignore[attr-defined]
-        answers(served, model.runner.rows(rows), settings)
+        answers(served, model.predictor.rows(rows), settings)
 
     row = [tuple(record[c] for c in model.columns)]
 
     def predict_only() -> None:
-        model.runner.rows(row)
+        model.predictor.rows(row)
 
     def median(fn: object) -> float:
         for _ in range(300):

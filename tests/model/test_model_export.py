@@ -41,13 +41,13 @@ def test_onnx_reproduces_sklearn_and_rows_with_nulls_match(synthetic: Synthetic,
     # request rows as the server builds them: Python values in contract order, None for missing
     rows = [tuple(None if v is None else v for v in r) for r in frame.select(served.columns).rows()]
     assert any(v is None for r in rows for v in r)
-    got = served.runner.rows(rows)
+    got = served.predictor.rows(rows)
     expected = model.predict(X) if task == "regression" else model.predict_proba(X)
     assert np.max(np.abs(got - expected)) <= TOLERANCE
-    assert np.max(np.abs(served.runner.frame(frame) - expected)) <= TOLERANCE
+    assert np.max(np.abs(served.predictor.frame(frame) - expected)) <= TOLERANCE
     fallback = _served(model, contract, graph, info, prefer_onnx=False)
     assert fallback.engine == "sklearn"
-    assert np.max(np.abs(fallback.runner.rows(rows) - expected)) <= 1e-12
+    assert np.max(np.abs(fallback.predictor.rows(rows) - expected)) <= 1e-12
 
 
 def test_a_graph_that_does_not_reproduce_sklearn_is_not_used(synthetic: Synthetic) -> None:

@@ -15,7 +15,8 @@ from keelml.data.pii import hash_value, pii_key
 from keelml.serve.auth import create_api_key
 from keelml.serve.extraction import ExtractionMonitor, ExtractionSettings
 from keelml.serve.predlog import LogEntry, PredictionLog
-from keelml.serve.server import create_app, pii_columns
+from keelml.serve.server import create_app
+from keelml.serve.wiring import pii_columns
 
 
 def _keys(store: Store, *names: str) -> list[str]:

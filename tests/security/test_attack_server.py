@@ -8,6 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import fastapi.routing
 import pytest
 from tests.serve.conftest import NAME, Store, ThreadServer, sample_rows, serve_config
 
@@ -42,8 +43,11 @@ def server(store: Store, api_key: str) -> Iterator[ThreadServer]:
 
 def _app_routes(store: Store) -> set[tuple[str, str]]:
     guard = create_app(serve_config(store, serve={"log_predictions": False}))
+    # FastAPI 0.137+ keeps an included router as one node of app.routes; iter_route_contexts (0.137.2+)
+    # lists the routes behind it (older versions copy them into app.routes)
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
     found = set()
-    for route in guard.app.routes:
+    for route in flatten(guard.app.routes) if flatten is not None else guard.app.routes:
         for method in getattr(route, "methods", None) or []:
             if method not in ("HEAD", "OPTIONS"):
                 found.add((method, route.path))

@@ -24,16 +24,16 @@ def test_on_startup_runs_once_when_the_server_starts(store: Store, api_key: str)
 
 
 def test_tune_process_and_the_log_import_pyarrow_before_serving(tmp_path: object) -> None:
-    """In a fresh interpreter: creating the log imports pyarrow (no import at the first flush, under load);
+    """In a fresh interpreter: the log's module imports pyarrow (no import at the first flush, under load);
     tune_process freezes the start-up heap and shortens the interpreter-lock switch interval."""
     script = f"""
 import gc, sys, pathlib
-from keelml.serve.predlog import PredictionLog
-from keelml.serve.server import SWITCH_SECONDS, tune_process
 assert "pyarrow.parquet" not in sys.modules
+from keelml.serve.predlog import PredictionLog
+assert "pyarrow.parquet" in sys.modules
+from keelml.serve.server import SWITCH_SECONDS, tune_process
 log = PredictionLog(pathlib.Path({str(tmp_path)!r}), model="m", columns=[("a", "integer"), ("b", "category")],
                     hash_columns=["b"], hash_key=b"k", roll_bytes=1 << 20, roll_seconds=3600)
-assert "pyarrow.parquet" in sys.modules
 log.close()
 assert gc.get_freeze_count() == 0
 tune_process()
@@ -46,10 +46,10 @@ print("ok")
 
 
 def test_answer_bytes_equal_the_json_module_output() -> None:
-    from keelml.serve.app import _stdlib_dumps, dumps
+    from keelml.serve.bodies import dumps, stdlib_dumps
 
     answer = {"model": NAME, "model_version": 3, "engine": "onnx", "request_id": "ab" * 16,
               "predictions": [{"label": ">50K", "top_k": [{"class": ">50K", "probability": 0.873},
                                                           {"class": "<=50K", "probability": 0.127}]}]}
-    assert dumps(answer) == _stdlib_dumps(answer)
+    assert dumps(answer) == stdlib_dumps(answer)
     assert json.loads(dumps(answer)) == answer

@@ -43,9 +43,9 @@ def test_infra_validation_refuses_a_model_whose_answers_differ(store: Store, tmp
         sample = recorded_sample(project.artifacts.get, v1.components, v1.columns, v1.task, 200)
     finally:
         project.close()
-    assert compare(sample, v1.runner.rows(sample.rows), v1.labels)[0] == 0
+    assert compare(sample, v1.predictor.rows(sample.rows), v1.labels)[0] == 0
     if v2 is not None:
-        mismatches, worst, _ = compare(sample, v2.runner.rows(sample.rows), v2.labels)
+        mismatches, worst, _ = compare(sample, v2.predictor.rows(sample.rows), v2.labels)
         assert mismatches > 0 and worst > 1e-3
 
 

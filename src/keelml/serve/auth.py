@@ -16,6 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from keelml.errors import KeelError, NotFoundError
 
@@ -55,7 +56,7 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
     With `audit`, an ``api_key.create`` record (name and public id, never the key) is written in the
     same transaction as the key's hash.
     """
-    from keelml.serve.keystore import ApiKeyRepository
+    from keelml.serve.keystore import ApiKeyRepository  # SQLAlchemy: the server checks keys from memory
 
     if not _NAME.match(name):
         raise KeelError(f"invalid API key name {name!r}", expected="1-64 letters, digits, '.', '_' or '-'",
@@ -69,7 +70,7 @@ def create_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
 
 
 def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
-    from keelml.serve.keystore import ApiKeyRepository
+    from keelml.serve.keystore import ApiKeyRepository  # SQLAlchemy: the server checks keys from memory
 
     return [ApiKey(r["id"], r["name"], r["created_at"], r["revoked_at"]) for r in ApiKeyRepository(metadata).rows()]
 
@@ -77,7 +78,7 @@ def list_api_keys(metadata: MetadataStore) -> list[ApiKey]:
 def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None = None,
                    actor: str | None = None) -> None:
     """Revoke the active key named `name` (with `audit`: an ``api_key.revoke`` record, same transaction)."""
-    from keelml.serve.keystore import ApiKeyRepository
+    from keelml.serve.keystore import ApiKeyRepository  # SQLAlchemy: the server checks keys from memory
 
     if not ApiKeyRepository(metadata).revoke(name, audit=audit, actor=actor):
         raise NotFoundError(f"no active API key named {name!r}", expected="the name of an active key",
@@ -86,7 +87,7 @@ def revoke_api_key(metadata: MetadataStore, name: str, *, audit: AuditLog | None
 
 def active_key_hashes(metadata: MetadataStore) -> dict[str, tuple[str, str]]:
     """{key id: (name, SHA-256 hash)} of every key not revoked."""
-    from keelml.serve.keystore import ApiKeyRepository
+    from keelml.serve.keystore import ApiKeyRepository  # SQLAlchemy: the server checks keys from memory
 
     return ApiKeyRepository(metadata).active_hashes()
 
@@ -159,8 +160,6 @@ def browser_key(scope: dict[str, Any] | Any) -> str | None:
     if scope.get("method") != "GET" or not (path == DASHBOARD_PATH or path.startswith(DASHBOARD_PATH + "/")):
         return None
     if path == DASHBOARD_PATH:
-        from urllib.parse import parse_qs
-
         query: dict[str, list[str]] = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
         if query.get("key"):
             return query["key"][0]

@@ -10,6 +10,7 @@ rejects file holds the offending rows as text with `_row` and `_reason`.
 from __future__ import annotations
 
 import csv
+import io
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,11 +18,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
 
+from keelml.data.chunked import line_blocks
+from keelml.data.validate import validate_frame
 from keelml.engine.executors import Executor, InProcess
 from keelml.errors import DataError
 from keelml.model.trust import TrustPolicy
-from keelml.serve.engine import LoadedModel, build_model
+from keelml.serve.engine import ServedModel, build_model
 
 NULL_VALUES = ["", "NA", "N/A", "NaN", "null", "NULL"]
 
@@ -48,27 +55,16 @@ def _format(path: Path) -> str:
 
 def _chunks(path: Path, rows: int) -> Iterator[Any]:
     """polars frames of up to `rows` rows."""
-    import polars as pl
-    import pyarrow as pa
-
     fmt = _format(path)
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
         for batch in pq.ParquetFile(str(path)).iter_batches(batch_size=rows):
             yield pl.from_arrow(pa.Table.from_batches([batch]))
         return
     if fmt == "jsonl":
-        import io
-
-        from keelml.data.chunked import line_blocks
-
         for block in line_blocks(str(path), rows):
             if block.strip():
                 yield pl.read_ndjson(io.BytesIO(block))
         return
-    import pyarrow.csv as pacsv
-
     with path.open(newline="", encoding="utf-8") as handle:
         header = next(csv.reader(handle), None)
     if not header:
@@ -91,9 +87,6 @@ def _chunks(path: Path, rows: int) -> Iterator[Any]:
 
 def _guarded(chunks: Iterator[Any], path: Path) -> Iterator[Any]:
     """Parse failures of the input become DataErrors naming the file."""
-    import polars as pl
-    import pyarrow as pa
-
     try:
         yield from chunks
     except (pa.ArrowInvalid, pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
@@ -115,12 +108,8 @@ class _Writer:
         if self._writer is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             if self.fmt == "parquet":
-                import pyarrow.parquet as pq
-
                 self._writer = pq.ParquetWriter(str(self.path), table.schema, compression="zstd")
             else:
-                import pyarrow.csv as pacsv
-
                 self._writer = pacsv.CSVWriter(str(self.path), table.schema)
         self._writer.write_table(table.cast(self._writer.schema) if self.fmt == "parquet" else table)
 
@@ -129,7 +118,7 @@ class _Writer:
             self._writer.close()
 
 
-def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejects_path: Path | None = None,
+def score_file(model: ServedModel, input_path: Path, output_path: Path, *, rejects_path: Path | None = None,
                chunk_rows: int = 50_000, precision: int = 3,
                on_progress: Callable[[int], None] | None = None, executor: Executor | None = None,
                shared: PortableModel | None = None) -> ScoreReport:
@@ -174,17 +163,13 @@ def score_file(model: LoadedModel, input_path: Path, output_path: Path, *, rejec
                        round(time.perf_counter() - started, 3), model.engine)
 
 
-def score_chunk(source: LoadedModel | PortableModel, chunk: Any, offset: int,
+def score_chunk(source: ServedModel | PortableModel, chunk: Any, offset: int,
                 precision: int) -> tuple[Any, Any, int]:
     """Validate and score one partition (an executor task): (predictions or None, rejects, rows scored).
 
     `offset` is the partition's first row number in the input; `source` the model, or what a worker
     rebuilds it from.
     """
-    import polars as pl
-
-    from keelml.data.validate import validate_frame
-
     model = source.load() if isinstance(source, PortableModel) else source
     if model.contract.target in chunk.columns:  # scoring ignores any outcome column present
         chunk = chunk.drop(model.contract.target)
@@ -228,12 +213,12 @@ class PortableModel:
     blobs: dict[str, bytes]
     prefer_onnx: bool
     policy: dict[str, list[str]] = field(default_factory=dict)  # TrustPolicy.as_dict()
-    _loaded: LoadedModel | None = field(default=None, repr=False, compare=False)
+    _loaded: ServedModel | None = field(default=None, repr=False, compare=False)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_loaded": None}  # engines (an ONNX session) do not travel
 
-    def load(self) -> LoadedModel:
+    def load(self) -> ServedModel:
         if self._loaded is None:
             self._loaded = build_model(name=self.name, version=self.version, bundle_id=self.bundle_id,
                                        components=self.components, get=self.blobs.__getitem__,
@@ -241,7 +226,7 @@ class PortableModel:
         return self._loaded
 
 
-def portable_model(model: LoadedModel, get: Callable[[str], bytes]) -> PortableModel:
+def portable_model(model: ServedModel, get: Callable[[str], bytes]) -> PortableModel:
     """The components a worker needs to rebuild `model` (`get` returns a component's verified bytes)."""
     wanted = {k: v for k, v in model.components.items() if k in ("contract", "engine", "onnx", "model")}
     return PortableModel(model.name, model.version, model.bundle_id, wanted,
@@ -249,10 +234,8 @@ def portable_model(model: LoadedModel, get: Callable[[str], bytes]) -> PortableM
                          policy=model.policy.as_dict())
 
 
-def _predictions(model: LoadedModel, valid: Any, precision: int) -> Any:
-    import polars as pl
-
-    out = model.runner.frame(valid)
+def _predictions(model: ServedModel, valid: Any, precision: int) -> Any:
+    out = model.predictor.frame(valid)
     if model.task == "regression":
         return pl.DataFrame({"prediction": out.reshape(-1)})
     labels = np.asarray(model.labels, dtype=object)

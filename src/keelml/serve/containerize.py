@@ -15,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keelml
 from keelml.errors import KeelError
+from keelml.serve.exported import export_bundle
 
 BASE_IMAGE = "python:3.11-slim"
 PORT = 8000
@@ -114,8 +116,6 @@ volumes:
 
 
 def _copy_package(target: Path) -> None:
-    import keelml
-
     source = Path(keelml.__file__).resolve().parent
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "templates"),
                     dirs_exist_ok=True)
@@ -124,8 +124,6 @@ def _copy_package(target: Path) -> None:
 def containerize(project: Any, name: str, version: int, directory: Path, *,
                  serve: dict[str, Any]) -> ContainerContext:
     """Write the build context for `name` version `version` into `directory` (must be empty or new)."""
-    from keelml.serve.exported import export_bundle
-
     if directory.exists() and any(directory.iterdir()):
         raise KeelError(f"{directory} is not empty", expected="a new or empty directory for the build context",
                         fix="choose another -o DIR or empty this one")

@@ -20,12 +20,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 
+from keelml.monitor.check import check_window
+from keelml.monitor.drift import drift_report
+from keelml.monitor.reference import load_reference
+from keelml.monitor.window import read_prediction_log
 from keelml.serve.auth import DASHBOARD_COOKIE
 from keelml.serve.metrics import Metrics
 from keelml.serve.swap import ModelHolder
+from keelml.spec.monitor import DriftSpec, MonitorSpec
 
 BUCKETS = 24
 DRIFT_BUCKETS = 6
@@ -53,8 +59,6 @@ def _buckets(ts: list[float], n: int) -> tuple[float, float]:
 
 def traffic_and_latency(frame: Any) -> dict[str, Any]:
     """Rows and p50/p99 latency per time bucket of the log window."""
-    import polars as pl
-
     if frame.height == 0 or "ts" not in frame.columns:
         return {"traffic": [], "latency": []}
     start, width = _buckets(frame["ts"].to_list(), BUCKETS)
@@ -75,9 +79,6 @@ def traffic_and_latency(frame: Any) -> dict[str, Any]:
 
 def drift_over_time(frame: Any, reference: Any) -> dict[str, Any]:
     """PSI per feature in each of a few time buckets, against the version's training profile."""
-    from keelml.monitor.drift import drift_report
-    from keelml.spec.monitor import DriftSpec
-
     if frame.height == 0 or "ts" not in frame.columns:
         return {"times": [], "features": {}}
     ordered = frame.sort("ts")
@@ -126,12 +127,6 @@ def dashboard_data(*, name: str, metrics: Metrics, version: int | None, log_dir:
                    reference: Reference | None, history: History | None, alerts_file: Path | None,
                    window_seconds: float, now: float | None = None) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe data (computed off the event loop)."""
-    import polars as pl
-
-    from keelml.monitor.check import check_window
-    from keelml.monitor.window import read_prediction_log
-    from keelml.spec.monitor import MonitorSpec
-
     now = time.time() if now is None else now
     data: dict[str, Any] = {"model": name, "version": version, "generated_at": now, "window_seconds": window_seconds,
                             "live": live_metrics(metrics), "problems": []}
@@ -209,8 +204,6 @@ def add_dashboard(app: FastAPI, *, name: str, holder: ModelHolder, metrics: Metr
 
 def project_sources(project: Any, name: str) -> tuple[Reference, History]:
     """The reference (training profile and contract, per version, cached) and the registry history."""
-    from keelml.monitor.reference import load_reference
-
     loaded: dict[int, Any] = {}
 
     def reference(version: int) -> Any:

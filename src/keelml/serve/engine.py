@@ -1,6 +1,6 @@
 """Prediction engines: onnxruntime (the fast path) or the scikit-learn pipeline, behind one interface.
 
-A `LoadedModel` is built from a verified bundle's components. Rows arrive as tuples of values in
+A `ServedModel` is built from a verified bundle's components. Rows arrive as tuples of values in
 the contract's feature order, already validated (JSON null is None); each engine turns them into
 its own input with the same missing marker training used: NaN for numerics and, for categoricals,
 NaN codes (ONNX matrix layout), the "" marker (ONNX columns layout) or NaN via the pipeline's own
@@ -14,22 +14,22 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import pandas as pd
+import polars as pl
 
 from keelml.data.contract import Contract
 from keelml.errors import IntegrityError
+from keelml.model.persist import load_model  # light: skops and scikit-learn load only with a model
 from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
-
-if TYPE_CHECKING:
-    import polars as pl
 
 NAN = math.nan
 CATEGORICAL_MISSING = ""  # keelml.model.export.CATEGORICAL_MISSING (not imported: keeps serving light)
 
 
-class Runner(abc.ABC):
+class Predictor(abc.ABC):
     """Turns rows or frames into model outputs: probabilities (n, classes) or values (n,)."""
 
     kind = "base"
@@ -44,7 +44,7 @@ class Runner(abc.ABC):
 
 
 def _session(graph: bytes) -> Any:
-    import onnxruntime as ort
+    import onnxruntime as ort  # an optional extra (onnx, serve), and heavy: only for an ONNX engine
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
@@ -55,7 +55,7 @@ def _session(graph: bytes) -> Any:
 
 def _direct_run(session: Any) -> Callable[[dict[str, np.ndarray]], list[Any]]:
     """`session.run(None, feeds)` without the Python wrapper's per-call checks (about a quarter of a
-    single-row call): the runners build the feeds from the graph's own input list, so the checks
+    single-row call): the predictors build the feeds from the graph's own input list, so the checks
     cannot fail. Falls back to the public method if onnxruntime changes its internals."""
     names = [o.name for o in session.get_outputs()]
     inner = getattr(session, "_sess", None)
@@ -64,7 +64,7 @@ def _direct_run(session: Any) -> Callable[[dict[str, np.ndarray]], list[Any]]:
     return lambda feeds: inner.run(names, feeds, None)
 
 
-class OnnxMatrixRunner(Runner):
+class OnnxMatrixPredictor(Predictor):
     """Histogram boosting graph: one float64 matrix; categoricals become codes by dictionary lookup."""
 
     kind = "onnx"
@@ -91,8 +91,6 @@ class OnnxMatrixRunner(Runner):
         return self._run({"X": matrix})[0]  # type: ignore[no-any-return]
 
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
-        import polars as pl
-
         matrix = np.empty((frame.height, len(self._plan)), dtype=np.float64)
         for j, spec in enumerate(self._inputs):
             column = frame.get_column(spec["name"])
@@ -105,7 +103,7 @@ class OnnxMatrixRunner(Runner):
         return self._run({"X": matrix})[0]  # type: ignore[no-any-return]
 
 
-class OnnxColumnsRunner(Runner):
+class OnnxColumnsPredictor(Predictor):
     """skl2onnx graph: one [n, 1] input per column; "" marks a missing categorical."""
 
     kind = "onnx"
@@ -134,8 +132,6 @@ class OnnxColumnsRunner(Runner):
         return out.reshape(-1) if self._flat else out
 
     def frame(self, frame: pl.DataFrame) -> np.ndarray:
-        import polars as pl
-
         feeds: dict[str, np.ndarray] = {}
         for feed, _i, numeric in self._inputs:
             column = frame.get_column(self._names[feed])
@@ -148,7 +144,7 @@ class OnnxColumnsRunner(Runner):
         return out.reshape(-1) if self._flat else out
 
 
-class SklearnRunner(Runner):
+class SklearnPredictor(Predictor):
     """The scikit-learn pipeline itself (its FrameCoercer maps None and NaN to the training marker)."""
 
     kind = "sklearn"
@@ -159,8 +155,6 @@ class SklearnRunner(Runner):
         self._predict = model.predict if task == "regression" else model.predict_proba
 
     def rows(self, rows: Sequence[Sequence[Any]]) -> np.ndarray:
-        import pandas as pd
-
         frame = pd.DataFrame([list(r) for r in rows], columns=self._columns)
         return np.asarray(self._predict(frame), dtype=np.float64)
 
@@ -169,14 +163,14 @@ class SklearnRunner(Runner):
 
 
 @dataclass
-class LoadedModel:
+class ServedModel:
     """A verified model version, ready to predict."""
 
     name: str
     version: int
     bundle_id: str
     contract: Contract
-    runner: Runner
+    predictor: Predictor
     engine_info: dict[str, Any]
     labels: list[str]
     components: dict[str, str] = field(default_factory=dict)
@@ -184,7 +178,7 @@ class LoadedModel:
 
     @property
     def engine(self) -> str:
-        return self.runner.kind
+        return self.predictor.kind
 
     @property
     def columns(self) -> list[str]:
@@ -201,41 +195,39 @@ class LoadedModel:
 
 def build_model(*, name: str, version: int, bundle_id: str, components: Mapping[str, str],
                 get: Callable[[str], bytes], prefer_onnx: bool = True,
-                policy: TrustPolicy = DEFAULT_POLICY) -> LoadedModel:
-    """Build the runner from a verified bundle's components (`get` returns a component's verified bytes);
+                policy: TrustPolicy = DEFAULT_POLICY) -> ServedModel:
+    """Build the predictor from a verified bundle's components (`get` returns a component's verified bytes);
     a scikit-learn model loads only as `policy` allows."""
     contract = Contract.model_validate(json.loads(get(components["contract"])))
     columns = [c.name for c in contract.features]
     info: dict[str, Any] = (json.loads(get(components["engine"])) if "engine" in components
                             else {"engine": "sklearn", "reason": "the bundle predates the ONNX export step"})
-    runner: Runner
+    predictor: Predictor
     if prefer_onnx and info.get("engine") == "onnx" and "onnx" in components:
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # noqa: F401  # is the optional extra installed? (heavy: loaded only here)
         except ImportError:
             info = {**info, "engine": "sklearn", "reason": "onnxruntime is not installed on this server"}
         else:
             graph = get(components["onnx"])
             if info.get("layout") == "matrix":
-                runner = OnnxMatrixRunner(graph, info["inputs"], columns)
+                predictor = OnnxMatrixPredictor(graph, info["inputs"], columns)
             else:
-                runner = OnnxColumnsRunner(graph, info["inputs"], columns, contract.task == "regression")
+                predictor = OnnxColumnsPredictor(graph, info["inputs"], columns, contract.task == "regression")
             labels = [str(c) for c in info.get("classes") or []]
-            return LoadedModel(name, version, bundle_id, contract, runner, info, labels, dict(components), policy)
+            return ServedModel(name, version, bundle_id, contract, predictor, info, labels, dict(components), policy)
     if "model" not in components:
         raise IntegrityError(f"{name} version {version}: the bundle has no scikit-learn model to fall back on",
                              expected="a model component", fix="serve a bundle exported with its model")
-    from keelml.model.persist import load_model  # skops and scikit-learn: only when ONNX is not used
-
     model = load_model(get(components["model"]), policy)
     if not prefer_onnx:
         info = {**info, "engine": "sklearn", "reason": "scikit-learn engine requested"}
     labels = [str(c) for c in getattr(model, "classes_", [])]
-    return LoadedModel(name, version, bundle_id, contract, SklearnRunner(model, columns, contract.task), info,
+    return ServedModel(name, version, bundle_id, contract, SklearnPredictor(model, columns, contract.task), info,
                        labels, dict(components), policy)
 
 
-def load_registered(project: Any, name: str, version: int, *, prefer_onnx: bool = True) -> LoadedModel:
+def load_registered(project: Any, name: str, version: int, *, prefer_onnx: bool = True) -> ServedModel:
     """Verify (signature, component digests, gate verdict) and load a registered version."""
     row, bundle = project.registry.bundle(name, version)
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}

@@ -18,8 +18,14 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
 from keelml.errors import IntegrityError, NotFoundError
 from keelml.model.trust import TrustPolicy
+from keelml.store.envelope import canonical_json
+from keelml.store.keys import public_key_id
 
 BUNDLE_FILE = "bundle.json"
 KEY_FILE = "public_key.pem"
@@ -27,8 +33,6 @@ KEY_FILE = "public_key.pem"
 
 def export_bundle(project: Any, name: str, version: int, directory: Path) -> dict[str, Any]:
     """Write the verified version's serving components to `directory`; returns the engine description."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     row, bundle = project.registry.bundle(name, version)
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}
     engine = json.loads(project.artifacts.get(components["engine"])) if "engine" in components else {
@@ -48,13 +52,6 @@ def export_bundle(project: Any, name: str, version: int, directory: Path) -> dic
 def load_exported(directory: Path, *, trusted_key_id: str | None = None
                   ) -> tuple[str, int, str, dict[str, str], Any, TrustPolicy]:
     """(name, version, bundle digest, components present, verified getter) of an exported bundle."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    from keelml.store.envelope import canonical_json
-    from keelml.store.keys import public_key_id
-
     path = directory / BUNDLE_FILE
     if not path.is_file():
         raise NotFoundError(f"no exported bundle at {directory}", expected=f"{BUNDLE_FILE} there",

@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 log = logging.getLogger("keelml.serve")
 
 MAX_DISTINCT = 100_000
@@ -142,7 +144,5 @@ def boundary_gaps(out: Any) -> list[float | None]:
         return [None] * len(out)
     if out.shape[1] == 2:  # binary: no sort needed
         return [abs(a - b) for a, b in out.tolist()]
-    import numpy as np
-
     top2 = np.sort(out, axis=1)[:, -2:]
     return [float(v) for v in (top2[:, 1] - top2[:, 0]).tolist()]

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from keelml.data.contract import Contract
+from keelml.registry.project import shared_artifacts
 from keelml.serve.auth import PREFIX, hash_key
 from keelml.serve.recorded import RecordedSample, compare, recorded_sample
 from keelml.serve.server import CONFIG_ENV, ServeConfig
@@ -97,9 +99,6 @@ def infra_validate(project: Any, name: str, version: int, sample: int | None = 2
     started = time.monotonic()
     _, bundle = project.registry.bundle(name, version)  # verifies before anything is started
     components = {k: str(v["sha256"]) for k, v in bundle["manifest"]["components"].items()}
-    from keelml.data.contract import Contract
-    from keelml.registry.project import shared_artifacts
-
     contract = Contract.model_validate(json.loads(project.artifacts.get(components["contract"])))
     columns = [c.name for c in contract.features]
     report = InfraReport(name, version, passed=False, reason="")

@@ -2,9 +2,9 @@
 
 Requests append one record (a named tuple: cheap to build, few objects for the garbage collector)
 to a deque (constant time, no lock, no thread wake-up; when it holds QUEUE_LIMIT entries the record
-is dropped and counted, never waited for). pyarrow is imported and the table code run once when the
-log is created, so the first flush does not import modules (pyarrow pulls in pandas: over a second
-holding the interpreter lock) while requests are being served. A writer thread wakes
+is dropped and counted, never waited for). pyarrow is imported with this module and the table code
+run once when the log is created, so the first flush does not import modules (pyarrow pulls in
+pandas: over a second holding the interpreter lock) while requests are being served. A writer thread wakes
 every FLUSH_SECONDS, turns what accumulated into Arrow record batches, writes
 them to an open file named ``*.parquet.part`` and renames it to ``*.parquet`` when it is rolled (by
 size or age) or the server stops, so readers only ever see complete files. PII columns are logged
@@ -25,6 +25,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 log = logging.getLogger("keelml.serve")
 
@@ -65,8 +68,6 @@ class _RollingFile:
         self._opened = 0.0
 
     def write(self, table: Any) -> None:
-        import pyarrow.parquet as pq
-
         if self._writer is not None and (self._too_old() or self._too_big()):
             self.close()
         if self._writer is None:
@@ -120,9 +121,7 @@ class PredictionLog:
         self._thread.start()
 
     def _warm_up(self) -> None:
-        """Import pyarrow (and what it imports lazily) and build each kind of table once, now, not mid-serving."""
-        import pyarrow.parquet  # noqa: F401
-
+        """Build each kind of table once, now (pyarrow imports more modules at first use), not mid-serving."""
         row = tuple(None for _ in self._columns)
         self._prediction_table([LogEntry("warm-up", 0.0, 0, [row], ["x"], [0.5], 0.0)])
         self._feedback_table([Feedback("warm-up", 0, "x", 0.0)])
@@ -171,8 +170,6 @@ class PredictionLog:
         return hmac.new(self._key, str(value).encode(), hashlib.sha256).hexdigest()[:32]
 
     def _prediction_table(self, entries: list[LogEntry]) -> Any:
-        import pyarrow as pa
-
         base: dict[str, list[Any]] = {k: [] for k in (
             "request_id", "row", "ts", "model", "version", "prediction", "score", "latency_ms")}
         features: list[list[Any]] = [[] for _ in self._columns]
@@ -198,8 +195,6 @@ class PredictionLog:
         return pa.table(arrays)
 
     def _feedback_table(self, items: list[Feedback]) -> Any:
-        import pyarrow as pa
-
         return pa.table({
             "request_id": pa.array([f.request_id for f in items], pa.string()),
             "row": pa.array([f.row for f in items], pa.int64()),

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from keelml.data.frames import decode_table
 from keelml.errors import IntegrityError, NotFoundError
 
 # ONNX within 1e-5 of scikit-learn (the export check), plus 6-decimal rounding of the recorded
@@ -32,8 +33,6 @@ class RecordedSample:
 def recorded_sample(get: Callable[[str], bytes], components: Mapping[str, str], columns: list[str],
                     task: str, n: int | None, seed: int = 0) -> RecordedSample:
     """Up to `n` held-out rows (all when None), chosen by a seeded shuffle, with recorded predictions."""
-    from keelml.data.frames import decode_table
-
     if "holdout" not in components or "predictions" not in components:
         raise NotFoundError("the bundle carries no held-out rows with recorded predictions",
                             expected="a model registered by keelml with the export step (this release or later)",
@@ -71,7 +70,7 @@ def compare(sample: RecordedSample, got: np.ndarray, got_labels: list[str]) -> t
 
 def smoke_check(model: Any, sample: RecordedSample) -> None:
     """Raise IntegrityError unless the loaded model reproduces the recorded predictions."""
-    got = model.runner.rows(sample.rows)
+    got = model.predictor.rows(sample.rows)
     mismatches, worst, _ = compare(sample, np.asarray(got, dtype=np.float64), model.labels)
     if mismatches:
         raise IntegrityError(

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from keelml.serve.engine import LoadedModel
+from keelml.serve.engine import ServedModel
 from keelml.serve.metrics import Metrics
 from keelml.serve.schema import RequestModels
 
@@ -31,7 +31,7 @@ EventSink = Callable[[str, dict[str, Any]], Any]
 class Served:
     """A model version with the request models generated from its contract."""
 
-    model: LoadedModel
+    model: ServedModel
     schema: RequestModels
 
 
