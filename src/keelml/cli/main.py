@@ -58,7 +58,9 @@ app.command("export")(export_cmd.export)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors print a three-part message and exit 2 (3 for integrity failures)."""
+    """Run the CLI; user errors print a three-part message and exit 2 (3 for integrity failures).
+
+    With --debug the full traceback is printed instead, and the exit code stays the same."""
     from keelml.errors import KeelError
 
     args = sys.argv[1:] if argv is None else argv
@@ -66,8 +68,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app(args=args, prog_name="keel")
     except KeelError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, and still the error's own exit code (3 stays 3)
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(exc.exit_code)
         from rich.markup import escape
 
         from keelml.cli.output import err
@@ -83,7 +88,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # an unexpected failure: short message unless --debug
         if debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(1)
         sys.stderr.write(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "  this is a bug in keelml, not in your input; re-run with --debug for the traceback\n"

@@ -15,7 +15,7 @@ from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
 from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange, move_alias
-from keelml.registry.bundles import check_bundle, component_entries, require_gate_passed
+from keelml.registry.bundles import check_bundle, component_entries, component_problem, require_gate_passed
 from keelml.registry.repository import RegistryRepository
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
@@ -236,8 +236,8 @@ class Registry:
         with self._audited(name, number, bundle_id=row["bundle_id"]):
             try:
                 bundle = json.loads(self._artifacts.get(row["bundle_id"]))
-            except (IntegrityError, NotFoundError) as exc:
-                raise type(exc)(f"{where}: bundle: {exc.what}", expected=exc.expected, fix=exc.fix) from None
+            except (IntegrityError, NotFoundError) as exc:  # a registered bundle that is gone: integrity
+                raise component_problem(f"{where}: bundle", exc) from None
             check_bundle(bundle, self._keys, self._artifacts, where=where, name=name)
             if not rejected:
                 require_gate_passed(bundle, self._artifacts, where=where)
@@ -267,8 +267,7 @@ class Registry:
                     if entry["codec"] == "model":
                         report["model_types"] = len(audit_model(data, self.policy_for(bundle["manifest"])))
                 except (IntegrityError, NotFoundError) as exc:
-                    raise type(exc)(f"{where}: component {part!r}: {exc.what}", expected=exc.expected,
-                                    fix=exc.fix) from None
+                    raise component_problem(f"{where}: component {part!r}", exc) from None
                 report["components"][part] = {**entry, "size": len(data)}
         return report
 
@@ -294,7 +293,7 @@ class Registry:
         problems: list[str] = []
         count = 0
         for model in self.models():
-            for row in self.versions(model["name"]):
+            for row in self._repo.version_rows(model["name"]):  # never raises: every model is checked
                 count += 1
                 try:
                     self._checked_bundle(model["name"], row, rejected_ok=True)
