@@ -56,7 +56,8 @@ EMBEDDED = [  # (form, loopback 127.0.0.1 in that form, metadata 169.254.169.254
     ("NAT64 64:ff9b::/96", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe"),
     ("local-use NAT64 64:ff9b:1::/48, /96 form", "64:ff9b:1::7f00:1", "64:ff9b:1::a9fe:a9fe"),
     ("6to4 2002::/16", "2002:7f00:1::1", "2002:a9fe:a9fe::1"),
-    ("Teredo 2001::/32, inverted client", "2001:0:4136:e378:8000:63bf:80ff:fffe", "2001:0:4136:e378:8000:63bf:5601:5601"),
+    ("Teredo 2001::/32, inverted client", "2001:0:4136:e378:8000:63bf:80ff:fffe",
+     "2001:0:4136:e378:8000:63bf:5601:5601"),
 ]
 
 

@@ -16,6 +16,7 @@ from keelml.store.keys import KeyRing
 
 BUNDLE_FORMAT = "keelml.bundle/1"
 COMPONENTS = ("model", "contract", "metrics", "cv", "verdict", "profile")
+MODEL_CODEC = "model"  # skops bytes, audited against the trust policy wherever they are read
 
 
 def build_bundle(*, name: str, components: Mapping[str, str], codecs: Mapping[str, str],
@@ -98,6 +99,9 @@ def component_entries(manifest: Mapping[str, Any], *, where: str) -> dict[str, d
             check_name(part, what="component name")
             if not isinstance(entry, dict) or not isinstance(entry.get("codec"), str):
                 raise IntegrityError(f"component {part!r} has no codec")
+            if (part == "model") != (entry["codec"] == MODEL_CODEC):  # the model is always type-audited
+                raise IntegrityError(f"component {part!r} has codec {entry['codec']!r}: only the component "
+                                     f"'model' is stored with the {MODEL_CODEC!r} codec, and it always is")
             checked[part] = {"sha256": check_artifact_id(entry.get("sha256")), "codec": entry["codec"]}
         except KeelError as exc:
             raise IntegrityError(f"{where}: malformed manifest: {exc.what}", expected="a manifest written by keelml",

@@ -188,9 +188,12 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
     _check_signature(entries, header, EXPORT_SIG, EXPORT_JSON, key, label)
     try:
         name = check_name(manifest.get("name"))
-        parts = component_entries(manifest, where=label)
     except KeelError as exc:
         raise _refused(label, f"{MANIFEST_JSON!r}: {exc.what}") from None
+    try:  # names, digests, and the model under the model codec (so it is always type-audited)
+        parts = component_entries(manifest, where=repr(MANIFEST_JSON))
+    except KeelError as exc:
+        raise _refused(label, exc.what) from None
     expected = {EXPORT_JSON, EXPORT_SIG, MANIFEST_JSON, MANIFEST_SIG, *(f"components/{p}" for p in parts)}
     for extra in sorted(set(entries) - expected):
         raise _refused(label, f"unexpected file {extra!r} in the archive (it was added)")
