@@ -96,3 +96,34 @@ def json_parts(passed: bool = True) -> dict[str, tuple[bytes, str]]:
             "metrics": (canonical_json({"primary": {"name": "roc_auc", "value": 0.9}}), "json"),
             "cv": (canonical_json({"folds": 2}), "json"),
             "verdict": (canonical_json({"passed": passed, "reason": "test gate"}), "json")}
+
+
+def halve(values: Any) -> Any:
+    """A user function a partner's model calls (inside a FunctionTransformer)."""
+    return values / 2
+
+
+def partner_model() -> bytes:
+    """A fitted pipeline needing two types beyond keelml's allowlist: a user function and a custom class."""
+    import numpy as np
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    from tests.model.custom_estimators import ShrunkLinearRegressor
+
+    from keelml.model.persist import dump_model
+
+    pipeline = Pipeline([("prep", FunctionTransformer(halve)), ("model", ShrunkLinearRegressor())])
+    x = np.arange(12.0).reshape(-1, 2)
+    return dump_model(pipeline.fit(x, x[:, 0] * 3 + 1))
+
+
+def eval_model(marker: Path) -> bytes:
+    """The issue's attack: `builtins.eval` wrapped in functools.partial inside a FunctionTransformer;
+    transforming anything with it would create `marker`."""
+    import functools
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    command = f"__import__('pathlib').Path({str(marker)!r}).touch()"
+    return bytes(sio.dumps(FunctionTransformer(functools.partial(eval, command))))

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -19,15 +18,12 @@ from typing import Any
 import pytest
 from tests.helpers import keel_here
 from tests.registry.conftest import tiny_model_bytes
+from tests.security.conftest import Importer
 from tests.security.crafted import SCHEMA, json_parts, partner_archive, schema_bomb, understated_bomb, zip_file
 
 from keelml.errors import IntegrityError
 from keelml.model.persist import audit_model, load_model
 from keelml.registry import build_bundle
-from keelml.registry.project import Project, open_project
-from keelml.spec.pipeline import load_spec
-from keelml.store.keys import KeyRing, create_keys
-from keelml.store.trust import public_key_pem
 
 BOMB = 64 << 20  # what each bomb inflates to: 64 MiB from a 64 KiB file
 
@@ -89,36 +85,6 @@ def test_real_model_files_pass_the_bounds() -> None:
 
 
 # through `keel models import` -----------------------------------------------------------------------------
-
-class Importer:
-    def __init__(self, spec: Path, partner: KeyRing) -> None:
-        self.spec, self.partner = spec, partner
-
-    def open(self) -> Project:
-        return open_project(load_spec(self.spec), create=False)
-
-    def events(self) -> list[dict[str, Any]]:
-        with self.open() as project:
-            return project.audit.records()
-
-
-@pytest.fixture(scope="module")
-def importer_template(tmp_path_factory: pytest.TempPathFactory) -> Importer:
-    root = tmp_path_factory.mktemp("model-files")
-    partner = create_keys(root / "partner" / "keys")
-    assert keel_here("init", str(root / "p")).returncode == 0
-    pem = root / "partner.pem"
-    pem.write_bytes(public_key_pem(partner))
-    spec = root / "p" / "pipeline.yaml"
-    assert keel_here("keys", "trust", str(pem), "--name", "partner", "-f", str(spec)).returncode == 0
-    return Importer(spec, partner)
-
-
-@pytest.fixture
-def importer(importer_template: Importer, tmp_path: Path) -> Importer:
-    shutil.copytree(importer_template.spec.parent, tmp_path / "p")
-    return Importer(tmp_path / "p" / "pipeline.yaml", importer_template.partner)
-
 
 def _refused_import(importer: Importer, archive: Path, *fragments: str) -> None:
     result = keel_here("models", "import", str(archive), "-f", str(importer.spec))

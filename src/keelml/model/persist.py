@@ -127,26 +127,7 @@ def audit_model(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
     files naming any other type or function (an undeclared function is named, with the spec key that
     declares it). Only skops' schema (JSON) is read: no object is constructed.
     """
-    import skops.io as sio
-
-    if not isinstance(data, bytes | bytearray | memoryview):
-        raise _refuse(f"model data must be bytes, got {type(data).__name__}")
-    data = bytes(data)
-    if data.startswith(b"\x80"):
-        raise _refuse("refusing to load a pickle: keelml never loads pickles (they can run arbitrary code)")
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            if "schema.json" not in archive.namelist():
-                raise _refuse("refusing to load: the bytes are a zip file but not a skops model")
-            check_sizes(archive, data)
-    except zipfile.BadZipFile:
-        raise _refuse("refusing to load: the bytes are not a skops model file "
-                      "(keelml never loads pickles)") from None
-    try:
-        untrusted = list(sio.get_untrusted_types(data=data))
-    except Exception as exc:
-        problem = f"{type(exc).__name__}: {exc}"
-        raise _refuse(f"refusing to load: the skops model file is malformed ({problem})") from None
+    untrusted = _named_types(data)
     allowed = policy.allowed()
     offending = sorted(t for t in untrusted if t not in allowed)
     if offending:
@@ -166,6 +147,38 @@ def audit_model(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
             + " (keelml only loads allowlisted types and never loads pickles)"
         )
     return untrusted
+
+
+def extra_types(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> list[str]:
+    """The types a model file names beyond ``policy`` (sorted), after the checks `audit_model` makes first
+    (pickle, not skops, size bounds, malformed): what an import must be allowed explicitly."""
+    allowed = policy.allowed()
+    return sorted(t for t in _named_types(data) if t not in allowed)
+
+
+def _named_types(data: bytes) -> list[str]:
+    """The non-default types skops finds in a model file; IntegrityError for anything that is not a sound,
+    bounded skops file (checked before skops reads it)."""
+    import skops.io as sio
+
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise _refuse(f"model data must be bytes, got {type(data).__name__}")
+    data = bytes(data)
+    if data.startswith(b"\x80"):
+        raise _refuse("refusing to load a pickle: keelml never loads pickles (they can run arbitrary code)")
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if "schema.json" not in archive.namelist():
+                raise _refuse("refusing to load: the bytes are a zip file but not a skops model")
+            check_sizes(archive, data)
+    except zipfile.BadZipFile:
+        raise _refuse("refusing to load: the bytes are not a skops model file "
+                      "(keelml never loads pickles)") from None
+    try:
+        return list(sio.get_untrusted_types(data=data))
+    except Exception as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+        raise _refuse(f"refusing to load: the skops model file is malformed ({problem})") from None
 
 
 def check_sizes(archive: zipfile.ZipFile, data: bytes) -> None:

@@ -4,7 +4,7 @@ aliases with their history, verification, lineage, and export/import between pro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -383,11 +383,12 @@ class Registry:
         return export_bundle(self, name, ref, path, actor=actor, overwrite=overwrite)
 
     def import_bundle(self, path: Path, trust: TrustStore, *, actor: str | None = None,
-                      **limits: int) -> Registration:
-        """Verify an export archive with a trusted key and register it (see transport.py)."""
+                      allow_types: Sequence[str] = (), **limits: int) -> Registration:
+        """Verify an export archive with a trusted key and register it (see transport.py); `allow_types`
+        names each type beyond this project's policy that the archive's model may hold."""
         from keelml.registry.transport import import_bundle
 
         label = path.name
-        with self._audited(label, None, archive=str(path)):
-            return import_bundle(self, path, trust, actor=actor, **limits)
+        with self._audited(label, None, archive=str(path), allow_types=list(allow_types)):
+            return import_bundle(self, path, trust, actor=actor, allow_types=allow_types, **limits)
 
