@@ -84,6 +84,17 @@ def test_real_model_files_pass_the_bounds() -> None:
     assert load_model(deflated).predict([[7.0]])[0] == 1
 
 
+def test_a_model_too_large_to_load_back_is_refused_when_it_is_saved(monkeypatch: pytest.MonkeyPatch) -> None:
+    from keelml.errors import DataError
+    from keelml.model import persist
+
+    data = tiny_model_bytes()
+    persist.check_loadable(data)
+    monkeypatch.setattr(persist, "MAX_MODEL_BYTES", 1000)  # as if the model were over 1 GiB
+    with pytest.raises(DataError, match="too large for keelml to load back"):
+        persist.check_loadable(data)
+
+
 # through `keel models import` -----------------------------------------------------------------------------
 
 def _refused_import(importer: Importer, archive: Path, *fragments: str) -> None:

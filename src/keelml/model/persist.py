@@ -45,6 +45,13 @@ def check_loadable(data: bytes, policy: TrustPolicy = DEFAULT_POLICY) -> None:
             expected="only the declared estimator class, scikit-learn, numpy and keelml types",
             fix="keep other objects (callables, custom classes) out of the estimator's parameters and fitted state",
         )
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_sizes(archive, data)
+    except IntegrityError as exc:
+        raise DataError(f"the trained model is too large for keelml to load back: {exc.what}",
+                        expected=exc.expected,
+                        fix="train a smaller model (fewer or shallower trees, fewer features)") from None
 
 
 def dump_model(model: Any) -> bytes:
