@@ -14,11 +14,15 @@ from keelml.store.metadata import MetadataStore
 
 def _bundle(artifacts: ArtifactStore, keys: KeyRing, payload: bytes, *, passed: bool = True,
             name: str = "m") -> str:
-    components = {part: artifacts.put(payload + part.encode(), codec="bytes")
-                  for part in ("model", "contract", "metrics")}
+    """A bundle whose model is a real skops file (the model codec is always type-audited) and whose other
+    components are `payload` bytes."""
+    from tests.registry.conftest import tiny_model_bytes
+
+    components = {part: artifacts.put(payload + part.encode(), codec="bytes") for part in ("contract", "metrics")}
+    components["model"] = artifacts.put(tiny_model_bytes(), codec="model")
     components["verdict"] = artifacts.put(json.dumps({"passed": passed, "reason": "test"}).encode(), codec="json")
-    bundle = build_bundle(name=name, components=components, codecs={k: "bytes" for k in components},
-                          info={"data_digests": {}}, keys=keys)
+    codecs = {k: "model" if k == "model" else "bytes" for k in components}
+    bundle = build_bundle(name=name, components=components, codecs=codecs, info={"data_digests": {}}, keys=keys)
     return artifacts.put(json.dumps(bundle).encode(), codec="json")
 
 
@@ -69,8 +73,8 @@ def test_missing_component_is_detected(artifacts: ArtifactStore, metadata: Metad
     registry = Registry(metadata, artifacts, keys)
     reg = registry.register("m", _bundle(artifacts, keys, b"y"), run_id="r", summary={})
     _, bundle = registry.bundle("m", reg.version)
-    model_id = bundle["manifest"]["components"]["model"]["sha256"]
-    (Path(artifacts.root) / "objects" / model_id[:2] / model_id).unlink()
+    metrics_id = bundle["manifest"]["components"]["metrics"]["sha256"]
+    (Path(artifacts.root) / "objects" / metrics_id[:2] / metrics_id).unlink()
     count, problems = registry.verify_all()
     assert count == 1 and len(problems) == 1 and "missing" in problems[0]
 
@@ -96,9 +100,9 @@ keys = load_keys(root / "keys", environ={})
 artifacts = ArtifactStore(str(root / "store"), keys)
 registry = Registry(MetadataStore(f"sqlite:///{root / 'keel.db'}"), artifacts, keys)
 for i in range(15):
-    comp = {"model": artifacts.put(f"{tag}-{i}".encode(), codec="bytes"),
+    comp = {"payload": artifacts.put(f"{tag}-{i}".encode(), codec="bytes"),
             "verdict": artifacts.put(b'{"passed": true}', codec="json")}
-    bundle = build_bundle(name="m", components=comp, codecs={"model": "bytes", "verdict": "json"}, info={},
+    bundle = build_bundle(name="m", components=comp, codecs={"payload": "bytes", "verdict": "json"}, info={},
                           keys=keys)
     registry.register("m", artifacts.put(json.dumps(bundle).encode(), codec="json"), run_id=tag, summary={})
 """

@@ -46,6 +46,54 @@ def test_refusals(url: str, allow_private: bool, reason: str) -> None:
         post_json(url, PAYLOAD, allow_private=allow_private)
 
 
+# Every IPv6 form that carries an IPv4 address is judged as that address: each form once with loopback
+# (refused as private) and once with the metadata address (refused even with allow_private). Python's
+# `is_global` says True for the IPv4-compatible, translated, local-use NAT64 and site-local ones.
+EMBEDDED = [  # (form, loopback 127.0.0.1 in that form, metadata 169.254.169.254 in that form)
+    ("IPv4-compatible ::a.b.c.d", "::127.0.0.1", "::169.254.169.254"),
+    ("IPv4-mapped ::ffff:a.b.c.d", "::ffff:127.0.0.1", "::ffff:169.254.169.254"),
+    ("IPv4-translated ::ffff:0:a.b.c.d", "::ffff:0:7f00:1", "::ffff:0:a9fe:a9fe"),
+    ("NAT64 64:ff9b::/96", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe"),
+    ("local-use NAT64 64:ff9b:1::/48, /96 form", "64:ff9b:1::7f00:1", "64:ff9b:1::a9fe:a9fe"),
+    ("6to4 2002::/16", "2002:7f00:1::1", "2002:a9fe:a9fe::1"),
+    ("Teredo 2001::/32, inverted client", "2001:0:4136:e378:8000:63bf:80ff:fffe",
+     "2001:0:4136:e378:8000:63bf:5601:5601"),
+]
+
+
+@pytest.mark.parametrize(("form", "loopback", "metadata"), EMBEDDED, ids=[e[0].split()[0] for e in EMBEDDED])
+def test_every_embedded_ipv4_form_is_judged_as_its_ipv4_address(form: str, loopback: str, metadata: str) -> None:
+    with pytest.raises(WebhookRefused, match=r"^127\.0\.0\.1 is a loopback address"):
+        post_json(f"https://[{loopback}]/hook", PAYLOAD)
+    with pytest.raises(WebhookRefused, match=r"^169\.254\.169\.254 is a cloud metadata address"):
+        post_json(f"https://[{metadata}]/hook", PAYLOAD, allow_private=True)
+
+
+@pytest.mark.parametrize(("address", "reason"), [
+    ("fec0::1", "fec0::1 is a site-local address"),  # deprecated site-local: Python calls it global
+    ("feff:ffff::1", "is a site-local address"),  # the top of fec0::/10
+    ("64:ff9b:1:7f00:0:100::", "is a local-use NAT64 address"),  # 127.0.0.1 after a /48 prefix (RFC 6052)
+    ("64:ff9b:1::808:808", "is a local-use NAT64 address"),  # translated as the local network decides
+])
+def test_site_local_and_local_use_nat64_are_refused(address: str, reason: str) -> None:
+    with pytest.raises(WebhookRefused, match=reason):
+        post_json(f"https://[{address}]/hook", PAYLOAD)
+
+
+def test_local_use_nat64_is_checked_at_every_rfc6052_position() -> None:
+    """169.254.169.254 after a /48 prefix (bits 64-71 skipped): refused even with allow_private."""
+    with pytest.raises(WebhookRefused, match="may translate to 169.254.169.254, a cloud metadata address"):
+        post_json("https://[64:ff9b:1:a9fe:a9:fe00::]/hook", PAYLOAD, allow_private=True)
+
+
+def test_public_ipv6_and_forms_of_public_ipv4_pass_the_address_check() -> None:
+    from keelml.monitor.webhook import check_address
+
+    for address in ("2606:4700:4700::1111", "2002:808:808::1", "64:ff9b::808:808", "::ffff:8.8.8.8"):
+        assert check_address(address, allow_private=False)
+    assert str(check_address("::ffff:8.8.8.8", allow_private=False)) == "8.8.8.8"  # connects over IPv4
+
+
 def test_a_name_resolving_to_any_private_address_is_refused() -> None:
     def resolver(host: str, port: int, **_: Any) -> list[tuple[Any, ...]]:
         assert host == "hooks.example.com" and port == 443

@@ -29,7 +29,8 @@ def audit(verify: bool = typer.Option(False, "--verify", help="Check every recor
         result: dict[str, object] = {"records": records}
         if report is not None:
             result["verified"] = {"ok": report.ok, "count": report.count, "head": report.head,
-                                  "problem": report.problem, "bad_record": report.bad_seq}
+                                  "problem": report.problem, "bad_record": report.bad_seq,
+                                  "problems": list(report.problems)}
         print_json(result)
     else:
         table = Table("seq", "time (UTC)", "actor", "event", "details")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import typer
 from rich.markup import escape
@@ -61,14 +62,17 @@ app.command("export")(export_cmd.export)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; user errors print a three-part message and exit 2 (3 for integrity failures)."""
+    """Run the CLI; user errors print a three-part message and exit 2 (3 for integrity failures).
+
+    With --debug the full traceback is printed instead, and the exit code stays the same."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
         app(args=args, prog_name="keel")
     except KeelError as exc:
-        if debug:
-            raise
+        if debug:  # the traceback, and still the error's own exit code (3 stays 3)
+            traceback.print_exc()
+            sys.exit(exc.exit_code)
         err.print(f"[bold red]error:[/bold red] {escape(exc.what)}", soft_wrap=True)
         if exc.expected:
             err.print(f"  [bold]expected:[/bold] {escape(exc.expected)}", soft_wrap=True)
@@ -80,7 +84,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # an unexpected failure: short message unless --debug
         if debug:
-            raise
+            import traceback
+
+            traceback.print_exc()
+            sys.exit(1)
         sys.stderr.write(
             f"internal error: {type(exc).__name__}: {exc}\n"
             "  this is a bug in keelml, not in your input; re-run with --debug for the traceback\n"

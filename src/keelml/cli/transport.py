@@ -34,17 +34,26 @@ def export(ref: str = typer.Argument(..., help="NAME/VERSION or NAME@ALIAS"),
 
 
 def import_(archive: Path = typer.Argument(..., help="An archive written by `keel models export`."),
+            allow_type: list[str] = typer.Option(
+                [], "--allow-type", metavar="module.Name",
+                help="Allow one type beyond this project's trust policy in the archive's model (repeat for each "
+                     "type a refused import listed); recorded in the audit log and in this version only."),
             actor: str | None = ACTOR_OPTION, spec: Path = SPEC_OPTION,
             as_json: bool = typer.Option(False, "--json")) -> None:
     """Verify an archive (trusted signer, signatures, digests, type audit, safe entries) and register it."""
     project = open_from_spec(spec)
     try:
-        reg = project.registry.import_bundle(archive, project.trust, actor=actor)
+        reg = project.registry.import_bundle(archive, project.trust, actor=actor, allow_types=allow_type)
     finally:
         project.close()
+    allowed = sorted(set(allow_type))
     if as_json:
-        print_json({"name": reg.name, "version": reg.version, "bundle": reg.bundle_id, "new_version": reg.created})
+        print_json({"name": reg.name, "version": reg.version, "bundle": reg.bundle_id, "new_version": reg.created,
+                    "allowed_types": allowed})
         return
     state = "registered new version" if reg.created else "already registered as"
     out.print(f"imported {archive}: {state} {reg.name} v{reg.version} (bundle {reg.bundle_id[:12]}, "
               "re-encrypted under this project's keys)", markup=False, soft_wrap=True)
+    if allowed:
+        out.print(f"allowed beyond this project's trust policy, for this version only: {', '.join(allowed)}",
+                  markup=False, soft_wrap=True)

@@ -26,7 +26,7 @@ def verify(
     finally:
         project.close()
     problems = [*report.problems, *bundle_problems, *(f"artifact {m[:12]} is referenced but missing" for m in missing),
-                *([audit.problem] if audit.problem else [])]
+                *(audit.problems or ([audit.problem] if audit.problem else []))]
     if as_json:
         print_json({"ok": not problems, "artifacts_checked": report.checked, "bundles_checked": bundles,
                     "leftover_temp_files": report.leftover_temp_files, "audit_records_checked": audit.count,
@@ -36,9 +36,12 @@ def verify(
         if report.leftover_temp_files:
             out.print(f"{report.leftover_temp_files} unfinished temporary file(s) from interrupted writes "
                       "(harmless: never referenced)")
+        for problem in problems:  # every one, not only the first: each category is checked to the end
+            out.print(f"problem: {problem}", markup=False, soft_wrap=True)
     if problems:
         raise IntegrityError(
-            f"{len(problems)} integrity problem(s): " + "; ".join(problems[:5]),
+            f"{len(problems)} integrity problem(s): " + "; ".join(problems[:5])
+            + (f"; and {len(problems) - 5} more (listed above)" if len(problems) > 5 else ""),
             expected="every artifact and bundle signed by this project with matching digests",
             fix="treat the store as tampered with: restore it from a backup, or delete it and re-run the pipeline",
         )

@@ -2,9 +2,12 @@
 
 Rules: https only (TLS verified against the system's or a given CA file); no user:password in the
 URL; the host is resolved first and every address it resolves to must be public (loopback,
-private, link-local, shared, reserved and multicast addresses are refused unless
-``allow_private``, and so are IPv6 forms of such IPv4 addresses: mapped, NAT64, 6to4, Teredo);
-cloud metadata addresses are refused always. The connection goes to the
+private, link-local, site-local, shared, reserved and multicast addresses are refused unless
+``allow_private``). An IPv6 address that carries an IPv4 address is judged as that IPv4 address
+first (every form: IPv4-compatible ::a.b.c.d, mapped ::ffff:a.b.c.d, translated ::ffff:0:a.b.c.d,
+NAT64 64:ff9b::/96 and the local-use 64:ff9b:1::/48 at each RFC 6052 position, 6to4 2002::/16,
+and both the server and the (inverted) client of Teredo 2001::/32), then as itself; Python's
+`is_global` alone is not trusted for these. Cloud metadata addresses are refused always. The connection goes to the
 address that was checked (no second lookup, so DNS rebinding cannot swap it); redirects are not
 followed; connect and read share one timeout; at most 64 KiB of the answer is read.
 """
@@ -31,7 +34,11 @@ METADATA_ADDRESSES = frozenset(ipaddress.ip_address(a) for a in (
     "100.100.100.200",  # Alibaba Cloud
     "192.0.0.192",  # Oracle Cloud
 ))
-NAT64 = ipaddress.ip_network("64:ff9b::/96")
+NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use: translated as the local network says
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
+IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")  # SIIT ::ffff:0:a.b.c.d
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")  # deprecated, but still routed inside some networks
 MAX_ANSWER = 64 * 1024
 Resolver = Callable[..., list[tuple[Any, ...]]]
 
@@ -44,31 +51,53 @@ def check_address(address: str, *, allow_private: bool) -> ipaddress.IPv4Address
     """The address if a webhook may connect to it; WebhookRefused (with the reason) otherwise."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address):
-        embedded = _embedded_ipv4(ip)
-        if embedded is not None:  # an IPv6 form of an IPv4 address is judged as that address
+        for embedded in embedded_ipv4(ip):  # an IPv6 form of an IPv4 address is judged as that address
             check_address(str(embedded), allow_private=allow_private)
-            if ip.ipv4_mapped is not None:
-                return ip.ipv4_mapped
+        for candidate in _local_nat64_candidates(ip):
+            if candidate in METADATA_ADDRESSES:
+                raise WebhookRefused(f"{ip} may translate to {candidate}, a cloud metadata address")
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
     if ip in METADATA_ADDRESSES:
         raise WebhookRefused(f"{ip} is a cloud metadata address")
     if ip.is_unspecified or ip.is_multicast:
         raise WebhookRefused(f"{ip} is not a unicast address")
-    if not allow_private and not ip.is_global:
+    if not allow_private:
         kind = ("loopback" if ip.is_loopback else "link-local" if ip.is_link_local
-                else "private" if ip.is_private else "not public")
-        raise WebhookRefused(f"{ip} is a {kind} address (set allow_private: true to allow it)")
+                else "site-local" if ip in SITE_LOCAL else "local-use NAT64" if ip in NAT64_LOCAL
+                else "private" if ip.is_private else None if ip.is_global else "not public")
+        if kind is not None:
+            raise WebhookRefused(f"{ip} is a {kind} address (set allow_private: true to allow it)")
     return ip
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address inside an IPv4-mapped, NAT64 (64:ff9b::/96), 6to4 or Teredo address."""
-    if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    if ip in NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+def _bits(ip: ipaddress.IPv6Address, start: int, length: int) -> int:
+    """`length` bits of the address from bit `start` (0 = the most significant)."""
+    return (int(ip) >> (128 - start - length)) & ((1 << length) - 1)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address stands for (empty for a plain IPv6 address)."""
+    found: list[int] = []
+    low = _bits(ip, 96, 32)
+    if (ip.ipv4_mapped is not None or ip in IPV4_TRANSLATED or ip in NAT64 or (ip in NAT64_LOCAL and low)
+            or (ip in IPV4_COMPATIBLE and int(ip) > 1)):  # :: and ::1 are judged as themselves
+        found.append(low)  # the low 32 bits (for local-use NAT64: its /96 form, when used)
     if ip.sixtofour is not None:
-        return ip.sixtofour
-    return ip.teredo[1] if ip.teredo is not None else None
+        found.append(int(ip.sixtofour))
+    if ip.teredo is not None:  # (server, client); Python already un-inverts the client address
+        found += [int(ip.teredo[0]), int(ip.teredo[1])]
+    return [ipaddress.IPv4Address(v) for v in dict.fromkeys(found)]
+
+
+def _local_nat64_candidates(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """For the local-use NAT64 prefix, the IPv4 address at each other RFC 6052 position (after a /48,
+    /56 or /64 prefix, skipping bits 64-71): which one the local translator uses is not known here."""
+    if ip not in NAT64_LOCAL:
+        return []
+    values = ((_bits(ip, 48, 16) << 16) | _bits(ip, 72, 16), (_bits(ip, 56, 8) << 24) | _bits(ip, 72, 24),
+              _bits(ip, 72, 32))
+    return [ipaddress.IPv4Address(v) for v in values]
 
 
 def resolve(url: str, *, allow_private: bool, resolver: Resolver = socket.getaddrinfo) -> tuple[str, int, str, str]:

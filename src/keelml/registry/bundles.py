@@ -16,6 +16,7 @@ from keelml.store.keys import KeyRing
 
 BUNDLE_FORMAT = "keelml.bundle/1"
 COMPONENTS = ("model", "contract", "metrics", "cv", "verdict", "profile")
+MODEL_CODEC = "model"  # skops bytes, audited against the trust policy wherever they are read
 
 
 def build_bundle(*, name: str, components: Mapping[str, str], codecs: Mapping[str, str],
@@ -50,11 +51,26 @@ def check_bundle(bundle: Mapping[str, Any], keys: KeyRing, artifacts: ArtifactSt
         raise IntegrityError(f"{where}: the bundle is for model {manifest.get('name')!r}, not {name!r}",
                              expected="a registry entry pointing at a bundle of the same model",
                              fix="treat the registry as tampered with; re-register with `keel run`")
+    problems: list[IntegrityError] = []
     for part, entry in component_entries(manifest, where=where).items():
         try:
             artifacts.header(entry["sha256"])  # raises if missing, altered or foreign
         except (IntegrityError, NotFoundError) as exc:
-            raise type(exc)(f"{where}: component {part!r}: {exc.what}", expected=exc.expected, fix=exc.fix) from None
+            problems.append(component_problem(f"component {part!r}", exc))
+    if problems:  # every damaged component is named, not only the first
+        raise IntegrityError(f"{where}: " + "; ".join(p.what for p in problems), expected=problems[0].expected,
+                             fix=problems[0].fix)
+
+
+def component_problem(where: str, exc: IntegrityError | NotFoundError) -> IntegrityError:
+    """A component (or bundle) that signed data names but the store lacks or holds altered: an integrity
+    failure (exit 3), never "not found" (exit 2)."""
+    if isinstance(exc, IntegrityError):
+        return IntegrityError(f"{where}: {exc.what}", expected=exc.expected, fix=exc.fix)
+    return IntegrityError(f"{where}: {exc.what}",
+                          expected="every component the signed manifest names, present in the store",
+                          fix="treat the store as tampered with or damaged: restore it from a backup, "
+                              "or re-run the pipeline that made this version")
 
 
 def signature_valid(manifest: Mapping[str, Any], signature: object, key: Ed25519PublicKey) -> bool:
@@ -83,6 +99,9 @@ def component_entries(manifest: Mapping[str, Any], *, where: str) -> dict[str, d
             check_name(part, what="component name")
             if not isinstance(entry, dict) or not isinstance(entry.get("codec"), str):
                 raise IntegrityError(f"component {part!r} has no codec")
+            if (part == "model") != (entry["codec"] == MODEL_CODEC):  # the model is always type-audited
+                raise IntegrityError(f"component {part!r} has codec {entry['codec']!r}: only the component "
+                                     f"'model' is stored with the {MODEL_CODEC!r} codec, and it always is")
             checked[part] = {"sha256": check_artifact_id(entry.get("sha256")), "codec": entry["codec"]}
         except KeelError as exc:
             raise IntegrityError(f"{where}: malformed manifest: {exc.what}", expected="a manifest written by keelml",

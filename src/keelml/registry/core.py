@@ -4,7 +4,7 @@ aliases with their history, verification, lineage, and export/import between pro
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +15,7 @@ from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
 from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange, move_alias
-from keelml.registry.bundles import check_bundle, component_entries, require_gate_passed
+from keelml.registry.bundles import check_bundle, component_entries, component_problem, require_gate_passed
 from keelml.registry.repository import RegistryRepository
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
@@ -236,8 +236,8 @@ class Registry:
         with self._audited(name, number, bundle_id=row["bundle_id"]):
             try:
                 bundle = json.loads(self._artifacts.get(row["bundle_id"]))
-            except (IntegrityError, NotFoundError) as exc:
-                raise type(exc)(f"{where}: bundle: {exc.what}", expected=exc.expected, fix=exc.fix) from None
+            except (IntegrityError, NotFoundError) as exc:  # a registered bundle that is gone: integrity
+                raise component_problem(f"{where}: bundle", exc) from None
             check_bundle(bundle, self._keys, self._artifacts, where=where, name=name)
             if not rejected:
                 require_gate_passed(bundle, self._artifacts, where=where)
@@ -267,8 +267,7 @@ class Registry:
                     if entry["codec"] == "model":
                         report["model_types"] = len(audit_model(data, self.policy_for(bundle["manifest"])))
                 except (IntegrityError, NotFoundError) as exc:
-                    raise type(exc)(f"{where}: component {part!r}: {exc.what}", expected=exc.expected,
-                                    fix=exc.fix) from None
+                    raise component_problem(f"{where}: component {part!r}", exc) from None
                 report["components"][part] = {**entry, "size": len(data)}
         return report
 
@@ -294,7 +293,7 @@ class Registry:
         problems: list[str] = []
         count = 0
         for model in self.models():
-            for row in self.versions(model["name"]):
+            for row in self._repo.version_rows(model["name"]):  # never raises: every model is checked
                 count += 1
                 try:
                     self._checked_bundle(model["name"], row, rejected_ok=True)
@@ -384,11 +383,12 @@ class Registry:
         return export_bundle(self, name, ref, path, actor=actor, overwrite=overwrite)
 
     def import_bundle(self, path: Path, trust: TrustStore, *, actor: str | None = None,
-                      **limits: int) -> Registration:
-        """Verify an export archive with a trusted key and register it (see transport.py)."""
+                      allow_types: Sequence[str] = (), **limits: int) -> Registration:
+        """Verify an export archive with a trusted key and register it (see transport.py); `allow_types`
+        names each type beyond this project's policy that the archive's model may hold."""
         from keelml.registry.transport import import_bundle
 
         label = path.name
-        with self._audited(label, None, archive=str(path)):
-            return import_bundle(self, path, trust, actor=actor, **limits)
+        with self._audited(label, None, archive=str(path), allow_types=list(allow_types)):
+            return import_bundle(self, path, trust, actor=actor, allow_types=allow_types, **limits)
 

@@ -11,9 +11,14 @@ The archive is an uncompressed POSIX tar with exactly these regular files:
 Import refuses, naming the entry: anything but regular files (links, directories, devices),
 absolute or `..` paths and other unsafe names, duplicates, more than MAX_MEMBERS entries or an
 entry over MAX_MEMBER_BYTES, unknown or missing files, a signer that is not trusted, a bad
-signature, a digest mismatch, a refused gate verdict and a model file failing the type audit.
-Nothing is extracted to disk: entries are read into memory, checked, then re-encrypted into the
-store under this project's keys and registered with the origin in lineage and the audit log.
+signature, a digest mismatch, a refused gate verdict, a model stored under another codec, and a
+model file that is not a sound, bounded skops file or that names types beyond the importing
+project's trust policy. Such types are listed with the fix; the import then succeeds only when the
+operator names each one (`allow_types`, `keel models import --allow-type`): they are recorded in the
+re-signed bundle's `info.trust` (so that version, and no other, loads with exactly them) and in the
+audit log's `import` record. Nothing is extracted to disk: entries are read into memory, checked,
+then re-encrypted into the store under this project's keys and registered with the origin in
+lineage and the audit log.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import re
 import stat
 import tarfile
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -162,12 +168,42 @@ def _check_signature(entries: dict[str, bytes], document: dict[str, Any], sig_me
     return signature
 
 
+def _allowed_extras(label: str, needed: Mapping[str, list[str]], allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """The extra types the archive's model files need, when the operator named each of them (and no other)."""
+    from keelml.model.trust import never_trusted
+
+    for member, types in needed.items():
+        never = [t for t in types if never_trusted(t)]
+        if never:
+            raise _refused(label, f"file {member!r} names {', '.join(never)}, which keelml never allows "
+                                  "(it can run code or reach the system)")
+        missing = [t for t in types if t not in allowed]
+        if missing:
+            flags = " ".join(f"--allow-type {t}" for t in missing)
+            raise IntegrityError(
+                f"{label}: file {member!r} needs type(s) beyond this project's trust policy: {', '.join(missing)}",
+                expected="only the types keelml allows and this project's spec declares (trusting the sender's key "
+                         "accepts its signatures, never its type list)",
+                fix=f"if you have read that code and trust it, import again with {flags} (recorded in the audit "
+                    "log; this version alone then loads with exactly those types), or declare it in this "
+                    "project's spec (preprocess.functions, model.family); otherwise do not import this archive")
+    unused = sorted(set(allowed) - {t for types in needed.values() for t in types})
+    if unused:
+        raise InputError(f"--allow-type {', '.join(unused)}: the archive's model does not need it",
+                         expected="exactly the types a refused import listed",
+                         fix="remove " + " ".join(f"--allow-type {t}" for t in unused))
+    return allowed
+
+
 def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: str | None = None,
-                  **limits: int) -> Registration:
-    """Verify an export archive, re-encrypt its components under this project's keys and register it."""
-    from keelml.model.persist import audit_model
+                  allow_types: Iterable[str] = (), **limits: int) -> Registration:
+    """Verify an export archive, re-encrypt its components under this project's keys and register it;
+    `allow_types` names each type beyond this project's trust policy that its model may hold."""
+    from keelml.model.persist import extra_types
+    from keelml.model.trust import TrustPolicy, extra_type
 
     label = path.name
+    allowing = tuple(sorted({extra_type(t) for t in allow_types}))  # a malformed or never-trusted name: exit 2
     entries = read_archive(path, **limits)
     archive_sha = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest = _json(entries, MANIFEST_JSON, label)
@@ -188,23 +224,29 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
     _check_signature(entries, header, EXPORT_SIG, EXPORT_JSON, key, label)
     try:
         name = check_name(manifest.get("name"))
-        parts = component_entries(manifest, where=label)
     except KeelError as exc:
         raise _refused(label, f"{MANIFEST_JSON!r}: {exc.what}") from None
+    try:  # names, digests, and the model under the model codec (so it is always type-audited)
+        parts = component_entries(manifest, where=repr(MANIFEST_JSON))
+    except KeelError as exc:
+        raise _refused(label, exc.what) from None
     expected = {EXPORT_JSON, EXPORT_SIG, MANIFEST_JSON, MANIFEST_SIG, *(f"components/{p}" for p in parts)}
     for extra in sorted(set(entries) - expected):
         raise _refused(label, f"unexpected file {extra!r} in the archive (it was added)")
     for missing in sorted(expected - set(entries)):
         raise _refused(label, f"file {missing!r} is missing from the archive (it was removed)")
+    needed: dict[str, list[str]] = {}
     for part, entry in parts.items():
         member = f"components/{part}"
         if hashlib.sha256(entries[member]).hexdigest() != entry["sha256"]:
             raise _refused(label, f"file {member!r} does not match the SHA-256 in the signed manifest (it was altered)")
         if entry["codec"] == "model":
             try:  # the importing project's policy: trusting a key never widens what may be loaded
-                audit_model(entries[member], registry.policy)
+                needed[member] = extra_types(entries[member], registry.policy)
             except IntegrityError as exc:
                 raise _refused(label, f"file {member!r}: {exc.what}") from None
+    allowed = _allowed_extras(label, needed, allowing)
+    policy = registry.policy.union(TrustPolicy(types=allowed))
     verdict = json.loads(entries["components/verdict"]) if "verdict" in parts else {}
     if not isinstance(verdict, dict) or not verdict.get("passed"):
         raise _refused(label, "the gate refused this model at its origin; refused models are never registered")
@@ -214,8 +256,9 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
         registry.artifacts.put(entries[f"components/{part}"], codec=entry["codec"])
     local = build_bundle(name=name, components={p: e["sha256"] for p, e in parts.items()},
                          codecs={p: e["codec"] for p, e in parts.items()},
-                         # the policy it was checked under is the importer's own, never the origin's list
-                         info={**manifest.get("info", {}), "trust": registry.policy.as_dict()}, keys=registry.keys)
+                         # the policy it was checked under: the importer's own plus what the operator allowed,
+                         # never the origin's list
+                         info={**manifest.get("info", {}), "trust": policy.as_dict()}, keys=registry.keys)
     local["manifest"]["imported_from"] = {**origin, "manifest": manifest, "signature": signature}
     local["signature"] = base64.b64encode(registry.keys.sign(canonical_json(local["manifest"]))).decode()
     bundle_id = registry.artifacts.put(canonical_json(local), codec="json")
@@ -227,5 +270,5 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
                                      summary={"primary": primary},
                                      lineage=lineage, actor=actor)
     registry.audit.append("import", actor=actor, name=name, version=registration.version, bundle=bundle_id,
-                          created=registration.created, origin=origin)
+                          created=registration.created, origin=origin, allowed_types=list(allowed))
     return registration

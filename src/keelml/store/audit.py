@@ -3,7 +3,7 @@
 Record n holds its sequence number, UTC time, actor, event, details (JSON), the hash of record
 n-1 (`prev_hash`; 64 zeros for the first) and its own `hash`: SHA-256 over the canonical JSON of
 all of those. Each hash is also signed with the project's Ed25519 key, so rewriting the whole
-chain after an edit needs the signing key too. `verify()` names the first record that breaks.
+chain after an edit needs the signing key too. `verify()` names every record that breaks.
 """
 
 from __future__ import annotations
@@ -66,12 +66,13 @@ def record_hash(record: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class AuditReport:
-    """Outcome of checking the chain: how many records, the head hash, the first problem."""
+    """Outcome of checking the chain: how many records, the head hash, the first problem (and every problem)."""
 
     count: int
     head: str
     problem: str | None = None
     bad_seq: int | None = None
+    problems: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -144,24 +145,26 @@ class AuditLog:
                 yield dict(row._mapping)
 
     def verify(self) -> AuditReport:
-        """Walk the chain from the first record; stop at the first that does not check out."""
+        """Walk the whole chain and name every record that does not check out (the first in `problem`,
+        all of them in `problems`); `count` and `head` are those of the records before the first one."""
         from cryptography.exceptions import InvalidSignature
 
-        previous, count = GENESIS, 0
+        previous, count, head, expected_seq = GENESIS, 0, GENESIS, 1
+        problems: list[tuple[int, str]] = []
         for row in self._rows():
             seq = int(row["seq"])
             label = f"audit record {seq} ({row['event']} by {row['actor']} at {row['at']})"
-            if seq != count + 1:
-                missing = f"audit record {count + 1} is missing (the sequence jumps from {count} to {seq})"
-                return AuditReport(count, previous, missing, count + 1)
             details = _parse(row["details"])
             problem = None
-            if row["prev_hash"] != previous:
+            if seq != expected_seq:  # a gap; the next record's broken link is the same deletion, not named again
+                problems.append((expected_seq, f"audit record {expected_seq} is missing "
+                                               f"(the sequence jumps from {expected_seq - 1} to {seq})"))
+            elif row["prev_hash"] != previous:
                 problem = (f"{label} does not follow record {seq - 1}: its prev_hash does not match "
                            "(a record before it was altered, removed or inserted)")
-            elif details is None or record_hash({**row, "details": details}) != row["hash"]:
+            if problem is None and (details is None or record_hash({**row, "details": details}) != row["hash"]):
                 problem = f"{label} was altered: its content does not match its hash"
-            else:
+            elif problem is None:
                 key = self._trusted.get(str(row["signed_by"]))
                 try:
                     if key is None:
@@ -170,9 +173,13 @@ class AuditLog:
                 except (InvalidSignature, ValueError):
                     problem = f"{label} has an invalid signature (the chain was rewritten without the signing key)"
             if problem:
-                return AuditReport(count, previous, problem, seq)
-            previous, count = str(row["hash"]), seq
-        return AuditReport(count, previous)
+                problems.append((seq, problem))
+            if not problems:
+                count, head = seq, str(row["hash"])
+            previous, expected_seq = str(row["hash"]), seq + 1
+        if not problems:
+            return AuditReport(count, head)
+        return AuditReport(count, head, problems[0][1], problems[0][0], tuple(p for _, p in problems))
 
     def knows_master_key(self, master_key_id: str) -> bool:
         """True when a key creation or rotation record names this master key."""
