@@ -84,8 +84,6 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except Exception as exc:  # an unexpected failure: short message unless --debug
         if debug:
-            import traceback
-
             traceback.print_exc()
             sys.exit(1)
         sys.stderr.write(
