@@ -16,7 +16,9 @@ def _bundle(artifacts: ArtifactStore, keys: KeyRing, payload: bytes, *, passed: 
             name: str = "m") -> str:
     components = {part: artifacts.put(payload + part.encode(), codec="bytes")
                   for part in ("model", "contract", "metrics")}
-    components["verdict"] = artifacts.put(json.dumps({"passed": passed, "reason": "test"}).encode(), codec="json")
+    judged = {part: components[part] for part in ("model", "metrics")}  # what the gate judged, by digest
+    components["verdict"] = artifacts.put(json.dumps({"passed": passed, "reason": "test", "judged": judged}).encode(),
+                                          codec="json")
     bundle = build_bundle(name=name, components=components, codecs={k: "bytes" for k in components},
                           info={"data_digests": {}}, keys=keys)
     return artifacts.put(json.dumps(bundle).encode(), codec="json")
@@ -97,9 +99,10 @@ artifacts = ArtifactStore(str(root / "store"), keys)
 registry = Registry(MetadataStore(f"sqlite:///{root / 'keel.db'}"), artifacts, keys)
 for i in range(15):
     comp = {"model": artifacts.put(f"{tag}-{i}".encode(), codec="bytes"),
-            "verdict": artifacts.put(b'{"passed": true}', codec="json")}
-    bundle = build_bundle(name="m", components=comp, codecs={"model": "bytes", "verdict": "json"}, info={},
-                          keys=keys)
+            "metrics": artifacts.put(b"{}", codec="json")}
+    comp["verdict"] = artifacts.put(json.dumps({"passed": True, "judged": dict(comp)}).encode(), codec="json")
+    bundle = build_bundle(name="m", components=comp, info={}, keys=keys,
+                          codecs={"model": "bytes", "metrics": "json", "verdict": "json"})
     registry.register("m", artifacts.put(json.dumps(bundle).encode(), codec="json"), run_id=tag, summary={})
 """
 

@@ -28,7 +28,7 @@ from keelml.spec.pipeline import LoadedSpec, PipelineSpec
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
 STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 1, "train": 3, "evaluate": 2, "model_tests": 1,
-                 "gate": 5, "bundle": 4, "register": 1, "profile": 1, "export": 1, "privacy": 1, "robustness": 1,
+                 "gate": 6, "bundle": 4, "register": 1, "profile": 1, "export": 1, "privacy": 1, "robustness": 1,
                  "compare": 1}
 RESOURCE_KEYS = {"n_jobs", "threads"}  # how many processes and threads: speed, never results
 GATE_ACTIONS = {"promote"}  # what happens after the verdict: not part of the verdict or the model
@@ -124,7 +124,9 @@ def standard_graph(loaded: LoadedSpec, inputs: Inputs, production: Mapping[str, 
                                   "agreement_tolerance": spec.gate.agreement_tolerance}))
         gate_inputs["comparison"] = "compare.comparison"
     steps += [
+        # the gate reads its inputs by value and names each by digest in the verdict, with the model's
         Step("gate", evaluation.gate, inputs=gate_inputs, outputs={"verdict": "json"}, version=version("gate"),
+             refs={"model_id": "train.model", **{f"{arg}_id": ref for arg, ref in gate_inputs.items()}},
              params={**spec.gate.model_dump(mode="json", exclude=GATE_ACTIONS), **security.gate_limits()}),
         Step("bundle", release.bundle,
              refs={"model": "train.model", "contract": Outputs.CONTRACT, "metrics": Outputs.METRICS,
