@@ -27,7 +27,7 @@ from keelml.spec.pipeline import LoadedSpec, PipelineSpec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 1, "train": 3, "evaluate": 2, "model_tests": 1,
+STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 2, "train": 4, "evaluate": 2, "model_tests": 1,
                  "gate": 6, "bundle": 4, "register": 1, "profile": 1, "export": 1, "privacy": 1, "robustness": 1,
                  "compare": 1}
 RESOURCE_KEYS = {"n_jobs", "threads"}  # how many processes and threads: speed, never results
@@ -44,6 +44,7 @@ class Outputs:
     VALIDATION = "validate.report"
     PROFILE = "profile.profile"
     CV = "train.cv"
+    TIMINGS: ClassVar[dict[str, str]] = {"train": "train.timings", "tune": "tune.timings"}  # in no bundle
     METRICS = "evaluate.metrics"
     ANALYSIS = "evaluate.analysis"
     TESTS = "model_tests.results"
@@ -75,7 +76,7 @@ def standard_graph(loaded: LoadedSpec, inputs: Inputs, production: Mapping[str, 
         steps.append(Step(
             "tune", training.tune, inputs=dict(train_inputs),
             refs={"train_id": "split.train", "contract_id": "validate.contract"},
-            outputs={"tuning": "json"}, version=version("tune"),
+            outputs={"tuning": "json", "timings": "json"}, version=version("tune"),
             params={"pipeline": spec.name, "metric": spec.evaluate.metric, "version": version("tune"),
                     "model": spec.model.model_dump(mode="json", exclude={*RESOURCE_KEYS, "learning_curve"}),
                     "tune": spec.tune.model_dump(mode="json", exclude={"n_jobs"})},
@@ -84,7 +85,7 @@ def standard_graph(loaded: LoadedSpec, inputs: Inputs, production: Mapping[str, 
         train_inputs["tuning"] = "tune.tuning"
     steps += [
         Step("train", training.train, inputs=train_inputs,
-             outputs={"model": "model", "cv": "json"}, version=version("train"),
+             outputs={"model": "model", "cv": "json", "timings": "json"}, version=version("train"),
              params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), **_preprocess_params(spec),
                      "metric": spec.evaluate.metric},
              bound={"resources": resources}, services=("backend",)),
