@@ -120,8 +120,9 @@ def check_verdict_binding(manifest: Mapping[str, Any], verdict: Mapping[str, Any
                      "both components of the bundle",
             fix="re-run the pipeline (`keel run`): its gate records what it judged; if this bundle came from the "
                 "pipeline, treat the store as tampered with")
-    other = {part: str(digest) for part, digest in sorted(named.items()) if part in components
-             and components[part]["sha256"] != digest}
+    order = [*JUDGED, *sorted(set(named) - set(JUDGED))]
+    other = {part: str(named[part]) for part in order if part in components
+             and components[part]["sha256"] != named[part]}
     if other:
         shown = ", ".join(f"{part} {digest[:12]} (the bundle holds {components[part]['sha256'][:12]})"
                           for part, digest in other.items())
