@@ -15,12 +15,14 @@ from keelml.store.metadata import MetadataStore
 def _bundle(artifacts: ArtifactStore, keys: KeyRing, payload: bytes, *, passed: bool = True,
             name: str = "m") -> str:
     """A bundle whose model is a real skops file (the model codec is always type-audited) and whose other
-    components are `payload` bytes."""
+    components are `payload` bytes; its verdict names the model and metrics it judged."""
     from tests.registry.conftest import tiny_model_bytes
 
     components = {part: artifacts.put(payload + part.encode(), codec="bytes") for part in ("contract", "metrics")}
     components["model"] = artifacts.put(tiny_model_bytes(), codec="model")
-    components["verdict"] = artifacts.put(json.dumps({"passed": passed, "reason": "test"}).encode(), codec="json")
+    judged = {part: components[part] for part in ("model", "metrics")}  # what the gate judged, by digest
+    components["verdict"] = artifacts.put(json.dumps({"passed": passed, "reason": "test", "judged": judged}).encode(),
+                                          codec="json")
     codecs = {k: "model" if k == "model" else "bytes" for k in components}
     bundle = build_bundle(name=name, components=components, codecs=codecs, info={"data_digests": {}}, keys=keys)
     return artifacts.put(json.dumps(bundle).encode(), codec="json")
@@ -95,15 +97,17 @@ from keelml.registry import Registry, build_bundle
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.keys import load_keys
 from keelml.store.metadata import MetadataStore
+from tests.registry.conftest import tiny_model_bytes
 root, tag = Path(sys.argv[1]), sys.argv[2]
 keys = load_keys(root / "keys", environ={})
 artifacts = ArtifactStore(str(root / "store"), keys)
 registry = Registry(MetadataStore(f"sqlite:///{root / 'keel.db'}"), artifacts, keys)
+model = artifacts.put(tiny_model_bytes(), codec="model")
 for i in range(15):
-    comp = {"payload": artifacts.put(f"{tag}-{i}".encode(), codec="bytes"),
-            "verdict": artifacts.put(b'{"passed": true}', codec="json")}
-    bundle = build_bundle(name="m", components=comp, codecs={"payload": "bytes", "verdict": "json"}, info={},
-                          keys=keys)
+    comp = {"model": model, "metrics": artifacts.put(f'{{"tag": "{tag}-{i}"}}'.encode(), codec="json")}
+    comp["verdict"] = artifacts.put(json.dumps({"passed": True, "judged": dict(comp)}).encode(), codec="json")
+    bundle = build_bundle(name="m", components=comp, info={}, keys=keys,
+                          codecs={"model": "model", "metrics": "json", "verdict": "json"})
     registry.register("m", artifacts.put(json.dumps(bundle).encode(), codec="json"), run_id=tag, summary={})
 """
 

@@ -61,7 +61,8 @@ def test_fairness_limit_without_sensitive_columns_fails_and_unmeasurable_passes_
 
 def test_nothing_configured_passes_and_says_so() -> None:
     verdict = _gate({"min_score": None, "max_fairness_difference": None}, _fairness(0.5, 0.5), {"results": []})
-    assert verdict == {"passed": True, "reason": "no gate configured (gate.min_score unset)", "checks": []}
+    assert verdict == {"passed": True, "reason": "no gate configured (gate.min_score unset)", "checks": [],
+                       "judged": {}}  # called directly: no digests given
 
 
 def _comparison(candidate: float, production: float, *, metric: str = "roc_auc", greater: bool = True,

@@ -3,8 +3,9 @@ audits, model tests and the comparison with production):
 
 a. a step is a function of its declared params, inputs, refs, bound values and named services only;
 b. its cache key covers every parameter (and every input digest), and nothing in `bound` or `services`;
-c. with a fixed seed it produces the same artifacts in two fresh stores, except for named wall-clock
-   and per-store fields (timings, the signing key and what depends on it), checked field by field.
+c. with a fixed seed it produces the same artifacts in two fresh stores, except for the named wall-clock
+   outputs (`train.timings`, `tune.timings`) and per-store fields (the signing key and what depends on it),
+   checked field by field.
 """
 
 from __future__ import annotations
@@ -282,19 +283,12 @@ def _without(value: dict[str, Any], path: JsonPath, fields: set[str]) -> None:
         del holder[name]
 
 
-def _tuning(value: dict[str, Any], path: JsonPath = ()) -> None:
-    """The tune summary without its wall-clock facts: the study's and each trial's duration."""
-    _without(value, path, {"seconds"})
-    tuning: Any = value
-    for part in path:
-        tuning = tuning[part]
-    for index in range(len(tuning["history"])):
-        _without(value, (*path, "history", index), {"duration_s"})
-
-
-def _cv(value: dict[str, Any]) -> None:
-    _without(value, (), {"fit_seconds", "cv_seconds", "cv_fit_seconds_mean", "monitoring_seconds"})
-    _tuning(value, ("tuning",))
+def _timings(value: dict[str, Any], ref: str) -> None:
+    """A step's wall-clock output: the fields it must have, whose values differ from run to run."""
+    expected = {"tune.timings": {"seconds", "trials"},
+                "train.timings": {"fit_seconds", "cv_seconds", "cv_fit_seconds_mean", "monitoring_seconds"}}[ref]
+    _without(value, (), expected)
+    assert value == {}, f"{ref} holds more than its timings: {sorted(value)}"
 
 
 def normalised(ref: str, value: Any, store: Store, outcome: RunOutcome) -> Any:
@@ -302,10 +296,14 @@ def normalised(ref: str, value: Any, store: Store, outcome: RunOutcome) -> Any:
     against the store they came from."""
     value = copy.deepcopy(value)
     own = produced(outcome)
-    if ref == "tune.tuning":
-        _tuning(value)
-    elif ref == "train.cv":
-        _cv(value)
+    if ref in ("tune.timings", "train.timings"):
+        _timings(value, ref)
+    elif ref == "gate.verdict":
+        # names what it judged by digest: this run's own outputs, one of which (compare) names the store's v1
+        step = store.graph(outcome).steps["gate"]
+        for name, digest in value["judged"].items():
+            assert digest == own[step.refs[f"{name}_id"]], name
+            value["judged"][name] = step.refs[f"{name}_id"]
     elif ref == "bundle.bundle":
         # signed with the store's own key; its components are that run's outputs, by digest
         manifest = value["manifest"]
@@ -326,12 +324,15 @@ def normalised(ref: str, value: Any, store: Store, outcome: RunOutcome) -> Any:
     return value
 
 
-# outputs that legitimately differ between two stores; every other output must be byte-identical
-DIFFERS = {"tune.tuning": "trial and study durations", "train.cv": "fit and CV durations, tune's durations",
-           "bundle.bundle": "the store's signing key and signature; component digests of cv",
+# outputs that legitimately differ between two stores; every other output must be byte-identical (train.cv
+# and tune.tuning among them: their wall-clock figures are the separate `timings` outputs, in no bundle)
+DIFFERS = {"tune.timings": "the study's and each trial's duration", "train.timings": "fit, CV and monitoring durations",
+           "bundle.bundle": "the store's signing key and signature",
            "register.registration": "the bundle's digest"}
-# outputs whose comparison with production names the production bundle (signed with the store's key)
-DIFFERS_WITH_PRODUCTION = {**DIFFERS, "compare.comparison": "the production version's bundle digest"}
+# outputs whose comparison with production names the production bundle (signed with the store's key), and
+# the verdict that names that comparison by digest
+DIFFERS_WITH_PRODUCTION = {**DIFFERS, "compare.comparison": "the production version's bundle digest",
+                           "gate.verdict": "the digest of the comparison it judged"}
 
 
 def _pairs(a: Store, b: Store) -> Iterator[tuple[str, RunOutcome, RunOutcome, dict[str, str]]]:

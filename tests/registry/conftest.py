@@ -37,9 +37,11 @@ def put_bundle(artifacts: ArtifactStore, keys: KeyRing, *, name: str = "m", tag:
         "contract": (json.dumps(contract, sort_keys=True, separators=(",", ":")).encode(), "json"),
         "metrics": (json.dumps({"primary": {"name": "roc_auc", "value": 0.9}, "tag": tag}).encode(), "json"),
         "cv": (json.dumps({"folds": 2}).encode(), "json"),
-        "verdict": (json.dumps({"passed": passed, "reason": "test gate"}).encode(), "json"),
     }
     components = {part: artifacts.put(data, codec=codec) for part, (data, codec) in parts.items()}
+    judged = {part: components[part] for part in ("model", "metrics")}  # what the gate judged, by digest
+    parts["verdict"] = (json.dumps({"passed": passed, "reason": "test gate", "judged": judged}).encode(), "json")
+    components["verdict"] = artifacts.put(parts["verdict"][0], codec="json")
     bundle = build_bundle(name=name, components=components, codecs={p: c for p, (_, c) in parts.items()},
                           info={"data_digests": {"train": train_digest}, "parameters": {"model": {"tag": tag}}},
                           keys=keys)

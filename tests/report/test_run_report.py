@@ -47,6 +47,14 @@ def test_provenance_and_figures() -> None:
     assert "12" in page and "quarantined" in page
 
 
+def test_timings_come_from_the_steps_timings_outputs() -> None:
+    assert "wall time" not in render()  # the training report (a bundle component) holds no timing
+    page = render(timings={"train": {"cv_seconds": 1.5, "cv_fit_seconds_mean": 0.25, "fit_seconds": 0.75,
+                                     "monitoring_seconds": 2.0}, "tune": {"seconds": 12.0, "trials": {}}})
+    assert ("wall time: cross-validation 1.50 s, mean fit per fold 0.25 s, final fit 0.75 s, monitoring 2.00 s, "
+            "tuning 12.00 s") in page
+
+
 def test_registration_line() -> None:
     assert "version 3" in render(registration=("p", 3), verdict={"passed": True, "reason": "ok"})
 

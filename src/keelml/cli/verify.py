@@ -15,24 +15,28 @@ def verify(
     spec: Path = typer.Argument(Path("pipeline.yaml"), help="The pipeline spec whose store to verify."),
     as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ) -> None:
-    """Check every artifact's signature and digest, every bundle, the audit chain, and that metadata points
-    at real artifacts."""
+    """Check every artifact's signature and digest, every bundle, every step cache entry's signature, the audit
+    chain, and that metadata points at real artifacts."""
     project = open_from_spec(spec)
     try:
         report = project.artifacts.verify_all()
         bundles, bundle_problems = project.registry.verify_all()
+        entries, cache_problems = project.step_cache.verify_all()
         missing = sorted(a for a in project.referenced_artifacts() if not project.artifacts.exists(a))
         audit = project.audit.verify()
     finally:
         project.close()
-    problems = [*report.problems, *bundle_problems, *(f"artifact {m[:12]} is referenced but missing" for m in missing),
+    problems = [*report.problems, *bundle_problems, *cache_problems,
+                *(f"artifact {m[:12]} is referenced but missing" for m in missing),
                 *(audit.problems or ([audit.problem] if audit.problem else []))]
     if as_json:
         print_json({"ok": not problems, "artifacts_checked": report.checked, "bundles_checked": bundles,
+                    "step_cache_entries_checked": entries,
                     "leftover_temp_files": report.leftover_temp_files, "audit_records_checked": audit.count,
                     "problems": problems})
     else:
-        out.print(f"checked {report.checked} artifacts, {bundles} model bundles and {audit.count} audit records")
+        out.print(f"checked {report.checked} artifacts, {bundles} model bundles, {entries} step cache entries and "
+                  f"{audit.count} audit records")
         if report.leftover_temp_files:
             out.print(f"{report.leftover_temp_files} unfinished temporary file(s) from interrupted writes "
                       "(harmless: never referenced)")
@@ -42,7 +46,7 @@ def verify(
         raise IntegrityError(
             f"{len(problems)} integrity problem(s): " + "; ".join(problems[:5])
             + (f"; and {len(problems) - 5} more (listed above)" if len(problems) > 5 else ""),
-            expected="every artifact and bundle signed by this project with matching digests",
+            expected="every artifact, bundle and step cache entry signed by this project with matching digests",
             fix="treat the store as tampered with: restore it from a backup, or delete it and re-run the pipeline",
         )
     if not as_json:

@@ -11,6 +11,7 @@ from keelml.engine.cache import cache_key, explain_change, key_parts
 from keelml.engine.codecs import Codec
 from keelml.engine.graph import Graph
 from keelml.engine.step import Step
+from keelml.errors import IntegrityError
 
 
 class Artifacts(Protocol):
@@ -23,9 +24,11 @@ class Artifacts(Protocol):
 
 
 class Recorder(Protocol):
-    """The cache index and the run log (the metadata store implements it)."""
+    """The cache index and the run log (the store's signed `StepCache` implements it)."""
 
-    def lookup(self, key: str) -> dict[str, str] | None: ...
+    def lookup(self, key: str, *, step: str) -> dict[str, str] | None:
+        """The outputs cached under key for step, or None. Raises IntegrityError for an entry that cannot
+        be trusted (not made by this step under this key): the runner recomputes the step."""
     def previous_parts(self, scope: str, step: str) -> dict[str, Any] | None: ...
     def remember(self, *, key: str, scope: str, step: str, outputs: Mapping[str, str],
                  parts: Mapping[str, Any], run_id: str) -> None: ...
@@ -45,6 +48,7 @@ class StepResult:
     duration_s: float
     outputs: dict[str, str]
     explain: list[str] = field(default_factory=list)
+    refused: str | None = None  # why the cache entry under this key was refused (then the step ran)
 
 
 class Events(Protocol):
@@ -120,10 +124,15 @@ class Runner:
         parts = key_parts(step, inputs)
         key = cache_key(parts)
         started = self.clock()
-        hit = self.recorder.lookup(key)
+        refused = None
+        try:
+            hit = self.recorder.lookup(key, step=step.name)
+        except IntegrityError as exc:  # an entry not made by this step under this key: never used
+            hit, refused = None, exc.what
         problems = [f"cached output {name} {problem}; recomputing it"
                     for name, artifact_id in (hit or {}).items()
                     if (problem := self.artifacts.problem(artifact_id)) is not None]
+        problems += [f"{refused}; refused it, recomputing the step"] if refused is not None else []
         if hit is not None and set(hit) == set(step.outputs) and not problems:
             for name, artifact_id in hit.items():
                 self._digests[f"{step.name}.{name}"] = artifact_id
@@ -135,7 +144,7 @@ class Runner:
             reason = ("has a cached result that cannot be used (" + "; ".join(problems) + ")" if problems
                       else "has no cached result for these inputs and parameters")
             raise UpstreamNotCached(step.name, cached_for, reason)
-        if hit is not None:
+        if hit is not None or refused is not None:
             explain = problems or ["same key as before, but the cached result has other outputs than declared"]
         else:
             explain = explain_change(self.recorder.previous_parts(self.scope, step.name), parts)
@@ -165,7 +174,7 @@ class Runner:
         # Only after every output is durably stored does the cache learn about the result.
         self.recorder.remember(key=key, scope=self.scope, step=step.name, outputs=outputs,
                                parts=parts, run_id=self.run_id)
-        result = StepResult(step.name, "ran", key, self.clock() - started, outputs, explain)
+        result = StepResult(step.name, "ran", key, self.clock() - started, outputs, explain, refused)
         self._record(step, result, inputs, written)
         return result
 

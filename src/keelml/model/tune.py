@@ -248,6 +248,17 @@ def _record(trial: Any, state: str, scores: list[float], duration: float | None,
             "duration_s": duration, "error": error}
 
 
+def split_timings(summary: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the tuning summary without its durations, the durations: the study's `seconds` and each trial's
+    `duration_s` by trial number). The rest of a summary is the same on every run of the same search."""
+    history = list(summary.get("history") or [])
+    kept = {k: v for k, v in summary.items() if k != "seconds"}
+    if "history" in summary:
+        kept["history"] = [{k: v for k, v in h.items() if k != "duration_s"} for h in history]
+    return kept, {"seconds": summary.get("seconds"),
+                  "trials": {str(h["number"]): h.get("duration_s") for h in history}}
+
+
 def _summary(study: Any, name: str, metric: str, maximize: bool, space: Mapping[str, Any],
              fixed: Mapping[str, Any], resumed_from: int, seconds: float, stopped_by: str,
              budget: int) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from keelml.spec.pipeline import LoadedSpec, PipelineSpec
 
 # A step's version is part of its cache key: the package version (any release invalidates caches)
 # and a per-step number to bump when a step's behaviour changes between releases.
-STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 1, "train": 3, "evaluate": 2, "model_tests": 1,
-                 "gate": 5, "bundle": 4, "register": 1, "profile": 1, "export": 1, "privacy": 1, "robustness": 1,
+STEP_VERSIONS = {"ingest": 2, "validate": 3, "split": 1, "tune": 2, "train": 4, "evaluate": 2, "model_tests": 1,
+                 "gate": 6, "bundle": 4, "register": 1, "profile": 1, "export": 1, "privacy": 1, "robustness": 1,
                  "compare": 1}
 RESOURCE_KEYS = {"n_jobs", "threads"}  # how many processes and threads: speed, never results
 GATE_ACTIONS = {"promote"}  # what happens after the verdict: not part of the verdict or the model
@@ -44,6 +44,7 @@ class Outputs:
     VALIDATION = "validate.report"
     PROFILE = "profile.profile"
     CV = "train.cv"
+    TIMINGS: ClassVar[dict[str, str]] = {"train": "train.timings", "tune": "tune.timings"}  # in no bundle
     METRICS = "evaluate.metrics"
     ANALYSIS = "evaluate.analysis"
     TESTS = "model_tests.results"
@@ -75,7 +76,7 @@ def standard_graph(loaded: LoadedSpec, inputs: Inputs, production: Mapping[str, 
         steps.append(Step(
             "tune", training.tune, inputs=dict(train_inputs),
             refs={"train_id": "split.train", "contract_id": "validate.contract"},
-            outputs={"tuning": "json"}, version=version("tune"),
+            outputs={"tuning": "json", "timings": "json"}, version=version("tune"),
             params={"pipeline": spec.name, "metric": spec.evaluate.metric, "version": version("tune"),
                     "model": spec.model.model_dump(mode="json", exclude={*RESOURCE_KEYS, "learning_curve"}),
                     "tune": spec.tune.model_dump(mode="json", exclude={"n_jobs"})},
@@ -84,7 +85,7 @@ def standard_graph(loaded: LoadedSpec, inputs: Inputs, production: Mapping[str, 
         train_inputs["tuning"] = "tune.tuning"
     steps += [
         Step("train", training.train, inputs=train_inputs,
-             outputs={"model": "model", "cv": "json"}, version=version("train"),
+             outputs={"model": "model", "cv": "json", "timings": "json"}, version=version("train"),
              params={**spec.model.model_dump(mode="json", exclude=RESOURCE_KEYS), **_preprocess_params(spec),
                      "metric": spec.evaluate.metric},
              bound={"resources": resources}, services=("backend",)),
@@ -124,7 +125,9 @@ def standard_graph(loaded: LoadedSpec, inputs: Inputs, production: Mapping[str, 
                                   "agreement_tolerance": spec.gate.agreement_tolerance}))
         gate_inputs["comparison"] = "compare.comparison"
     steps += [
+        # the gate reads its inputs by value and names each by digest in the verdict, with the model's
         Step("gate", evaluation.gate, inputs=gate_inputs, outputs={"verdict": "json"}, version=version("gate"),
+             refs={"model_id": "train.model", **{f"{arg}_id": ref for arg, ref in gate_inputs.items()}},
              params={**spec.gate.model_dump(mode="json", exclude=GATE_ACTIONS), **security.gate_limits()}),
         Step("bundle", release.bundle,
              refs={"model": "train.model", "contract": Outputs.CONTRACT, "metrics": Outputs.METRICS,

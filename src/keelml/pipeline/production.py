@@ -13,6 +13,7 @@ from keelml.errors import IntegrityError
 from keelml.pipeline.promotion import promote_validated
 from keelml.registry import PRODUCTION, Registry
 from keelml.registry.project import Project
+from keelml.registry.status import STAGING
 from keelml.spec.pipeline import LoadedSpec
 
 
@@ -50,7 +51,8 @@ def register_candidate(project: Project, loaded: LoadedSpec, *, bundle_id: str, 
     spec = loaded.spec
     registration = project.registry.register(spec.name, bundle_id, run_id=run_id, summary=summary,
                                              lineage=lineage, rejected_ok=True)
-    if not verdict["passed"]:
+    # the registry read the bundle's own signed verdict (checked against its model and metrics): its status rules
+    if not verdict["passed"] or registration.status != STAGING:
         return registration.as_dict(), [f"gate refused the model ({verdict['reason']}); registered as {spec.name} "
                               f"v{registration.version} with status rejected: it can never be promoted"]
     notes = [f"registered {spec.name} v{registration.version} as staging"]

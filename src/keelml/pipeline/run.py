@@ -53,7 +53,8 @@ class RunOutcome:
             "wall_s": round(self.wall_s, 3),
             "steps": [{"name": s.name, "status": s.status, "duration_s": round(s.duration_s, 3),
                        "cache_key": s.key, "outputs": s.outputs,
-                       **({"explain": s.explain} if s.status == "ran" else {})} for s in self.steps],
+                       **({"explain": s.explain} if s.status == "ran" else {}),
+                       **({"cache_refused": s.refused} if s.refused else {})} for s in self.steps],
             "data": {role: {k: stats.get(k) for k in ("rows_in", "rows_valid", "rows_quarantined")}
                      for role, stats in (self.validation or {}).items()},
             "primary_metric": primary,
@@ -142,7 +143,7 @@ def run(spec: str | Path | LoadedSpec, *, events: Events | None = None, only: st
         started = time.perf_counter()
         project.metadata.start_run(run_id, pipeline=loaded.spec.name, spec_path=str(loaded.path),
                                    spec_digest=loaded.digest)
-        runner = Runner(project.artifacts, project.metadata, codecs(policy), scope=loaded.spec.name, run_id=run_id,
+        runner = Runner(project.artifacts, project.step_cache, codecs(policy), scope=loaded.spec.name, run_id=run_id,
                         events=events, services=project_services(project, loaded, run_id=run_id, backend=backend))
         try:
             try:
@@ -183,6 +184,8 @@ def _outcome(loaded: LoadedSpec, project: Project, runner: Runner, results: list
              only: str | None) -> RunOutcome:
     """What the run produced, read back from the steps that ran or came from the cache."""
     outcome = RunOutcome(runner.run_id, loaded.spec.name, results, 0.0, only=only)
+    outcome.notes.extend(f"refused {r.refused}; recomputed the step (audit record: verification_failure)"
+                         for r in results if r.refused)
     status = {r.name: r.status for r in results}
     if "evaluate" in status:
         outcome.metrics = runner.value(Outputs.METRICS)
@@ -214,4 +217,5 @@ def _report(loaded: LoadedSpec, project: Project, runner: Runner, results: list[
         profile=runner.value(Outputs.PROFILE) if "profile" in done else None,
         registration=(registration.name, registration.version) if registration else None,
         analysis=runner.value(Outputs.ANALYSIS), tests=runner.value(Outputs.TESTS) if "model_tests" in done else None,
-        lineage=_lineage(loaded, results), security=outcome.security)
+        lineage=_lineage(loaded, results), security=outcome.security,
+        timings={name: runner.value(ref) for name, ref in Outputs.TIMINGS.items() if name in done})

@@ -17,6 +17,7 @@ from keelml.store.keys import KeyRing
 BUNDLE_FORMAT = "keelml.bundle/1"
 COMPONENTS = ("model", "contract", "metrics", "cv", "verdict", "profile")
 MODEL_CODEC = "model"  # skops bytes, audited against the trust policy wherever they are read
+JUDGED = ("model", "metrics")  # components every gate verdict names by digest (see check_verdict_binding)
 
 
 def build_bundle(*, name: str, components: Mapping[str, str], codecs: Mapping[str, str],
@@ -110,10 +111,41 @@ def component_entries(manifest: Mapping[str, Any], *, where: str) -> dict[str, d
 
 
 def require_gate_passed(bundle: Mapping[str, Any], artifacts: ArtifactStore, *, where: str) -> None:
-    """Only a model its gate passed may be (or stay) registered."""
+    """Only a model its gate passed may be (or stay) registered, and only with the verdict that judged it."""
     entry = bundle["manifest"]["components"].get("verdict")
     verdict = json.loads(artifacts.get(str(entry["sha256"]))) if entry else {}
     if not verdict.get("passed"):
         raise IntegrityError(f"{where}: the gate refused this model ({verdict.get('reason', 'no verdict')})",
                              expected="only models that passed the gate in the registry",
                              fix="improve the model until the gate passes; refused models are never registered")
+    check_verdict_binding(bundle["manifest"], verdict, where=where)
+
+
+def check_verdict_binding(manifest: Mapping[str, Any], verdict: Mapping[str, Any], *, where: str) -> None:
+    """The verdict judged this bundle: it names ("judged": {input: SHA-256}) the model and metrics it judged,
+    and every gate input the bundle holds as a component is the one the verdict names.
+
+    A verdict is signed like every artifact but says nothing by itself about which model it judged; this
+    binding is what stops a passing verdict from being bundled with another model.
+    """
+    judged = verdict.get("judged")
+    components = component_entries(manifest, where=where)
+    named = judged if isinstance(judged, dict) else {}
+    missing = [part for part in JUDGED if not isinstance(named.get(part), str) or part not in components]
+    if missing:
+        raise IntegrityError(
+            f"{where}: the gate verdict does not name the {' and '.join(missing)} of this bundle",
+            expected=f"a verdict naming the SHA-256 of the {' and '.join(JUDGED)} it judged (`judged`), "
+                     "both components of the bundle",
+            fix="re-run the pipeline (`keel run`): its gate records what it judged; if this bundle came from the "
+                "pipeline, treat the store as tampered with")
+    order = [*JUDGED, *sorted(set(named) - set(JUDGED))]
+    other = {part: str(named[part]) for part in order if part in components
+             and components[part]["sha256"] != named[part]}
+    if other:
+        shown = ", ".join(f"{part} {digest[:12]} (the bundle holds {components[part]['sha256'][:12]})"
+                          for part, digest in other.items())
+        raise IntegrityError(f"{where}: the gate verdict judged another {' and '.join(other)} than this bundle holds: "
+                             f"{shown}", expected="the verdict of this bundle's own model and metrics",
+                             fix="treat the store as tampered with (a verdict was reused for another model); "
+                                 "re-run the pipeline to judge this model")

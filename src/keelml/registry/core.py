@@ -15,7 +15,13 @@ from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
 from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange, move_alias
-from keelml.registry.bundles import check_bundle, component_entries, component_problem, require_gate_passed
+from keelml.registry.bundles import (
+    check_bundle,
+    check_verdict_binding,
+    component_entries,
+    component_problem,
+    require_gate_passed,
+)
 from keelml.registry.repository import RegistryRepository
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
@@ -115,7 +121,8 @@ class Registry:
                  rejected_ok: bool = False) -> Registration:
         """Register a verified bundle as the next version (or return the existing one).
 
-        A bundle whose signed gate verdict passed is registered with status staging. One the gate
+        A bundle whose signed gate verdict passed is registered with status staging; the verdict must
+        name the digests of the bundle's model and metrics (IntegrityError otherwise, audited). One the gate
         refused is refused here too, unless `rejected_ok` (the pipeline's own candidates): then it is
         registered with status rejected and the gate's reasons, for the audit trail, and can never
         be served, exported or aliased.
@@ -125,6 +132,8 @@ class Registry:
         with self._audited(name, None, bundle_id=bundle_id):
             check_bundle(bundle, self._keys, self._artifacts, where=f"bundle {bundle_id[:12]}", name=name)
             verdict = status_ops.signed_verdict(bundle, self._artifacts)
+            # the verdict must have judged this bundle's model and metrics, passed or not
+            check_verdict_binding(bundle["manifest"], verdict, where=f"bundle {bundle_id[:12]}")
             if not rejected_ok:
                 require_gate_passed(bundle, self._artifacts, where=f"bundle {bundle_id[:12]}")
         reasons = status_ops.failed_reasons(verdict)

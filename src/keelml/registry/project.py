@@ -17,6 +17,7 @@ from keelml.store.audit import AuditLog
 from keelml.store.keyproviders import KeyProvider, provider_for
 from keelml.store.keys import KeyRing, create_keys, key_files_exist, keys_in_environment, load_keys
 from keelml.store.metadata import MetadataStore
+from keelml.store.stepcache import StepCache
 from keelml.store.trust import TrustStore
 
 
@@ -39,6 +40,11 @@ class Project:
     @property
     def audit(self) -> AuditLog:
         return self.registry.audit
+
+    @property
+    def step_cache(self) -> StepCache:
+        """The runner's recorder: the step cache with signed entries (refusals audited), and the run log."""
+        return StepCache(self.metadata, self.keys, self.audit)
 
     @property
     def keys_dir(self) -> Path:

@@ -116,7 +116,8 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
                       verdict: Mapping[str, Any] | None, data_digests: Mapping[str, str],
                       registration: tuple[str, int] | None, analysis: Mapping[str, Any] | None = None,
                       tests: Mapping[str, Any] | None = None, lineage: Mapping[str, Any] | None = None,
-                      profile: Mapping[str, Any] | None = None, security: Mapping[str, Any] | None = None) -> str:
+                      profile: Mapping[str, Any] | None = None, security: Mapping[str, Any] | None = None,
+                      timings: Mapping[str, Any] | None = None) -> str:
     """Pure function: the report's HTML from the run's artifacts."""
     version = Contract.model_validate(dict(contract)).version
     provenance = (f"run <code>{e(run_id)}</code> · data " +
@@ -127,7 +128,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
         f"<h1>keelml run report: {e(pipeline)}</h1>", nav,
         _summary(run_id, pipeline, metrics, verdict, registration, provenance),
         _data_quality(validation, profile),
-        training.tuning_section(cv), training.learning_section(cv), training.cv_section(cv),
+        training.tuning_section(cv), training.learning_section(cv), training.cv_section(cv, timings or {}),
         evaluation.metrics_section(metrics), evaluation.curves_section(metrics), evaluation.confusion_section(metrics),
         evaluation.slices_section(analysis), evaluation.fairness_section(analysis),
         evaluation.errors_section(analysis), evaluation.tests_section(tests), evaluation.gate_section(verdict),

@@ -34,7 +34,18 @@ def _numbers(values: Any) -> list[float]:
     return out
 
 
-def cv_section(cv: Mapping[str, Any]) -> str:
+def timings_line(timings: Mapping[str, Any]) -> str:
+    """Wall time of training and tuning (the steps' `timings` outputs), or "" when there are none."""
+    train, tune = timings.get("train") or {}, timings.get("tune") or {}
+    parts = [f"{label} {num(train.get(key), 2)} s" for key, label in
+             (("cv_seconds", "cross-validation"), ("cv_fit_seconds_mean", "mean fit per fold"),
+              ("fit_seconds", "final fit"), ("monitoring_seconds", "monitoring")) if train.get(key) is not None]
+    if tune.get("seconds") is not None:
+        parts.append(f"tuning {num(tune['seconds'], 2)} s")
+    return f"<p class='meta'>wall time: {', '.join(parts)}</p>" if parts else ""
+
+
+def cv_section(cv: Mapping[str, Any], timings: Mapping[str, Any] | None = None) -> str:
     found = cv.get("cv")
     scores: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     rows = [[e(m), num(x.get("mean")), num(x.get("std")), num(x.get("train_mean"))]
@@ -57,6 +68,7 @@ def cv_section(cv: Mapping[str, Any]) -> str:
                               caption=f"{name} per fold: train and validation (axis starts at {low - pad:.3f})."))
     body.append(f"<p class='meta'>model family {e(cv.get('family'))}, {e(cv.get('folds'))} folds, "
                 f"{e(cv.get('n_train'))} training rows; train-validation gap {num(cv.get('fit_gap'))}</p>")
+    body.append(timings_line(timings or {}))
     return section("cross-validation", "Cross-validation on the training split", "".join(body))
 
 

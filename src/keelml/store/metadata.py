@@ -60,9 +60,11 @@ class MetadataStore:
                     if self.engine.dialect.name == "postgresql":
                         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
                     owned.create_all(conn, checkfirst=True)
+                    _add_missing_columns(conn, owned)
                 break
             except (OperationalError, ProgrammingError, SqlIntegrityError) as exc:
-                if ("already exists" not in str(exc) and "duplicate key" not in str(exc)) or attempt == 4:
+                if not any(s in str(exc) for s in ("already exists", "duplicate key", "duplicate column")) \
+                        or attempt == 4:
                     raise
         self._ensured.append(owned)
 
@@ -127,12 +129,18 @@ class MetadataStore:
             row = conn.execute(query).first()
         return {"path": row.spec_path, "digest": row.spec_digest} if row else None
 
-    # cache (the engine's CacheIndex protocol) -----------------------------------------------
-    def lookup(self, key: str) -> dict[str, str] | None:
+    # the step cache: rows only (their signatures are checked by store/stepcache.py) -------------
+    def cache_entry(self, key: str) -> dict[str, Any] | None:
+        """The step cache's row for a key (outputs decoded when they are JSON), or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(select(tables.step_cache.c.outputs)
-                               .where(tables.step_cache.c.cache_key == key)).first()
-        return dict(json.loads(row.outputs)) if row else None
+            row = conn.execute(select(tables.step_cache).where(tables.step_cache.c.cache_key == key)).first()
+        return _cache_row(dict(row._mapping)) if row else None
+
+    def cache_entries(self) -> list[dict[str, Any]]:
+        """Every row of the step cache (for `keel verify`), oldest first."""
+        query = select(tables.step_cache).order_by(tables.step_cache.c.created_at)
+        with self.engine.connect() as conn:
+            return [_cache_row(dict(r._mapping)) for r in conn.execute(query)]
 
     def previous_parts(self, scope: str, step: str) -> dict[str, Any] | None:
         query = (select(tables.step_cache.c.parts)
@@ -142,11 +150,11 @@ class MetadataStore:
             row = conn.execute(query).first()
         return dict(json.loads(row.parts)) if row else None
 
-    def remember(self, *, key: str, scope: str, step: str, outputs: Mapping[str, str],
-                 parts: Mapping[str, Any], run_id: str) -> None:
+    def put_cache_entry(self, *, key: str, scope: str, step: str, outputs: Mapping[str, str],
+                        parts: Mapping[str, Any], run_id: str, signed_by: str, sig: str) -> None:
         values = {"scope": scope, "step": step, "outputs": json.dumps(dict(outputs), sort_keys=True),
                   "parts": json.dumps(dict(parts), sort_keys=True), "created_at": time.time(),
-                  "run_id": run_id}
+                  "run_id": run_id, "signed_by": signed_by, "sig": sig}
         with self.engine.begin() as conn:
             _upsert(conn, tables.step_cache, {"cache_key": key}, values)
 
@@ -209,8 +217,40 @@ class MetadataStore:
         ids: set[str] = set()
         with self.engine.connect() as conn:
             for row in conn.execute(select(tables.step_cache.c.outputs)):
-                ids.update(json.loads(row.outputs).values())
+                outputs = _json(row.outputs)
+                if isinstance(outputs, dict):
+                    ids.update(str(v) for v in outputs.values())
         return ids
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _cache_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A step cache row with its outputs decoded; an edit that broke the JSON leaves them None."""
+    return {**row, "outputs": _json(row["outputs"])}
+
+
+def _add_missing_columns(conn: Connection, owned: MetaData) -> None:
+    """Add the columns a table gained after its first release (nullable, marked `info={"added": True}`) to a
+    database created before them; no other migration is made."""
+    from sqlalchemy import inspect
+
+    inspector = None
+    for table in owned.sorted_tables:
+        added = [c for c in table.columns if c.info.get("added") and c.nullable]
+        if not added:
+            continue
+        inspector = inspector or inspect(conn)
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in added:
+            if column.name not in present:
+                kind = column.type.compile(dialect=conn.dialect)
+                conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'))
 
 
 def _upsert(conn: Connection, table: Table, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:

@@ -61,6 +61,10 @@ step_cache = Table(
     Column("parts", Text, nullable=False),  # JSON of what the key was computed from
     Column("created_at", Float, nullable=False, index=True),
     Column("run_id", String(40), nullable=False),
+    # Ed25519 (the project's signing key) over the canonical JSON of cache_key, scope, step and outputs
+    # (store/stepcache.py); nullable and marked added, so an older database gains them (ensure_tables)
+    Column("signed_by", String(64), info={"added": True}),
+    Column("sig", Text, info={"added": True}),
 )
 
 artifacts = Table(

@@ -62,9 +62,20 @@ def compare(*, params: Mapping[str, Any], resources: Mapping[str, int],
 
 def gate(*, params: Mapping[str, Any], metrics: Mapping[str, Any], analysis: Mapping[str, Any] | None = None,
          tests: Mapping[str, Any] | None = None, privacy: Mapping[str, Any] | None = None,
-         robustness: Mapping[str, Any] | None = None, comparison: Mapping[str, Any] | None = None) -> dict[str, Any]:
+         robustness: Mapping[str, Any] | None = None, comparison: Mapping[str, Any] | None = None,
+         model_id: str | None = None, metrics_id: str | None = None, analysis_id: str | None = None,
+         tests_id: str | None = None, privacy_id: str | None = None, robustness_id: str | None = None,
+         comparison_id: str | None = None) -> dict[str, Any]:
     """Pass or refuse the model: primary metric, fairness, model tests, security limits and the comparison
-    with the production version (each with its reason)."""
+    with the production version (each with its reason).
+
+    The verdict names what it judged (`judged`: the SHA-256 of the model and of every input it read, the
+    `*_id` refs), so it cannot vouch for another model: registration checks it against the bundle's
+    components, and refuses a verdict that names no model or metrics.
+    """
     checks = [*gate_checks(params, metrics, analysis, tests), *security_checks(params, privacy, robustness),
               *production_checks(params, comparison)]
-    return {"verdict": verdict_of(checks, min_score_set=params.get("min_score") is not None)}
+    judged = {"model": model_id, "metrics": metrics_id, "analysis": analysis_id, "tests": tests_id,
+              "privacy": privacy_id, "robustness": robustness_id, "comparison": comparison_id}
+    verdict = verdict_of(checks, min_score_set=params.get("min_score") is not None)
+    return {"verdict": {**verdict, "judged": {name: digest for name, digest in judged.items() if digest}}}

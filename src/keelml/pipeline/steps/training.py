@@ -23,9 +23,11 @@ def tune(*, params: Mapping[str, Any], resources: Mapping[str, int], trial_log: 
          contract_id: str, backend: Backend | None = None) -> dict[str, Any]:
     """Search hyperparameters with Optuna (study in the metadata database, every trial logged).
 
+    The summary (`tuning`) holds no duration: the study's and each trial's are the `timings` output.
+
     Trial folds run on the backend's executor (local processes or Dask); it is not part of the key.
     """
-    from keelml.model.tune import study_name, tune_model
+    from keelml.model.tune import split_timings, study_name, tune_model
 
     model = ModelSpec.model_validate({**params["model"], "threads": resources["threads"]})
     settings = TuneSpec.model_validate(params["tune"])
@@ -40,7 +42,8 @@ def tune(*, params: Mapping[str, Any], resources: Mapping[str, int], trial_log: 
                              log=lambda record: trial_log(record, study=study),
                              n_jobs=resources["n_jobs"], threads=model.threads,
                              executor=executor_for(backend, resources["n_jobs"], model.threads))
-    return {"tuning": summary}
+    tuning, timings = split_timings(summary)  # durations apart: the summary is the same on every run
+    return {"tuning": tuning, "timings": timings}
 
 
 def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any,
@@ -49,9 +52,10 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
     """Fit the preprocessing + estimator pipeline on the training split, with k-fold CV and monitoring.
 
     With `tuning` (the tune step's summary) the best hyperparameters replace model.params and the
-    summary is kept in the report under "tuning".
+    summary is kept in the report under "tuning". The report (`cv`, a bundle component) holds no
+    wall-clock figure: those are the `timings` output, which no bundle names.
     """
-    from keelml.model.train import train_model
+    from keelml.model.train import split_timings, train_model
 
     settings = {k: v for k, v in params.items() if k not in ("preprocess", "preprocess_sources")}
     metric = settings.pop("metric", None)
@@ -61,9 +65,10 @@ def train(*, params: Mapping[str, Any], resources: Mapping[str, int], train: Any
         model, report = train_model(train, Contract.model_validate(contract), spec, preprocess, metric=metric,
                                     params=tuning["best_params"] if tuning else None,
                                     executor=executor_for(backend, spec.n_jobs, spec.threads))
+    report, timings = split_timings(report)  # timings apart: the same model gives the same report (and bundle)
     if tuning:
         report["tuning"] = dict(tuning)
-    return {"model": model, "cv": report}
+    return {"model": model, "cv": report, "timings": timings}
 
 
 def export(*, params: Mapping[str, Any], resources: Mapping[str, int], model: Any, test: Any,
