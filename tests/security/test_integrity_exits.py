@@ -105,8 +105,8 @@ def test_debug_prints_the_traceback_and_keeps_the_exit_code(proj: Proj) -> None:
 
 def test_keel_verify_names_every_problem_in_every_category(proj: Proj) -> None:
     spec = str(proj.spec)
-    # artifacts: two altered (the verdict both versions share, and version 2's metrics)
-    for artifact in (proj.component(1, "verdict"), proj.component(2, "metrics")):
+    # artifacts: two altered (version 2's verdict and metrics; each verdict names its own model, so none is shared)
+    for artifact in (proj.component(2, "verdict"), proj.component(2, "metrics")):
         blob = bytearray(proj.object(artifact).read_bytes())
         blob[-5] ^= 0x01
         proj.object(artifact).write_bytes(bytes(blob))
@@ -115,7 +115,7 @@ def test_keel_verify_names_every_problem_in_every_category(proj: Proj) -> None:
     ghosts = ["e1" * 32, "e2" * 32]
     with proj.open() as project:
         for i, ghost in enumerate(ghosts):
-            project.metadata.remember(key=f"k{i}", scope="my-model", step="train", outputs={"model": ghost},
+            project.step_cache.remember(key=f"k{i}", scope="my-model", step="train", outputs={"model": ghost},
                                       parts={}, run_id="r")
         # audit: two records edited in the database (the chain is walked to the end)
         with project.metadata.engine.begin() as conn:
