@@ -214,4 +214,5 @@ def _report(loaded: LoadedSpec, project: Project, runner: Runner, results: list[
         profile=runner.value(Outputs.PROFILE) if "profile" in done else None,
         registration=(registration.name, registration.version) if registration else None,
         analysis=runner.value(Outputs.ANALYSIS), tests=runner.value(Outputs.TESTS) if "model_tests" in done else None,
-        lineage=_lineage(loaded, results), security=outcome.security)
+        lineage=_lineage(loaded, results), security=outcome.security,
+        min_category_count=loaded.spec.report.min_category_count)
