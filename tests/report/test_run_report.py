@@ -177,6 +177,10 @@ def test_categories_seen_fewer_than_min_category_count_times_are_withheld(tmp_pa
     assert RARE not in page and RARE not in document and "some" not in document.split("columns:")[1]
     assert next(c for c in yaml.safe_load(document)["columns"] if c["name"] == "c")["categories"] == ["often"]
     assert "c: 2 categories of c withheld" in document and "report.min_category_count" in document
+    from keelml.data.contract import Contract
+
+    full = Contract.model_validate(_rare_context()["contract"]).version
+    assert f"(contract version {full})" in document and f"contract <code>{full}</code>" in page
     assert "2 categories seen fewer than 5 times" in page and "3 categories (2 withheld)" in page
     assert "1 slices of rare categories withheld" not in page and "2 slices of rare categories withheld" in page
     assert "(withheld: rare)" in page and "1 groups of rare categories withheld" in page

@@ -48,3 +48,19 @@ def test_the_log_key_comes_from_a_variable_or_a_file(tmp_path: Path) -> None:
     with pytest.raises(KeyMaterialError, match="cannot read"):
         log_key_from_env({LOG_KEY_FILE_ENV: str(tmp_path / "missing")})
     assert len(reading_rings(None, environ={LOG_KEY_ENV: base64.b64encode(key).decode()})) == 1
+
+
+def test_a_large_payload_is_encrypted_in_chunks_exactly_as_aes_gcm_in_one_call(tmp_path: Path) -> None:
+    import os
+
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    from keelml.store.envelope import CHUNK, _encrypt
+
+    key, nonce = AESGCM.generate_key(bit_length=256), os.urandom(12)
+    for size in (0, CHUNK, CHUNK + 1, 3 * CHUNK + 7):
+        data = os.urandom(size)
+        assert bytes(_encrypt(key, nonce, memoryview(data), b"id")) == AESGCM(key).encrypt(nonce, data, b"id")
+    keys = create_keys(tmp_path / "keys")
+    data = os.urandom(3 * CHUNK + 7)
+    assert open_sealed(seal_file(memoryview(data), keys, codec="parquet"), [keys], where="f") == data

@@ -89,7 +89,9 @@ class Categories:
         if not withheld:
             return text
         per_column = "\n".join(f"#   {name}: {n} categories of {name} withheld" for name, n in withheld.items())
-        header = ("# keelml data contract of this run, beside its report (plaintext).\n"
+        version = Contract.model_validate(dict(contract)).version
+        header = (f"# keelml data contract of this run (contract version {version}), beside its report "
+                  "(plaintext).\n"
                   f"# Categories seen fewer than {self.min_count} times in the training data are withheld from "
                   "this copy\n# (a rare value can identify a person):\n"
                   f"{per_column}\n"

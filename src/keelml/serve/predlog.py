@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 
 from keelml.store.atomic import atomic_write_bytes, private_dirs, private_file
 from keelml.store.keys import KeyRing
-from keelml.store.sealed import SEALED_SUFFIX, seal_file
+from keelml.store.sealed import SEALED_SUFFIX, sealed_parts
 
 log = logging.getLogger("keelml.serve")
 
@@ -113,8 +113,9 @@ class _RollingFile:
             return
         self._writer.close()
         if self._seal is not None:
-            data = self._sink.getvalue().to_pybytes()
-            atomic_write_bytes(self._path, seal_file(data, self._seal, codec="parquet"))
+            # no copy of the Parquet bytes: hashed, then encrypted a chunk at a time, then written in two parts
+            data = memoryview(self._sink.getvalue())
+            atomic_write_bytes(self._path, sealed_parts(data, self._seal, codec="parquet"))
         else:
             self._path.rename(self._path.with_suffix(""))  # drop ".part"
         self._writer, self._sink, self._path = None, None, None

@@ -60,6 +60,12 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     name = config.model
     metrics = Metrics(name)
     source = version_source(config)
+    if spec.log_predictions and config.encryption and source.log_seal is None:
+        raise KeyMaterialError(
+            "the prediction log is encrypted (store.encryption), and a server without a store has no key for it",
+            expected=f"a log key in ${LOG_KEY_FILE_ENV} (a file) or ${LOG_KEY_ENV} (base64 of 32 bytes)",
+            fix="mount the secrets/keel_log_key file `keel containerize` wrote and set "
+                f"{LOG_KEY_FILE_ENV} to its path, or turn the log off (serve.log_predictions: false)")
 
     def loader(version: int) -> Served:
         model, sample = source.load(version)
@@ -84,12 +90,6 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     if spec.log_predictions:
         directory = Path(spec.log_path) if spec.log_path else source.log_root / "predictions" / name
         log_dir = directory
-        if config.encryption and source.log_seal is None:
-            raise KeyMaterialError(
-                "the prediction log is encrypted (store.encryption), and a server without a store has no key for it",
-                expected=f"a log key in ${LOG_KEY_FILE_ENV} (a file) or ${LOG_KEY_ENV} (base64 of 32 bytes)",
-                fix="mount the secrets/keel_log_key file `keel containerize` wrote and set "
-                    f"{LOG_KEY_FILE_ENV} to its path, or turn the log off (serve.log_predictions: false)")
         contract = served.model.contract
         hashed, dropped = pii_columns(contract, spec.hash_columns)
         predlog = PredictionLog(

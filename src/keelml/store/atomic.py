@@ -12,6 +12,7 @@ import contextlib
 import os
 import stat
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
@@ -86,8 +87,10 @@ def private_sqlite_files(url: str) -> None:
             tighten(path.with_name(path.name + suffix))
 
 
-def atomic_write_bytes(path: Path, data: bytes, *, mode: int = FILE_MODE) -> None:
-    """Write data to path so that a reader (or a crash) sees either nothing or all of it."""
+def atomic_write_bytes(path: Path, data: bytes | Sequence[bytes | bytearray | memoryview], *,
+                       mode: int = FILE_MODE) -> None:
+    """Write data (bytes, or parts written one after the other) to path so that a reader (or a crash) sees
+    either nothing or all of it."""
     if not path.parent.is_dir():
         private_dirs(path.parent)  # makes the new directories' entries durable too
     tmp = path.parent / f"{TEMP_PREFIX}{path.name}.{uuid.uuid4().hex}"
@@ -95,7 +98,8 @@ def atomic_write_bytes(path: Path, data: bytes, *, mode: int = FILE_MODE) -> Non
     try:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)  # os.open's mode is filtered by the umask
-            handle.write(data)
+            for part in [data] if isinstance(data, bytes) else data:
+                handle.write(part)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -100,9 +100,16 @@ def is_sealed(head: bytes) -> bool:
     return head.startswith(MAGIC)
 
 
-def seal_file(plaintext: bytes, ring: KeyRing, *, codec: str) -> bytes:
+def seal_file(plaintext: envelope.Buffer, ring: KeyRing, *, codec: str) -> bytes:
     """The sealed (encrypted and signed) form of a file's bytes."""
-    return envelope.seal(plaintext, codec=codec, keys=ring, encrypt=True)[1]
+    prefix, payload = sealed_parts(plaintext, ring, codec=codec)
+    return prefix + payload
+
+
+def sealed_parts(plaintext: envelope.Buffer, ring: KeyRing, *, codec: str) -> tuple[bytes, envelope.Buffer]:
+    """The sealed form as (prefix, payload), to be written one after the other without another copy."""
+    _, prefix, payload = envelope.seal_parts(plaintext, codec=codec, keys=ring, encrypt=True)
+    return prefix, payload
 
 
 def open_sealed(blob: bytes, rings: Sequence[KeyRing], *, where: str) -> bytes:
