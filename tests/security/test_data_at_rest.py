@@ -302,3 +302,24 @@ def test_with_encryption_off_the_log_is_plain_parquet_still_private(lived: Lived
     [plain] = list(log_dir.iterdir())
     assert plain.name.endswith(".parquet") and pl.read_parquet(plain).height == 5
     assert {stat.S_IMODE(p.stat().st_mode) for p in (plain, log_dir, log_dir.parent)} == {0o600, 0o700}
+
+
+def test_files_written_on_request_are_private_too(lived: Lived, tmp_path: Path) -> None:
+    """`keel score` output and rejects, `keel contract infer -o`: data written where the user asks, 0600."""
+    import polars as pl
+
+    source = tmp_path / "in.csv"
+    pl.DataFrame([*lived.rows, {**lived.rows[0], "age": "old"}], infer_schema_length=None).cast(pl.String).write_csv(
+        source)
+    previous = os.umask(0)
+    try:
+        scored = keel_here("score", NAME, str(source), str(tmp_path / "out" / "scores.parquet"), "-f", str(lived.spec))
+        inferred = keel_here("contract", "infer", "--spec", str(lived.spec), "-o", str(tmp_path / "c.yaml"))
+    finally:
+        os.umask(previous)
+    assert scored.returncode == 0, scored.stderr
+    assert inferred.returncode == 0, inferred.stderr
+    written = sorted(p for p in tmp_path.rglob("*") if p != source)
+    assert {p.name for p in written} >= {"out", "scores.parquet", "c.yaml"} and len(written) >= 4
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in written} == {
+        p.name: "0o700" if p.is_dir() else "0o600" for p in written}
