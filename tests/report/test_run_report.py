@@ -176,7 +176,7 @@ def test_categories_seen_fewer_than_min_category_count_times_are_withheld(tmp_pa
     document = (tmp_path / "r" / "contract.yaml").read_text()
     assert RARE not in page and RARE not in document and "some" not in document.split("columns:")[1]
     assert next(c for c in yaml.safe_load(document)["columns"] if c["name"] == "c")["categories"] == ["often"]
-    assert "c: 2 categories of c withheld" in document and "report.min_category_count" in document
+    assert "c: 2 of its 3 categories withheld" in document and "report.min_category_count" in document
     from keelml.data.contract import Contract
 
     full = Contract.model_validate(_rare_context()["contract"]).version

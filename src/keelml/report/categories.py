@@ -88,7 +88,8 @@ class Categories:
         withheld = self.withheld()
         if not withheld:
             return text
-        per_column = "\n".join(f"#   {name}: {n} categories of {name} withheld" for name, n in withheld.items())
+        per_column = "\n".join(f"#   {name}: {n} of its {len(self.domains[name])} categories withheld"
+                               for name, n in withheld.items())
         version = Contract.model_validate(dict(contract)).version
         header = (f"# keelml data contract of this run (contract version {version}), beside its report "
                   "(plaintext).\n"
