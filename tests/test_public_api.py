@@ -69,7 +69,7 @@ def test_import_keelml_loads_nothing_heavy() -> None:
             "('keelml', 'polars', 'pandas', 'numpy', 'sklearn', 'sqlalchemy', 'pydantic', 'typing')); print(heavy)")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['keelml']"
-    assert set(keelml.__all__) == {"__version__", "load_spec", "open_registry", "run", "score"}
+    assert set(keelml.__all__) == {"__version__", "load_spec", "open_registry", "read_predictions", "run", "score"}
     assert {"load_spec", "open_registry", "run", "score"} <= set(dir(keelml))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         keelml.nothing  # noqa: B018

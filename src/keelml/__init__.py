@@ -6,6 +6,7 @@ The Python API, loaded on first use (PEP 562) so that `import keelml` and `keel 
     keelml.load_spec(path)                                            -> LoadedSpec
     keelml.open_registry(spec_or_store_dir)                           -> Project (close() or `with`; .registry)
     keelml.score(spec, frame, model=None, version=None)               -> Scores (predictions, rejects)
+    keelml.read_predictions(spec, model=None, *, window=None)          -> the prediction log (decrypted)
 
 They live in `keelml.api`; see docs/DESIGN.md for the packages behind them.
 """
@@ -18,10 +19,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (type che
 if TYPE_CHECKING:
     from typing import Any
 
-    from keelml.api import load_spec, open_registry, run, score
+    from keelml.api import load_spec, open_registry, read_predictions, run, score
 
-__all__ = ["__version__", "load_spec", "open_registry", "run", "score"]
-_API = frozenset({"load_spec", "open_registry", "run", "score"})
+__all__ = ["__version__", "load_spec", "open_registry", "read_predictions", "run", "score"]
+_API = frozenset({"load_spec", "open_registry", "read_predictions", "run", "score"})
 
 
 def __getattr__(name: str) -> Any:

@@ -1,4 +1,5 @@
-"""The Python API: `keelml.run`, `keelml.load_spec`, `keelml.open_registry` and `keelml.score`.
+"""The Python API: `keelml.run`, `keelml.load_spec`, `keelml.open_registry`, `keelml.score` and
+`keelml.read_predictions`.
 
 `keelml/__init__.py` loads this module the first time one of those names is used (PEP 562), so
 `import keelml` (and `keel --help`) pays for none of it. Everything here is a thin entry over the
@@ -12,6 +13,7 @@ serving engine builds a verified model and batch scoring validates and predicts.
         project.registry.versions("adult-income")
     scores = keelml.score("pipeline.yaml", df)                   # the newest accepted version of the spec's model
     scores.predictions, scores.rejects
+    log = keelml.read_predictions("pipeline.yaml", window="1d")  # the prediction log, decrypted and verified
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from typing import Any
 
 from keelml.data.inputs import to_polars
 from keelml.errors import DataError, KeelError, NotFoundError
+from keelml.monitor.window import log_keys, window_frame
 from keelml.pipeline import RunOutcome, run
-from keelml.registry.project import Project, open_project, open_store
+from keelml.registry.project import Project, open_project, open_store, store_root
 from keelml.serve.batch import score_chunk
 from keelml.serve.engine import load_registered
 from keelml.spec.pipeline import LoadedSpec, load_spec
 
-__all__ = ["Project", "RunOutcome", "Scores", "load_spec", "open_registry", "run", "score"]
+__all__ = ["Project", "RunOutcome", "Scores", "load_spec", "open_registry", "read_predictions", "run", "score"]
 
 STORE_MARKERS = ("keys", "keel.db", "store")  # what a keelml store directory holds
 
@@ -121,3 +124,24 @@ def _table(frame: Any) -> Any:
         raise DataError("the frame to score has no rows", expected="at least one row",
                         fix="pass the rows to score")
     return table
+
+
+def read_predictions(spec: str | Path | LoadedSpec, model: str | None = None, *, window: str | int | None = None,
+                     log: str | Path | None = None) -> Any:
+    """The served model's prediction log over a window, as `keel monitor` reads it (a polars DataFrame).
+
+    ``window`` is a duration (``"1d"``, ``"6h"``) or the newest N rows (default: `monitor.window`);
+    ``log`` a directory or file (default: `monitor.log_path`, else `serve.log_path`, else
+    ``<store>/predictions/<model>``). Files the server sealed are decrypted with the project's keys
+    after their signatures and digests are checked (an altered or foreign file is an IntegrityError);
+    in the server's own encrypted log a plaintext file is refused too. Feedback labels are joined as
+    ``label``; PII columns hold the hashes the server logged.
+    """
+    loaded = spec if isinstance(spec, LoadedSpec) else load_spec(spec)
+    name = model or loaded.spec.name
+    with open_registry(loaded) as project:
+        keys = log_keys(project.keys, encrypted=loaded.spec.store.encryption and log is None)
+    configured = loaded.spec.monitor.log_path or loaded.spec.serve.log_path
+    directory = Path(log) if log is not None else (
+        Path(loaded.resolve(configured)) if configured else store_root(loaded) / "predictions" / name)
+    return window_frame(directory, loaded.spec.monitor.window if window is None else window, keys=keys)

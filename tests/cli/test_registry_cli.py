@@ -132,7 +132,9 @@ def test_lineage_of_a_version_and_of_a_dataset(project: Path) -> None:
     from keelml.data.contract import contract_from_yaml
 
     report_contract = next((directory / ".keel-reports").glob("*/contract.yaml"))
-    assert facts["contract_version"] == contract_from_yaml(report_contract.read_text(), "c").version
+    shown = report_contract.read_text()  # rare categories withheld: the header names the full contract's version
+    assert facts["contract_version"] == contract_from_yaml(shown, "c").version or (
+        f"(contract version {facts['contract_version']})" in shown and "withheld" in shown)
     assert facts["parameters"]["model"]["family"] == "logistic_regression"
     assert facts["parameters"]["evaluate"]["bootstrap_rounds"] == 10
     assert facts["spec"]["path"].endswith("pipeline.yaml") and len(facts["spec"]["digest"]) == 64

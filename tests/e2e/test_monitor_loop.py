@@ -135,7 +135,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             time.sleep(0.02)
         log_dir = root / "predictions" / NAME
         deadline = time.monotonic() + 20
-        while not list(log_dir.glob("predictions-*.parquet")):  # rolled after ~1 s: complete files only
+        while not list(log_dir.glob("predictions-*.parquet.sealed")):  # rolled after ~1 s: complete files only
             assert time.monotonic() < deadline, "the prediction log was not written"
             time.sleep(0.2)
         yield server

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 from keelml.report.run_report import render_run_report
 
 CONTRACT = {
@@ -142,3 +144,58 @@ def test_binary_curves_and_lineage() -> None:
     assert "ROC curve" in page and "Precision-recall curve" in page and "Calibration curve" in page
     assert "keelml <code>9.9.9</code>" in page and "cdcdcdcdcdcdcdcd" in page and "efefefefefefefef" in page
     assert "{&quot;min_score&quot;: 0.9}" in page
+
+
+RARE = "Rare-Canary-41"
+
+
+def _rare_context() -> dict[str, object]:
+    """A category seen 5 times ('often'), 4 times ('some') and once (RARE), and a profile counting them."""
+    contract = {**CONTRACT, "columns": [*CONTRACT["columns"][1:], {
+        "name": "c", "type": "category", "role": "feature", "nullable": True, "max_null_fraction": 0.1,
+        "categories": ["often", "some", RARE], "min": None, "max": None, "unique": False, "sensitive": True}]}
+    top = [{"value": "often", "count": 5}, {"value": "some", "count": 4}, {"value": RARE, "count": 1}]
+    profile = {"rows": 10, "columns": [{"name": "c", "type": "category", "null_fraction": 0.0, "distinct": 3,
+                                        "count": 10, "top": top, "domain": {"often": 5, "some": 4, RARE: 1}}]}
+    analysis = {
+        "slices": {"metric": "roc_auc", "metrics": ["roc_auc"], "min_rows": 1, "bins": 4, "overall": {"roc_auc": 0.8},
+                   "rows": [{"column": "c", "slice": s, "n": 3, "share": 0.3, "metrics": {"roc_auc": 0.5}}
+                            for s in ("often", "some", RARE, "(missing)")]},
+        "error_analysis": {"worst_slices": [{"column": "c", "slice": RARE, "n": 1, "metric": "roc_auc", "value": 0.1,
+                                             "overall": 0.8, "difference": -0.7, "ci_low": -0.9, "ci_high": -0.5,
+                                             "significant": True}],
+                           "worst_examples": [{"row": 1, "loss": 3.0, "target": "a", "prediction": "b",
+                                               "features": {"c": RARE, "n": 7}}]},
+        "fairness": {"min_group_rows": 1, "columns": [{"column": "c", "groups": [
+            {"group": "often", "n": 5, "selection_rate": 0.2}, {"group": RARE, "n": 1, "selection_rate": 1.0}],
+            "excluded": [RARE], "differences": {}}]},
+    }
+    return {"run_id": "run-1", "pipeline": "p", "contract": contract, "validation": {}, "cv": CV,
+            "metrics": METRICS, "verdict": None, "data_digests": {"train": "ab" * 32}, "registration": None,
+            "profile": profile, "analysis": analysis}
+
+
+def test_categories_seen_fewer_than_min_category_count_times_are_withheld(tmp_path: Path) -> None:
+    import yaml
+
+    from keelml.report.run_report import write_run_report
+
+    page = write_run_report(tmp_path / "r", **_rare_context()).read_text()  # type: ignore[arg-type]
+    document = (tmp_path / "r" / "contract.yaml").read_text()
+    assert RARE not in page and RARE not in document and "some" not in document.split("columns:")[1]
+    assert next(c for c in yaml.safe_load(document)["columns"] if c["name"] == "c")["categories"] == ["often"]
+    assert "c: 2 of its 3 categories withheld" in document and "report.min_category_count" in document
+    from keelml.data.contract import Contract
+
+    full = Contract.model_validate(_rare_context()["contract"]).version
+    assert f"(contract version {full})" in document and f"contract <code>{full}</code>" in page
+    assert "2 categories seen fewer than 5 times" in page and "3 categories (2 withheld)" in page
+    assert "1 slices of rare categories withheld" not in page and "2 slices of rare categories withheld" in page
+    assert "(withheld: rare)" in page and "1 groups of rare categories withheld" in page
+    assert "often" in page and "(missing)" in page
+    shown = write_run_report(tmp_path / "all", min_category_count=0, **_rare_context()).read_text()  # type: ignore[arg-type]
+    assert RARE in shown and RARE in (tmp_path / "all" / "contract.yaml").read_text()
+    assert "withheld" not in (tmp_path / "all" / "contract.yaml").read_text()
+    blind = {**_rare_context(), "profile": None}  # no profile: the counts are unknown, every category withheld
+    write_run_report(tmp_path / "blind", **blind)  # type: ignore[arg-type]
+    assert "categories: []" in (tmp_path / "blind" / "contract.yaml").read_text()

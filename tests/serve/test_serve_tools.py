@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import http.client
+import io
 import json
 import ssl
 from pathlib import Path
@@ -107,15 +109,18 @@ def test_containerize_writes_a_minimal_secure_build_context(store: Store, tmp_pa
         project.close()
 
 
-def test_exported_bundle_serves_and_refuses_tampering(store: Store, api_key: str, tmp_path: Path) -> None:
+def test_exported_bundle_serves_and_refuses_tampering(store: Store, api_key: str, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from keelml.serve.auth import active_key_hashes, write_hashes_file
     from keelml.serve.exported import export_bundle
+    from keelml.store.sealed import LOG_KEY_ENV, log_key_for
 
     project = store.open()
     try:
         export_bundle(project, NAME, 1, tmp_path / "bundle")
         write_hashes_file(tmp_path / "keys", active_key_hashes(project.metadata))
         signer = project.keys.key_id
+        monkeypatch.setenv(LOG_KEY_ENV, base64.b64encode(log_key_for(project.keys)).decode())  # seals the log
     finally:
         project.close()
     config = ServeConfig(store_root=None, model=NAME, bundle_dir=str(tmp_path / "bundle"),
@@ -134,6 +139,9 @@ def test_exported_bundle_serves_and_refuses_tampering(store: Store, api_key: str
 
 
 def test_prediction_log_and_feedback_are_written_as_parquet(store: Store, api_key: str, tmp_path: Path) -> None:
+    from keelml.monitor.window import log_keys, read_prediction_log
+    from keelml.store.sealed import open_sealed
+
     log_dir = tmp_path / "log"
     config = serve_config(store, version=1, serve={"log_path": str(log_dir), "hash_columns": ["native-country"]})
     rows = sample_rows(store, 3)
@@ -142,15 +150,22 @@ def test_prediction_log_and_feedback_are_written_as_parquet(store: Store, api_ke
         status, _, _ = server.request("POST", f"/v1/models/{NAME}/feedback",
                                       {"request_id": body["request_id"], "row": 0, "label": "<=50K"}, key=api_key)
         assert status == 202
-    predictions = pl.read_parquet(next(log_dir.glob("predictions-*.parquet")))
+    project = store.open()
+    keys = log_keys(project.keys, encrypted=True)
+    project.close()
+    sealed = next(log_dir.glob("predictions-*.parquet.sealed"))  # encrypted and signed, with the project's keys
+    predictions = pl.read_parquet(io.BytesIO(open_sealed(sealed.read_bytes(), keys.rings, where="log")))
     assert predictions.height == 3 and set(predictions.get_column("request_id")) == {body["request_id"]}
     assert predictions.get_column("version").to_list() == [1, 1, 1]
     assert predictions.get_column("age").to_list() == [r["age"] for r in rows]
     hashed = predictions.get_column("native-country").to_list()
     assert all(h is None or (len(h) == 32 and h != r["native-country"]) for h, r in zip(hashed, rows, strict=True))
-    feedback = pl.read_parquet(next(log_dir.glob("feedback-*.parquet")))
+    feedback = pl.read_parquet(io.BytesIO(open_sealed(next(log_dir.glob("feedback-*.parquet.sealed")).read_bytes(),
+                                                      keys.rings, where="log")))
     assert feedback.row(0, named=True)["label"] == "<=50K"
     assert not list(log_dir.glob("*.part"))  # every file finalised at shutdown
+    joined = read_prediction_log(log_dir, keys=keys).sort("row")  # what keel monitor and the dashboard read
+    assert joined.get_column("label").to_list() == ["<=50K", None, None]
 
 
 def _self_signed(tmp_path: Path) -> tuple[str, str]:

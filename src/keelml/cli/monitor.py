@@ -42,7 +42,7 @@ def monitor(
     from keelml.monitor.actions import run_actions
     from keelml.monitor.check import check_window, summary_of
     from keelml.monitor.reference import load_reference, parse_model_ref
-    from keelml.monitor.window import window_frame
+    from keelml.monitor.window import log_keys, window_frame
     from keelml.registry.project import open_project, store_root
     from keelml.spec.pipeline import load_spec
 
@@ -56,7 +56,9 @@ def monitor(
         directory = log or Path(loaded.resolve(configured) if configured
                                 else store_root(loaded) / "predictions" / model)
         chosen = window if window is not None else settings.window
-        frame = window_frame(directory, chosen)
+        # the server's own log holds sealed files only (store.encryption); --log may name plain Parquet files
+        keys = log_keys(project.keys, encrypted=loaded.spec.store.encryption and log is None)
+        frame = window_frame(directory, chosen, keys=keys)
         metric = settings.performance.metric or loaded.spec.evaluate.metric
         report = check_window(frame, reference=found.profile, contract=found.contract, spec=settings, metric=metric)
         report = {"model": {"name": found.name, "version": found.version}, "window": str(chosen),

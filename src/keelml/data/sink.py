@@ -11,6 +11,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from keelml.errors import DataError
+from keelml.store.atomic import private_dirs, private_file
 
 
 class FrameSink:
@@ -42,7 +43,8 @@ class FrameSink:
     def _append(self, frame: pl.DataFrame) -> None:
         if self.csv:
             if self._handle is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_dirs(self.path.parent)
+                private_file(self.partial)  # 0600 before a row is written
                 self._handle = self.partial.open("wb")
                 frame.write_csv(self._handle, include_header=True)
             else:
@@ -51,7 +53,8 @@ class FrameSink:
 
         table = frame.to_arrow()
         if self._parquet is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
+            private_file(self.partial)
             self._parquet = pq.ParquetWriter(str(self.partial), table.schema, compression="zstd")
         self._parquet.write_table(table.cast(self._parquet.schema))
 
@@ -61,6 +64,7 @@ class FrameSink:
             if self._handle is None and self._parquet is None:
                 self._append(self._template if self._template is not None else pl.DataFrame())
                 if self.csv and self._handle is None:
+                    private_file(self.partial)
                     self._handle = self.partial.open("wb")
             self._close()
             os.replace(self.partial, self.path)

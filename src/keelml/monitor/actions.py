@@ -19,6 +19,7 @@ from typing import Any
 from keelml.errors import KeelError
 from keelml.monitor.webhook import WebhookRefused, post_json
 from keelml.spec.monitor import ActionSpec
+from keelml.store.atomic import open_private, private_dirs
 
 Audit = Callable[..., Any]
 
@@ -94,8 +95,8 @@ def _log(action: ActionSpec, rules: Sequence[Mapping[str, Any]], summary: Mappin
         path = ctx.base_dir / path
     line = json.dumps(alert_payload(rules, summary, ctx), sort_keys=True, default=str)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as handle:
+        private_dirs(path.parent)
+        with os.fdopen(open_private(path, os.O_WRONLY | os.O_APPEND), "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
     except OSError as exc:
         return {"status": "failed", "detail": f"cannot write {path}: {exc.strerror or exc}"}

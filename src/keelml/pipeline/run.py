@@ -218,4 +218,5 @@ def _report(loaded: LoadedSpec, project: Project, runner: Runner, results: list[
         registration=(registration.name, registration.version) if registration else None,
         analysis=runner.value(Outputs.ANALYSIS), tests=runner.value(Outputs.TESTS) if "model_tests" in done else None,
         lineage=_lineage(loaded, results), security=outcome.security,
-        timings={name: runner.value(ref) for name, ref in Outputs.TIMINGS.items() if name in done})
+        timings={name: runner.value(ref) for name, ref in Outputs.TIMINGS.items() if name in done},
+        min_category_count=loaded.spec.report.min_category_count)

@@ -13,6 +13,7 @@ from keelml.model.trust import TrustPolicy
 from keelml.registry.core import Registry
 from keelml.spec.pipeline import LoadedSpec
 from keelml.store.artifacts import ArtifactStore
+from keelml.store.atomic import private_dirs
 from keelml.store.audit import AuditLog
 from keelml.store.keyproviders import KeyProvider, provider_for
 from keelml.store.keys import KeyRing, create_keys, key_files_exist, keys_in_environment, load_keys
@@ -126,7 +127,7 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     # A brand-new store (no artifacts, no local metadata, no keys) gets fresh keys on first use.
     fresh = not db_path.exists() and not (root / "store").exists() and not key_files_exist(keys_dir)
     if fresh and create and not keys_in_environment():
-        root.mkdir(parents=True, exist_ok=True)
+        private_dirs(root)
         try:
             keys = create_keys(keys_dir)
             created = True
@@ -135,7 +136,7 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
     else:
         keys = load_keys(keys_dir)
     if not loaded.spec.store.metadata_url:
-        root.mkdir(parents=True, exist_ok=True)
+        private_dirs(root)
     artifacts = open_artifacts(root, keys, encryption=loaded.spec.store.encryption,
                                artifacts_url=artifacts_location(loaded),
                                artifacts_options=loaded.spec.store.artifacts_options)

@@ -97,6 +97,9 @@ def slices_section(analysis: Mapping[str, Any] | None) -> str:
     body = [f"<p>Every value of every categorical feature and {e(info['bins'])} quantile bins of every numeric "
             f"feature; slices with fewer than {e(info['min_rows'])} rows are listed without metrics. "
             f"All rows: {e(metric)} {num(base)}.</p>"]
+    if info.get("withheld"):
+        body.append(f"<p class='muted'>{e(info['withheld'])} slices of rare categories withheld "
+                    "(report.min_category_count).</p>")
     if scored and base is not None:
         ranked = sorted(scored, key=lambda r: abs(r["metrics"][metric] - base), reverse=True)[:CHART_SLICES]
         body.append(bar_chart([f"{r['column']} = {r['slice']}" for r in ranked],
@@ -129,6 +132,9 @@ def fairness_section(analysis: Mapping[str, Any] | None) -> str:
                              else []), numeric={1}))
         if entry.get("note"):
             body.append(f"<p class='muted'>{e(entry['note'])}</p>")
+        if entry.get("withheld"):
+            body.append(f"<p class='muted'>{e(entry['withheld'])} groups of rare categories withheld "
+                        "(report.min_category_count).</p>")
         keys = [k for k in ("selection_rate", "tpr", "fpr", "accuracy", "positive_rate", "mae", "mean_prediction")
                 if groups and k in groups[0]]
         chart_keys = [k for k in ("selection_rate", "tpr", "fpr") if k in keys] or keys[:1]

@@ -2,7 +2,9 @@
 
 Sections: summary, data quality, tuning, learning curves, cross-validation, held-out metrics, ROC
 and PR curves, calibration, confusion matrix, slices, fairness, error analysis, model tests, the
-gate's verdict, the data contract and the lineage. Every value from the data is HTML-escaped.
+gate's verdict, the data contract and the lineage. Every value from the data is HTML-escaped, and a
+category seen fewer than `report.min_category_count` times in training is not printed at all, here
+or in the contract.yaml beside the page (`categories.py`).
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from keelml.data.contract import Contract, contract_to_yaml
+from keelml.data.contract import Contract
 from keelml.report import evaluation, training
+from keelml.report.categories import Categories
 from keelml.report.html import CSS, e, num, section, table
 from keelml.report.profile_report import profile_table_html
 from keelml.report.security import security_section
+from keelml.spec.report import DEFAULT_MIN_CATEGORY_COUNT
 from keelml.store.atomic import atomic_write_bytes
 
 SECTIONS = (
@@ -57,12 +61,18 @@ def _summary(run_id: str, pipeline: str, metrics: Mapping[str, Any], verdict: Ma
     return section("summary", f"Run {run_id} of {pipeline}", "".join(lines))
 
 
+def _expected(anomaly: Mapping[str, Any]) -> Any:
+    """What the contract expected; a category list is not repeated here (it is in contract.yaml)."""
+    return "one of the contract's categories (contract.yaml)" if anomaly.get("kind") == "domain" \
+        else anomaly.get("expected")
+
+
 def _data_quality(validation: Mapping[str, Any], profile: Mapping[str, Any] | None) -> str:
     rows = [[e(source), e(rep.get("rows_in")), e(rep.get("rows_valid")), e(rep.get("rows_quarantined"))]
             for source, rep in validation.items() if isinstance(rep, Mapping)]
     body = table(["source", "rows in", "accepted", "quarantined (kept with reason)"], rows, numeric={1, 2, 3})
     anomalies = [[e(source), e(a.get("column") or "(rows)"), e(a.get("kind")), e(a.get("count")),
-                  e(a.get("expected")), e(a.get("observed"))]
+                  e(_expected(a)), e(a.get("observed"))]
                  for source, rep in validation.items() if isinstance(rep, Mapping)
                  for a in rep.get("anomalies", []) if isinstance(a, Mapping)]
     if anomalies:
@@ -75,11 +85,13 @@ def _data_quality(validation: Mapping[str, Any], profile: Mapping[str, Any] | No
     return section("data-quality", "Data quality", body)
 
 
-def _contract(contract: Mapping[str, Any]) -> str:
+def _contract(contract: Mapping[str, Any], categories: Categories) -> str:
     rows = []
+    withheld = categories.withheld()
     for col in contract.get("columns", []):
         low, high = col.get("min"), col.get("max")
-        domain = (f"{len(col['categories'])} categories" if col.get("categories")
+        held = f" ({withheld[col['name']]} withheld)" if col["name"] in withheld else ""
+        domain = (f"{len(col['categories'])} categories{held}" if col.get("categories")
                   else f"[{'-inf' if low is None else _bound(low)}, {'inf' if high is None else _bound(high)}]"
                   if low is not None or high is not None else "")
         rows.append([e(col["name"]), e(col["type"]), e(col["role"]), e("yes" if col.get("nullable") else "no"),
@@ -87,7 +99,8 @@ def _contract(contract: Mapping[str, Any]) -> str:
     return section("contract", "Data contract",
                    table(["column", "type", "role", "nullable", "domain", "sensitive"], rows)
                    + f"<p class='meta'>task {e(contract.get('task'))}, target <code>{e(contract.get('target'))}"
-                     "</code>. The full contract is in contract.yaml next to this page.</p>")
+                     "</code>. The contract is in contract.yaml next to this page.</p>"
+                   + (f"<p class='meta'>{e(categories.note())}</p>" if withheld else ""))
 
 
 def _lineage(run_id: str, version: str, data_digests: Mapping[str, str], cv: Mapping[str, Any],
@@ -117,9 +130,17 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
                       registration: tuple[str, int] | None, analysis: Mapping[str, Any] | None = None,
                       tests: Mapping[str, Any] | None = None, lineage: Mapping[str, Any] | None = None,
                       profile: Mapping[str, Any] | None = None, security: Mapping[str, Any] | None = None,
-                      timings: Mapping[str, Any] | None = None) -> str:
-    """Pure function: the report's HTML from the run's artifacts."""
+                      timings: Mapping[str, Any] | None = None,
+                      min_category_count: int = DEFAULT_MIN_CATEGORY_COUNT) -> str:
+    """Pure function: the report's HTML from the run's artifacts.
+
+    A feature's category seen fewer than `min_category_count` times in the training profile (every
+    category when there is no profile, unless it is 0) is printed nowhere on the page.
+    """
     version = Contract.model_validate(dict(contract)).version
+    categories = Categories.of(contract, profile, min_category_count)
+    analysis = categories.analysis(analysis)
+    profile = categories.profile(profile) if profile else profile
     provenance = (f"run <code>{e(run_id)}</code> · data " +
                   ", ".join(f"{e(k)} <code>{e(v[:12])}</code>" for k, v in data_digests.items()) +
                   f" · contract <code>{e(version)}</code>")
@@ -133,7 +154,7 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
         evaluation.slices_section(analysis), evaluation.fairness_section(analysis),
         evaluation.errors_section(analysis), evaluation.tests_section(tests), evaluation.gate_section(verdict),
         security_section(security or {}, contract),
-        _contract(contract), _lineage(run_id, version, data_digests, cv, lineage),
+        _contract(contract, categories), _lineage(run_id, version, data_digests, cv, lineage),
     ]
     body = "\n".join(parts)
     return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -141,12 +162,16 @@ def render_run_report(*, run_id: str, pipeline: str, contract: Mapping[str, Any]
             f"<title>keelml: {e(pipeline)}</title><style>{CSS}</style></head><body>{body}</body></html>")
 
 
-def write_run_report(directory: Path, **context: Any) -> Path:
-    """Write index.html and contract.yaml for a run; returns the HTML path."""
-    page = render_run_report(**context)
+def write_run_report(directory: Path, *, min_category_count: int = DEFAULT_MIN_CATEGORY_COUNT,
+                     **context: Any) -> Path:
+    """Write index.html and contract.yaml for a run (0600 files in a 0700 directory); returns the HTML path.
+
+    Both leave out the categories seen fewer than `min_category_count` times in training.
+    """
+    page = render_run_report(min_category_count=min_category_count, **context)
     atomic_write_bytes(directory / "index.html", page.encode("utf-8"))
-    contract = Contract.model_validate(dict(context["contract"]))
-    atomic_write_bytes(directory / "contract.yaml", contract_to_yaml(contract).encode("utf-8"))
+    categories = Categories.of(context["contract"], context.get("profile"), min_category_count)
+    atomic_write_bytes(directory / "contract.yaml", categories.contract_yaml(context["contract"]).encode("utf-8"))
     return directory / "index.html"
 
 

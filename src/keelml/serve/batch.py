@@ -29,6 +29,7 @@ from keelml.engine.executors import Executor, InProcess
 from keelml.errors import DataError
 from keelml.model.trust import TrustPolicy
 from keelml.serve.engine import ServedModel, build_model
+from keelml.store.atomic import private_dirs, private_file
 
 NULL_VALUES = ["", "NA", "N/A", "NaN", "null", "NULL"]
 
@@ -106,7 +107,8 @@ class _Writer:
     def write(self, frame: Any) -> None:
         table = frame.to_arrow()
         if self._writer is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dirs(self.path.parent)
+            private_file(self.path)  # 0600 before a prediction is written
             if self.fmt == "parquet":
                 self._writer = pq.ParquetWriter(str(self.path), table.schema, compression="zstd")
             else:

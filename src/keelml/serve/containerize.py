@@ -3,11 +3,15 @@
 The image is a slim Python base running as a non-root user, with only the runtime dependencies the
 version's engine needs (pinned to the versions that built and validated the model), the keelml
 package, the verified bundle (serving components only) and a health check on /v2/health/ready.
-API keys are not baked in: the compose file mounts key hashes as a secret.
+API keys are not baked in: the compose file mounts key hashes as a secret, and the prediction log's
+key (`keelml.store.sealed.log_key_for`: derived from the project's master key, so the project reads
+the container's log with its own keys) as another. The context's files are 0600 and its directories
+0700 (the Dockerfile opens what the image's user reads).
 """
 
 from __future__ import annotations
 
+import base64
 import importlib.metadata as md
 import json
 import shutil
@@ -18,6 +22,8 @@ from typing import Any
 import keelml
 from keelml.errors import KeelError
 from keelml.serve.exported import export_bundle
+from keelml.store.atomic import atomic_write_bytes, private_dirs
+from keelml.store.sealed import LOG_KEY_FILE_ENV, log_key_for
 
 BASE_IMAGE = "python:3.11-slim"
 PORT = 8000
@@ -68,13 +74,16 @@ RUN pip install --no-cache-dir -r /app/requirements.txt
 COPY keelml/ /app/keelml/
 COPY bundle/ /app/bundle/
 COPY serve.json /app/serve.json
-RUN mkdir -p /var/lib/keel && chown keel:keel /var/lib/keel
+# the build context is private (0600 files, 0700 directories): the server's user reads, nobody writes
+RUN chmod -R a+rX,go-w /app/bundle /app/serve.json && mkdir -p /var/lib/keel && chown keel:keel /var/lib/keel \\
+    && chmod 0700 /var/lib/keel
 
 ENV PYTHONPATH=/app \\
     KEEL_SERVE_CONFIG_FILE=/app/serve.json \\
     KEEL_SERVE_HOST=0.0.0.0 \\
     KEEL_SERVE_PORT={PORT} \\
-    KEEL_LOG_DIR=/var/lib/keel
+    KEEL_LOG_DIR=/var/lib/keel \\
+    {LOG_KEY_FILE_ENV}=/run/secrets/keel_log_key
 
 USER keel
 EXPOSE {PORT}
@@ -100,6 +109,7 @@ services:
       - predictions:/var/lib/keel
     secrets:
       - keel_api_keys
+      - keel_log_key     # seals the prediction log (written by keel containerize; keep it with the keys)
     cap_drop:
       - ALL
     security_opt:
@@ -109,6 +119,8 @@ services:
 secrets:
   keel_api_keys:
     file: ./secrets/keel_api_keys
+  keel_log_key:
+    file: ./secrets/keel_log_key
 
 volumes:
   predictions: {{}}
@@ -127,19 +139,20 @@ def containerize(project: Any, name: str, version: int, directory: Path, *,
     if directory.exists() and any(directory.iterdir()):
         raise KeelError(f"{directory} is not empty", expected="a new or empty directory for the build context",
                         fix="choose another -o DIR or empty this one")
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dirs(directory)
     info = export_bundle(project, name, version, directory / "bundle")
     engine = "onnx" if info.get("engine") == "onnx" else "sklearn"
     _copy_package(directory / "keelml")
     config = {"store_root": None, "model": name, "version": version, "serve": serve,
               "bundle_dir": "/app/bundle", "keys_file": "/run/secrets/keel_api_keys",
               "trusted_key_id": project.keys.key_id}
-    (directory / "serve.json").write_text(json.dumps(config, indent=1) + "\n")
-    (directory / "requirements.txt").write_text("\n".join(requirements(engine)) + "\n")
-    (directory / "Dockerfile").write_text(dockerfile(name, version, engine))
-    (directory / "compose.yaml").write_text(compose(name, version))
-    (directory / ".dockerignore").write_text("secrets/\n**/__pycache__\n")
-    (directory / "secrets").mkdir(exist_ok=True)
+    written = {"serve.json": json.dumps(config, indent=1) + "\n",
+               "requirements.txt": "\n".join(requirements(engine)) + "\n",
+               "Dockerfile": dockerfile(name, version, engine), "compose.yaml": compose(name, version),
+               ".dockerignore": "secrets/\n**/__pycache__\n",
+               "secrets/keel_log_key": base64.b64encode(log_key_for(project.keys)).decode() + "\n"}
+    for file, text in written.items():
+        atomic_write_bytes(directory / file, text.encode())
     files = sorted(str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file()
                    and not str(p.relative_to(directory)).startswith("keelml/"))
     return ContainerContext(directory, engine, files)

@@ -27,7 +27,7 @@ from fastapi.responses import RedirectResponse, Response
 from keelml.monitor.check import check_window
 from keelml.monitor.drift import drift_report
 from keelml.monitor.reference import load_reference
-from keelml.monitor.window import read_prediction_log
+from keelml.monitor.window import NO_KEYS, LogKeys, read_prediction_log
 from keelml.serve.auth import DASHBOARD_COOKIE
 from keelml.serve.metrics import Metrics
 from keelml.serve.swap import ModelHolder
@@ -125,14 +125,14 @@ def _recent_alerts(path: Path | None, limit: int = 20) -> list[dict[str, Any]]:
 
 def dashboard_data(*, name: str, metrics: Metrics, version: int | None, log_dir: Path | None,
                    reference: Reference | None, history: History | None, alerts_file: Path | None,
-                   window_seconds: float, now: float | None = None) -> dict[str, Any]:
+                   window_seconds: float, now: float | None = None, log_keys: LogKeys = NO_KEYS) -> dict[str, Any]:
     """Everything the page shows, as JSON-safe data (computed off the event loop)."""
     now = time.time() if now is None else now
     data: dict[str, Any] = {"model": name, "version": version, "generated_at": now, "window_seconds": window_seconds,
                             "live": live_metrics(metrics), "problems": []}
     frame = pl.DataFrame()
     if log_dir is not None and log_dir.exists():
-        frame = read_prediction_log(log_dir, since=now - window_seconds, last=MAX_ROWS)
+        frame = read_prediction_log(log_dir, since=now - window_seconds, last=MAX_ROWS, keys=log_keys)
     data["log_rows_in_window"] = frame.height
     data.update(traffic_and_latency(frame))
     data["drift"] = {"times": [], "features": {}}
@@ -167,7 +167,7 @@ def _clean(value: Any) -> Any:
 
 def add_dashboard(app: FastAPI, *, name: str, holder: ModelHolder, metrics: Metrics, log_dir: Path | None,
                   reference: Reference | None, history: History | None, alerts_file: Path | None = None,
-                  window_seconds: float = 86400.0, cache_seconds: float = 2.0) -> None:
+                  window_seconds: float = 86400.0, cache_seconds: float = 2.0, log_keys: LogKeys = NO_KEYS) -> None:
     """Register `/dashboard`, `/dashboard/data` and the page's two assets on `app`."""
     cache: dict[str, Any] = {"at": -math.inf, "body": b""}
     headers = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "cache-control": "no-store",
@@ -190,7 +190,7 @@ def add_dashboard(app: FastAPI, *, name: str, holder: ModelHolder, metrics: Metr
             result = await asyncio.to_thread(
                 dashboard_data, name=name, metrics=metrics, version=served.model.version if served else None,
                 log_dir=log_dir, reference=reference, history=history, alerts_file=alerts_file,
-                window_seconds=window_seconds)
+                window_seconds=window_seconds, log_keys=log_keys)
             cache["body"] = json.dumps(_clean(result), default=_json_default, separators=(",", ":")).encode()
             cache["at"] = time.monotonic()
         return Response(cache["body"], media_type="application/json", headers=headers)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from keelml.errors import IntegrityError, NotFoundError
 from keelml.model.trust import TrustPolicy
+from keelml.store.atomic import atomic_write_bytes, private_dirs
 from keelml.store.envelope import canonical_json
 from keelml.store.keys import public_key_id
 
@@ -39,13 +40,14 @@ def export_bundle(project: Any, name: str, version: int, directory: Path) -> dic
         "engine": "sklearn"}
     wanted = ["contract", "engine"] + (["onnx"] if engine.get("engine") == "onnx" else ["model"])
     target = directory / "components"
-    target.mkdir(parents=True, exist_ok=True)
+    private_dirs(target)  # files 0600, directories 0700, like everything keelml writes
     for part in wanted:
         if part in components:
-            (target / components[part]).write_bytes(project.artifacts.get(components[part]))
-    (directory / BUNDLE_FILE).write_text(json.dumps({**bundle, "version": int(row["version"])}, indent=1))
-    (directory / KEY_FILE).write_bytes(project.keys.public_key.public_bytes(Encoding.PEM,
-                                                                            PublicFormat.SubjectPublicKeyInfo))
+            atomic_write_bytes(target / components[part], project.artifacts.get(components[part]))
+    atomic_write_bytes(directory / BUNDLE_FILE, json.dumps({**bundle, "version": int(row["version"])},
+                                                           indent=1).encode())
+    atomic_write_bytes(directory / KEY_FILE, project.keys.public_key.public_bytes(Encoding.PEM,
+                                                                                 PublicFormat.SubjectPublicKeyInfo))
     return engine
 
 

@@ -6,10 +6,15 @@ is dropped and counted, never waited for). pyarrow is imported with this module 
 run once when the log is created, so the first flush does not import modules (pyarrow pulls in
 pandas: over a second holding the interpreter lock) while requests are being served. A writer thread wakes
 every FLUSH_SECONDS, turns what accumulated into Arrow record batches, writes
-them to an open file named ``*.parquet.part`` and renames it to ``*.parquet`` when it is rolled (by
-size or age) or the server stops, so readers only ever see complete files. PII columns are logged
-as HMAC-SHA256 hashes with a key derived from the project's PII key (or as nulls when the contract
-says drop).
+them to Parquet and, when the file is rolled (by size or age) or the server stops, completes it, so
+readers only ever see complete files. PII columns are logged as HMAC-SHA256 hashes with a key derived
+from the project's PII key (or as nulls when the contract says drop).
+
+Encrypted by default: with a sealing key ring (the project's keys, or a log key for a server without
+a store; `keelml.store.sealed`), a file's Parquet bytes are built in memory and written once, sealed
+in the artifact envelope (AES-256-GCM, signed), as ``*.parquet.sealed``: no plaintext reaches the
+disk. Without one (``store.encryption: false``) the writer streams to ``*.parquet.part`` and
+renames it to ``*.parquet``. Either way files are 0600 and the directory 0700.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from typing import Any, NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from keelml.store.atomic import atomic_write_bytes, private_dirs, private_file
+from keelml.store.keys import KeyRing
+from keelml.store.sealed import SEALED_SUFFIX, sealed_parts
 
 log = logging.getLogger("keelml.serve")
 
@@ -58,12 +67,15 @@ class Feedback(NamedTuple):
 
 
 class _RollingFile:
-    """One Parquet writer, renamed into place when closed."""
+    """One Parquet writer: sealed into place when closed, or streamed to a ``.part`` file renamed when closed."""
 
-    def __init__(self, directory: Path, prefix: str, roll_bytes: int, roll_seconds: float) -> None:
+    def __init__(self, directory: Path, prefix: str, roll_bytes: int, roll_seconds: float,
+                 seal: KeyRing | None) -> None:
         self.directory, self.prefix = directory, prefix
         self.roll_bytes, self.roll_seconds = roll_bytes, roll_seconds
+        self._seal = seal
         self._writer: Any = None
+        self._sink: Any = None  # the in-memory Parquet bytes of a file to be sealed
         self._path: Path | None = None
         self._opened = 0.0
 
@@ -72,8 +84,15 @@ class _RollingFile:
             self.close()
         if self._writer is None:
             stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-            self._path = self.directory / f"{self.prefix}-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet.part"
-            self._writer = pq.ParquetWriter(str(self._path), table.schema, compression="zstd")
+            name = f"{self.prefix}-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+            if self._seal is not None:
+                self._path = self.directory / f"{name}{SEALED_SUFFIX}"
+                self._sink = pa.BufferOutputStream()
+                self._writer = pq.ParquetWriter(self._sink, table.schema, compression="zstd")
+            else:
+                self._path = self.directory / f"{name}.part"
+                private_file(self._path)  # 0600 before a byte is written
+                self._writer = pq.ParquetWriter(str(self._path), table.schema, compression="zstd")
             self._opened = time.monotonic()
         self._writer.write_table(table)
 
@@ -81,6 +100,8 @@ class _RollingFile:
         return time.monotonic() - self._opened >= self.roll_seconds
 
     def _too_big(self) -> bool:
+        if self._sink is not None:
+            return int(self._sink.tell()) >= self.roll_bytes
         return self._path is not None and self._path.stat().st_size >= self.roll_bytes
 
     def roll_if_due(self) -> None:
@@ -91,18 +112,26 @@ class _RollingFile:
         if self._writer is None or self._path is None:
             return
         self._writer.close()
-        self._path.rename(self._path.with_suffix(""))  # drop ".part"
-        self._writer, self._path = None, None
+        if self._seal is not None:
+            # no copy of the Parquet bytes: hashed, then encrypted a chunk at a time, then written in two parts
+            data = memoryview(self._sink.getvalue())
+            atomic_write_bytes(self._path, sealed_parts(data, self._seal, codec="parquet"))
+        else:
+            self._path.rename(self._path.with_suffix(""))  # drop ".part"
+        self._writer, self._sink, self._path = None, None, None
 
 
 class PredictionLog:
-    """Queue + writer thread. `put` and `feedback` never block; `close` flushes and finalises files."""
+    """Queue + writer thread. `put` and `feedback` never block; `close` flushes and finalises files.
+
+    `seal`: the key ring that encrypts and signs each file (None: plaintext Parquet).
+    """
 
     def __init__(self, directory: Path, *, model: str, columns: list[tuple[str, str]], hash_columns: Sequence[str],
                  hash_key: bytes, roll_bytes: int, roll_seconds: float, drop_columns: Sequence[str] = (),
                  on_written: Callable[[int], None] | None = None,
-                 on_dropped: Callable[[int], None] | None = None) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+                 on_dropped: Callable[[int], None] | None = None, seal: KeyRing | None = None) -> None:
+        private_dirs(directory)
         self.directory = directory
         self._model = model
         self._columns = [name for name, _ in columns]
@@ -112,8 +141,8 @@ class PredictionLog:
         self._key = hmac.new(hash_key, b"keelml prediction log", hashlib.sha256).digest()
         self._items: collections.deque[LogEntry | Feedback] = collections.deque()
         self._stop = threading.Event()
-        self._predictions = _RollingFile(directory, "predictions", roll_bytes, roll_seconds)
-        self._feedback = _RollingFile(directory, "feedback", roll_bytes, roll_seconds)
+        self._predictions = _RollingFile(directory, "predictions", roll_bytes, roll_seconds, seal)
+        self._feedback = _RollingFile(directory, "feedback", roll_bytes, roll_seconds, seal)
         self._on_written = on_written or (lambda n: None)
         self._on_dropped = on_dropped or (lambda n: None)
         self._warm_up()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keelml.data.pii import pii_key
-from keelml.errors import IntegrityError
+from keelml.errors import IntegrityError, KeyMaterialError
+from keelml.monitor.window import LogKeys
 from keelml.registry.project import open_store
 from keelml.serve.app import build_app
 from keelml.serve.auth import KeyChecker, active_key_hashes, read_hashes_file
@@ -35,6 +36,8 @@ from keelml.serve.schema import request_models
 from keelml.serve.state import AppSettings
 from keelml.serve.swap import ModelHolder, Served
 from keelml.spec.serve import ServeSpec
+from keelml.store.keys import KeyRing
+from keelml.store.sealed import LOG_KEY_ENV, LOG_KEY_FILE_ENV, log_key_from_env, log_ring, reading_rings
 
 if TYPE_CHECKING:
     from keelml.serve.server import ServeConfig
@@ -57,6 +60,12 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     name = config.model
     metrics = Metrics(name)
     source = version_source(config)
+    if spec.log_predictions and config.encryption and source.log_seal is None:
+        raise KeyMaterialError(
+            "the prediction log is encrypted (store.encryption), and a server without a store has no key for it",
+            expected=f"a log key in ${LOG_KEY_FILE_ENV} (a file) or ${LOG_KEY_ENV} (base64 of 32 bytes)",
+            fix="mount the secrets/keel_log_key file `keel containerize` wrote and set "
+                f"{LOG_KEY_FILE_ENV} to its path, or turn the log off (serve.log_predictions: false)")
 
     def loader(version: int) -> Served:
         model, sample = source.load(version)
@@ -86,7 +95,7 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
         predlog = PredictionLog(
             directory, model=name, columns=[(c.name, c.type) for c in contract.features],
             hash_columns=hashed, drop_columns=dropped, hash_key=source.hash_key, roll_bytes=spec.log_roll_bytes,
-            roll_seconds=spec.log_roll_seconds,
+            roll_seconds=spec.log_roll_seconds, seal=source.log_seal if config.encryption else None,
             on_written=lambda n: setattr(metrics, "log_rows", metrics.log_rows + n),
             on_dropped=lambda n: setattr(metrics, "log_dropped", metrics.log_dropped + n))
     settings = AppSettings(precision=spec.precision, top_k=spec.top_k, max_rows=spec.max_rows)
@@ -102,7 +111,8 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
                       on_startup=on_startup)
     found = project_sources(source.project, name) if source.project is not None else (None, None)
     add_dashboard(built.app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
-                  history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
+                  history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl",
+                  log_keys=LogKeys(source.log_keys, sealed_only=config.encryption))
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
                     "can use the model")
@@ -140,6 +150,8 @@ class VersionSource(abc.ABC):
 
     log_root: Path
     hash_key: bytes
+    log_seal: KeyRing | None = None  # what seals the prediction log (store.sealed); None: no key
+    log_keys: tuple[KeyRing, ...] = ()  # what may open it
     project: Any = None  # the opened project store, when serving from one (the dashboard reads it)
 
     @abc.abstractmethod
@@ -172,6 +184,8 @@ def _project_source(config: ServeConfig) -> VersionSource:
     class ProjectSource(VersionSource):
         log_root = project.root
         hash_key = pii_key(project.keys.master_key)
+        log_seal = project.keys
+        log_keys = tuple(reading_rings(project.keys))
 
         def resolve(self) -> int:
             if config.version is not None:
@@ -209,10 +223,13 @@ def _export_source(config: ServeConfig) -> VersionSource:
         raise IntegrityError(f"the exported bundle is model {name!r}, not {config.model!r}",
                              fix="serve the bundle under its own name")
     key_env = os.environ.get("KEEL_LOG_HASH_KEY", "")
+    log_key = log_key_from_env()  # see keelml.store.sealed: `keel containerize` writes it
 
     class ExportSource(VersionSource):
         log_root = Path(os.environ.get("KEEL_LOG_DIR", "/var/lib/keel"))
         hash_key = key_env.encode() if key_env else secrets.token_bytes(32)
+        log_seal = None if log_key is None else log_ring(log_key)
+        log_keys = () if log_seal is None else (log_seal,)
 
         def resolve(self) -> int:
             return version

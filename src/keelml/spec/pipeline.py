@@ -18,6 +18,7 @@ from keelml.spec.data import ContractSpec, DataSpec, SplitSpec, ValidationSpec
 from keelml.spec.evaluate import EvaluateSpec, GateSpec, ModelTestsSpec
 from keelml.spec.model import ModelSpec, PreprocessSpec, TuneSpec
 from keelml.spec.monitor import MonitorSpec
+from keelml.spec.report import ReportSpec
 from keelml.spec.security import SecuritySpec
 from keelml.spec.serve import ServeSpec
 from keelml.spec.store import EXECUTOR_PATTERN, StoreSpec
@@ -47,6 +48,7 @@ class PipelineSpec(StrictModel):
     serve: ServeSpec = Field(default_factory=ServeSpec)
     security: SecuritySpec = Field(default_factory=SecuritySpec)
     monitor: MonitorSpec = Field(default_factory=MonitorSpec)
+    report: ReportSpec = Field(default_factory=ReportSpec)
 
     @model_validator(mode="before")
     @classmethod
@@ -75,7 +77,7 @@ class PipelineSpec(StrictModel):
 
 
 _SECTIONS = ("store", "contract", "validation", "split", "model", "preprocess", "evaluate", "gate", "tests",
-             "serve", "security", "monitor")
+             "serve", "security", "monitor", "report")
 
 
 @dataclass(frozen=True)

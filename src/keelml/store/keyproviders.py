@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from keelml.errors import KeyMaterialError
-from keelml.store.atomic import atomic_write_bytes, fsync_dir
+from keelml.store.atomic import atomic_write_bytes, fsync_dir, private_dirs
 from keelml.store.keys import (
     MASTER_ENV,
     MASTER_FILE,
@@ -86,7 +86,7 @@ class FileKeyProvider:
                                    fix="run `keel keys rotate`")
         old_id = current.master_key_id
         retired = self.keys_dir / RETIRED_DIR
-        retired.mkdir(mode=0o700, exist_ok=True)
+        private_dirs(retired)
         # 1. keep a copy of the old key (unwrap only); 2. one atomic rename makes the new key current.
         atomic_write_bytes(retired / f"master-{old_id.removeprefix('aes:')}.key",
                            (self.keys_dir / MASTER_FILE).read_bytes(), mode=0o600)

@@ -16,7 +16,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from keelml.errors import KeyMaterialError
-from keelml.store.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir
+from keelml.store.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir, private_dirs
 
 MASTER_ENV = "KEEL_MASTER_KEY"
 SIGNING_ENV = "KEEL_SIGNING_KEY"
@@ -177,9 +177,10 @@ def create_keys(keys_dir: Path) -> KeyRing:
     )
     if key_files_exist(keys_dir):
         raise already
-    keys_dir.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(keys_dir.parent)
     staging = keys_dir.parent / f"{TEMP_PREFIX}keys-{uuid.uuid4().hex}"
     staging.mkdir(mode=0o700)
+    os.chmod(staging, 0o700)  # whatever the umask
     master = os.urandom(32)
     signing = Ed25519PrivateKey.generate()
     seed = signing.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())

@@ -15,6 +15,7 @@ from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 
 from keelml.errors import NotFoundError
 from keelml.store import tables
+from keelml.store.atomic import private_sqlite_files
 from keelml.store.process import pid_alive
 
 _SCHEMA_LOCK = 0x6B65656C  # "keel": the advisory lock that serialises table creation on PostgreSQL
@@ -37,6 +38,7 @@ class MetadataStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        private_sqlite_files(url)
         self.engine: Engine = create_engine(url, future=True)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from keelml.errors import IntegrityError, KeyMaterialError
 from keelml.store.artifacts import ArtifactStore
+from keelml.store.atomic import private_dirs
 from keelml.store.audit import AuditLog
 from keelml.store.keyproviders import KeyProvider
 from keelml.store.keys import KeyRing
@@ -43,7 +44,7 @@ class RotationReport:
 @contextlib.contextmanager
 def _rotation_lock(path: Path) -> Iterator[None]:
     """One rotation at a time per store; a lock left by a dead process on this host is taken over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dirs(path.parent)
     for _attempt in range(2):
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -55,6 +56,7 @@ def _rotation_lock(path: Path) -> Iterator[None]:
             raise KeyMaterialError(f"another key rotation is running (lock {path}, held by {' '.join(owner)})",
                                    expected="one rotation at a time",
                                    fix=f"wait for it; if no rotation is running, delete {path}") from None
+        os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(f"{os.getpid()} {socket.gethostname()}")
         break

@@ -9,7 +9,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat,
 
 from keelml.errors import KeyMaterialError
 from keelml.names import check_name, contained
-from keelml.store.atomic import atomic_write_bytes
+from keelml.store.atomic import atomic_write_bytes, private_dirs
 from keelml.store.keys import KeyRing, public_key_id
 
 TRUSTED_DIR = "trusted"
@@ -59,8 +59,7 @@ class TrustStore:
             if other_id == key_id and other_name != name:
                 raise KeyMaterialError(f"key {key_id} is already trusted as {other_name!r}",
                                        expected="each key trusted once", fix=f"use the name {other_name!r}")
-        self.directory.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.directory.mkdir(mode=0o700, exist_ok=True)
+        private_dirs(self.directory)
         path = contained(self.directory, f"{name}.pem")
         if path.exists():
             existing = parse_public_pem(path.read_bytes(), where=str(path))
@@ -69,7 +68,7 @@ class TrustStore:
                                        expected="a new name for a new key",
                                        fix="choose another --name (keys are never silently replaced)")
             return key_id
-        atomic_write_bytes(path, key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo), mode=0o644)
+        atomic_write_bytes(path, key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
         return key_id
 
     def keys(self) -> dict[str, tuple[str, Ed25519PublicKey]]:
