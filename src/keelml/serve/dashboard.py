@@ -5,6 +5,7 @@ Authentication is the server's (the guard checks every `/dashboard` request). A 
 redirect to `/dashboard` that sets the key in an HttpOnly, SameSite=Strict cookie scoped to
 `/dashboard` (Secure when served over TLS), and the key leaves the address bar. The cookie is
 honoured only for GET requests under `/dashboard` (see `auth.browser_key`), never for predictions.
+The guard adds nosniff and no-store to every answer.
 The page's script and styles are package files served here; a strict Content-Security-Policy
 allows nothing else, and the script writes data with `textContent` only (every value is escaped).
 """
@@ -170,8 +171,7 @@ def add_dashboard(app: FastAPI, *, name: str, holder: ModelHolder, metrics: Metr
                   window_seconds: float = 86400.0, cache_seconds: float = 2.0) -> None:
     """Register `/dashboard`, `/dashboard/data` and the page's two assets on `app`."""
     cache: dict[str, Any] = {"at": -math.inf, "body": b""}
-    headers = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "cache-control": "no-store",
-               "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+    headers = {"content-security-policy": CSP, "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 
     @app.get("/dashboard", include_in_schema=False)
     async def page(request: Request) -> Response:
