@@ -13,7 +13,9 @@ runs): measured ~0.6 ms -> ~0.2 ms per single-row request in process. Without it
 goes on to the application.
 
 Every response leaves with `bodies.SECURITY_HEADERS` (nosniff, no-store): the fast path's and the
-refusals' headers hold them, and the guard adds them to the application's.
+refusals' headers hold them, and the guard adds them to the application's. The guard also carries
+the server's `connections.ConnectionPolicy` (`connection_policy`), where the HTTP protocol finds
+its timeouts and connection cap.
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keelml.serve.auth import KeyChecker, browser_key, presented_key
 from keelml.serve.bodies import INTERNAL_ERROR, SECURITY_HEADERS, raw_headers, refusal
 from keelml.serve.extraction import ExtractionMonitor
 from keelml.serve.metrics import Metrics
 from keelml.serve.predict import FastPredict
+
+if TYPE_CHECKING:
+    from keelml.serve.connections import ConnectionPolicy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -88,10 +93,12 @@ class Guard:
 
     def __init__(self, app: ASGIApp, *, keys: KeyChecker, limiter: RateLimiter, settings: GuardSettings,
                  metrics: Metrics, fast_predict: FastPredict | None = None,
-                 extraction: ExtractionMonitor | None = None) -> None:
+                 extraction: ExtractionMonitor | None = None,
+                 connection_policy: ConnectionPolicy | None = None) -> None:
         self.app, self.keys, self.limiter, self.settings, self.metrics = app, keys, limiter, settings, metrics
         self.extraction = extraction
         self.fast_predict = fast_predict
+        self.connection_policy = connection_policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -23,6 +23,7 @@ from keelml.errors import IntegrityError
 from keelml.registry.project import open_store
 from keelml.serve.app import build_app
 from keelml.serve.auth import KeyChecker, active_key_hashes, read_hashes_file
+from keelml.serve.connections import ConnectionPolicy
 from keelml.serve.dashboard import add_dashboard, project_sources
 from keelml.serve.engine import ServedModel, build_model, load_registered
 from keelml.serve.exported import load_exported
@@ -103,6 +104,9 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     found = project_sources(source.project, name) if source.project is not None else (None, None)
     add_dashboard(built.app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
                   history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl")
+    connections = ConnectionPolicy(header_timeout=spec.header_timeout_seconds, body_timeout=spec.body_timeout_seconds,
+                                   max_connections=spec.max_connections)
+    metrics.extra.append(connections.render)
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
                     "can use the model")
@@ -112,7 +116,8 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     # the guard answers POST /v1/models/{name}/predict itself with the app's fast path (keelml.serve.app)
     guard = Guard(built.app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
                   settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
-                  metrics=metrics, fast_predict=built.fast_predict, extraction=extraction)
+                  metrics=metrics, fast_predict=built.fast_predict, extraction=extraction,
+                  connection_policy=connections)
     return BuiltServer(guard, holder, source)
 
 
