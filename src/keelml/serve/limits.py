@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keelml.serve.auth import KeyChecker, browser_key, presented_key
+from keelml.serve.auth import DashboardSessions, KeyChecker, browser_key, presented_key, session_cookie
 from keelml.serve.bodies import INTERNAL_ERROR, SECURITY_HEADERS, raw_headers, refusal
 from keelml.serve.extraction import ExtractionMonitor
 from keelml.serve.metrics import Metrics
@@ -93,11 +93,12 @@ class Guard:
 
     def __init__(self, app: ASGIApp, *, keys: KeyChecker, limiter: RateLimiter, settings: GuardSettings,
                  metrics: Metrics, fast_predict: FastPredict | None = None,
-                 extraction: ExtractionMonitor | None = None,
+                 extraction: ExtractionMonitor | None = None, sessions: DashboardSessions | None = None,
                  connection_policy: ConnectionPolicy | None = None) -> None:
         self.app, self.keys, self.limiter, self.settings, self.metrics = app, keys, limiter, settings, metrics
         self.extraction = extraction
         self.fast_predict = fast_predict
+        self.sessions = sessions
         self.connection_policy = connection_policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -163,6 +164,9 @@ class Guard:
         if path not in OPEN_PATHS:
             if self.settings.require_key:
                 name = self.keys.check(presented_key(headers) or browser_key(scope))
+                if name is None and self.sessions is not None:
+                    token = session_cookie(scope)
+                    name = self.sessions.check(token) if token else None
                 if name is None:
                     return refusal(401, "missing or invalid API key", {"www-authenticate": "Bearer"})
                 caller = name

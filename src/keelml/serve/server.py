@@ -21,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from keelml.serve.auth import SESSION_SECRET_ENV
 from keelml.spec.serve import ServeSpec
 
 if TYPE_CHECKING:
@@ -166,6 +168,7 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     spec = ServeSpec.model_validate(config.serve)
     _room_for_connections(spec.max_connections)
     os.environ[CONFIG_ENV] = config.to_json()
+    os.environ.setdefault(SESSION_SECRET_ENV, secrets.token_hex(32))  # dashboard sessions: one secret per server
     # One process: build the app here, so a missing model or a failed verification is reported
     # before uvicorn starts. Several workers: each builds its own from the environment.
     target: Guard | str

@@ -45,6 +45,8 @@ class ServeSpec(StrictModel):
                                         "this long (408 or dropped)")
     max_connections: int = Field(1000, ge=1, le=1_000_000, description="open connections per server process; "
                                  "one more is answered 503 and closed")
+    dashboard_session_seconds: float = Field(3600.0, ge=60, le=86400, description="lifetime of the dashboard's "
+                                             "browser session (opened with ?key=, bound to that key)")
 
     @field_validator("trusted_proxies")
     @classmethod
