@@ -13,7 +13,9 @@ connections opened at once were all held; only the file-descriptor limit capped 
     head  waiting for a request's head: a new connection, or a kept-alive one once the next
           request's first byte is in. Limit: `header_timeout_seconds` (408, closed); a head larger
           than `MAX_HEAD_BYTES` is answered 431 and closed (httptools has no limit of its own)
-    body  the head is in, the body is not. Limit: `body_timeout_seconds` (408, closed)
+    body  the head is in, the body is not. Limit: `body_timeout_seconds` (408, closed). This includes
+          the rest of a body the application answered before reading it (a 413, a 401): it is read
+          and dropped, and the connection closed if it has not all come within the limit
     app   the request is complete and the application answers: no limit (the application's own)
     idle  answered, kept alive: uvicorn's keep-alive timer (`keep_alive_seconds`)
 
@@ -154,6 +156,8 @@ class ConnectionWatch:
         if cycle is None or cycle.response_complete:
             if proto.transport.is_closing():
                 return CLOSED, cycle
+            if cycle is not None and cycle.more_body:  # answered early (413, 401...): its body is still coming
+                return BODY, cycle
             return (IDLE if proto.timeout_keep_alive_task is not None else HEAD), cycle
         return (BODY if cycle.more_body else APP), cycle
 
@@ -187,9 +191,11 @@ class ConnectionWatch:
 
     def _close(self, phase: str, *, size: bool = False) -> None:
         self.policy.timed_out["head_size" if size else phase] += 1
-        cycle = self.cycle
-        if cycle is not None and not cycle.response_complete and cycle.response_started:
-            self.proto.transport.abort()  # an answer is under way: nothing more can be said on this connection
+        cycle, transport = self.cycle, self.proto.transport
+        if phase is BODY and cycle.response_complete:
+            transport.close()  # answered already (before its body was in): nothing more to say
+        elif phase is BODY and cycle.response_started:
+            transport.abort()  # an answer is under way: nothing more can be said on this connection
         elif size:
             answer(self.proto.transport, 431, f"request head larger than {MAX_HEAD_BYTES} bytes")
         else:
