@@ -15,6 +15,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -96,9 +97,17 @@ class ProcessServer:
 
 
 @pytest.fixture(scope="module")
-def watched(store: Store, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessServer]:
+def own(store: Store, api_key: str, tmp_path_factory: pytest.TempPathFactory) -> Store:
+    """A private copy of the serving store (with the `api_key`): these servers' audit records stay in it."""
+    copy = tmp_path_factory.mktemp("own") / "p"
+    shutil.copytree(store.spec.parent, copy, symlinks=True, ignore=shutil.ignore_patterns("predictions"))
+    return Store(copy / "pipeline.yaml", copy / ".keel", store.v2_bundle, store.v2_run)
+
+
+@pytest.fixture(scope="module")
+def watched(own: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProcessServer]:
     """A server with small connection limits (auth on, the prediction log off)."""
-    server = ProcessServer(store, tmp_path_factory.mktemp("watched"), serve={
+    server = ProcessServer(own, tmp_path_factory.mktemp("watched"), serve={
         "header_timeout_seconds": HEAD_TIMEOUT, "body_timeout_seconds": BODY_TIMEOUT,
         "keep_alive_seconds": KEEP_ALIVE, "max_connections": CAP, "log_predictions": False})
     try:
@@ -165,12 +174,12 @@ def _one_request(port: int, key: str, rows: list[dict[str, Any]]) -> bytes:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
-def test_forwarded_for_from_loopback_does_not_make_a_new_client(store: Store, tmp_path: Path) -> None:
+def test_forwarded_for_from_loopback_does_not_make_a_new_client(own: Store, tmp_path: Path) -> None:
     """Without keys the rate limit (and the extraction statistics) are kept per client address. uvicorn
     believed X-Forwarded-For from 127.0.0.1, so a local client reset its limit with each new header
     (before: 10 of 10 requests answered 200 under a limit of 3 at once and 1 per second)."""
     limits = {"rate_limit": 1, "rate_burst": 3, "log_predictions": False}
-    server = ProcessServer(store, tmp_path, insecure_no_auth=True, serve=limits)
+    server = ProcessServer(own, tmp_path, insecure_no_auth=True, serve=limits)
     try:
         statuses = [server.request("GET", f"/v1/models/{NAME}", headers={
             "X-Forwarded-For": f"10.0.{i}.{i}", "Forwarded": f"for=10.1.{i}.{i}", "X-Real-IP": f"10.2.{i}.{i}"})[0]
@@ -179,7 +188,7 @@ def test_forwarded_for_from_loopback_does_not_make_a_new_client(store: Store, tm
         server.stop()
     print(f"\nspoofed X-Forwarded-For, default settings: {statuses}")
     assert statuses[:3] == [200, 200, 200] and statuses.count(429) >= 6
-    trusting = ProcessServer(store, tmp_path, insecure_no_auth=True, serve={**limits, "trusted_proxies": ["127.0.0.1"]})
+    trusting = ProcessServer(own, tmp_path, insecure_no_auth=True, serve={**limits, "trusted_proxies": ["127.0.0.1"]})
     try:  # an operator who names a proxy gets its clients' addresses: one bucket per forwarded client
         proxied = [trusting.request("GET", f"/v1/models/{NAME}", headers={"X-Forwarded-For": f"10.0.{i}.{i}"})[0]
                    for i in range(10)]
@@ -355,9 +364,9 @@ def _cookie(headers: dict[str, str]) -> str:
     return headers["set-cookie"]
 
 
-def test_the_dashboard_cookie_is_a_session_bound_to_the_key(watched: ProcessServer, store: Store) -> None:
+def test_the_dashboard_cookie_is_a_session_bound_to_the_key(watched: ProcessServer, own: Store) -> None:
     """Before: the cookie was the raw API key, for 8 hours, and a stolen one predicted with it too."""
-    project = store.open()
+    project = own.open()
     try:
         key = create_api_key(project.metadata, "dashboard-session")
     finally:
@@ -385,7 +394,7 @@ def test_the_dashboard_cookie_is_a_session_bound_to_the_key(watched: ProcessServ
     assert watched.request("GET", "/dashboard/data", headers={"Cookie": f"{DASHBOARD_COOKIE}={key}"})[0] == 401
     forged = value.rsplit(".", 1)[0] + "." + "0" * 64
     assert watched.request("GET", "/dashboard/data", headers={"Cookie": f"{DASHBOARD_COOKIE}={forged}"})[0] == 401
-    project = store.open()
+    project = own.open()
     try:
         revoke_api_key(project.metadata, "dashboard-session")
     finally:
@@ -396,13 +405,13 @@ def test_the_dashboard_cookie_is_a_session_bound_to_the_key(watched: ProcessServ
         time.sleep(0.1)
 
 
-def test_the_dashboard_cookie_is_secure_over_tls(store: Store, api_key: str, tmp_path: Path) -> None:
+def test_the_dashboard_cookie_is_secure_over_tls(own: Store, api_key: str, tmp_path: Path) -> None:
     import ssl
 
     from tests.serve.test_serve_tools import _self_signed
 
     cert, key_file = _self_signed(tmp_path)
-    server = ProcessServer(store, tmp_path, env={"KEEL_TLS_CERT": cert, "KEEL_TLS_KEY": key_file},
+    server = ProcessServer(own, tmp_path, env={"KEEL_TLS_CERT": cert, "KEEL_TLS_KEY": key_file},
                            context=ssl.create_default_context(cafile=cert), serve={"log_predictions": False})
     try:
         status, _, headers = server.request("GET", f"/dashboard?key={api_key}")
