@@ -419,3 +419,46 @@ def test_the_dashboard_cookie_is_secure_over_tls(own: Store, api_key: str, tmp_p
         server.stop()
     cookie = _cookie(headers).lower()
     assert status == 303 and "; secure" in cookie and "httponly" in cookie and api_key.lower() not in cookie
+
+
+def test_without_httptools_the_h11_protocol_has_the_same_limits(own: Store, api_key: str) -> None:
+    """`pip install keelml` without the serve extra has no httptools: uvicorn's h11 protocol, watched the same."""
+    import uvicorn
+
+    from keelml.serve.server import PROTOCOLS, create_app, uvicorn_options
+    from keelml.spec.serve import ServeSpec
+
+    settings = {"header_timeout_seconds": HEAD_TIMEOUT, "body_timeout_seconds": BODY_TIMEOUT,
+                "keep_alive_seconds": KEEP_ALIVE, "max_connections": 4, "log_predictions": False}
+    app = create_app(serve_config(own, version=1, serve=settings))
+    port = free_port()
+    config = uvicorn.Config(app, **{**uvicorn_options(ServeSpec(**settings), port=port), "http": PROTOCOLS[1]})
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline and thread.is_alive()
+            time.sleep(0.02)
+        rows = sample_rows(own, 1)
+        head, _ = _one_request(port, api_key, rows).split(b"\r\n\r\n", 1)
+        slow_body = head.replace(b"Content-Length:", b"X-Was:") + b"\r\nContent-Length: 100000\r\n\r\n"
+        slow = [("idle", [], HEAD_TIMEOUT), ("slow header", [bytes([b]) for b in head], HEAD_TIMEOUT),
+                ("slow body", [slow_body] + [b" "] * 100, BODY_TIMEOUT)]
+        for name, plan, timeout in slow:
+            with _connect(port) as sock:
+                seconds, received = _closed_after(sock, plan, 1.0)
+            print(f"\nh11, {name}: closed after {seconds:.2f} s, answered {_status_line(received)!r}")
+            assert 0.9 * timeout <= seconds < 3 * timeout and received.startswith(b"HTTP/1.1 408 "), (name, received)
+        socks = [_connect(port) for _ in range(12)]
+        time.sleep(0.3)
+        states = [_state(sock) for sock in socks]
+        for sock in socks:
+            sock.close()
+        assert sum(is_open for is_open, _ in states) <= 4
+        assert all(received.startswith(b"HTTP/1.1 503 ") for is_open, received in states if not is_open)
+        assert config.http_protocol_class.__name__ == "WatchedH11"
+    finally:
+        server.should_exit = True
+        thread.join(20)
