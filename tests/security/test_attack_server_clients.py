@@ -11,89 +11,21 @@ within 2 s), so a loaded 2-core machine does not make them flake. Run with ``-s`
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
-import os
-import re
 import shutil
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from tests.security.http_clients import ProcessServer, closed_after, connect, one_request, state, status_line
 from tests.serve.conftest import NAME, Store, free_port, sample_rows, serve_config
 
 from keelml.serve.auth import DASHBOARD_COOKIE, create_api_key, revoke_api_key
 
 HEAD_TIMEOUT, BODY_TIMEOUT, KEEP_ALIVE, CAP = 1.0, 1.5, 1.0, 16
-PATIENCE = 15.0  # how long a slow client waits before it calls the connection held open
 SECURED = {"x-content-type-options": "nosniff", "cache-control": "no-store"}
-
-
-class ProcessServer:
-    """`python -m keelml.serve.server` on a free loopback port."""
-
-    def __init__(self, store: Store, tmp_path: Path, *, env: dict[str, str] | None = None,
-                 context: Any = None, **overrides: Any) -> None:
-        self.port = free_port()
-        self.context = context  # an SSL context: the server serves HTTPS (KEEL_TLS_CERT and KEEL_TLS_KEY in `env`)
-        config = serve_config(store, version=1, **overrides)
-        self.stderr = (tmp_path / f"server-{self.port}.log").open("wb")
-        env = {**os.environ, **(env or {}), "KEEL_SERVE_CONFIG": config.to_json(), "KEEL_SERVE_PORT": str(self.port),
-               "KEEL_SERVE_HOST": "127.0.0.1"}
-        self.process = subprocess.Popen([sys.executable, "-m", "keelml.serve.server"], env=env,
-                                        stdout=subprocess.DEVNULL, stderr=self.stderr)
-        deadline = time.monotonic() + 120
-        while True:
-            assert self.process.poll() is None, "the server exited"
-            assert time.monotonic() < deadline, "the server did not start"
-            try:
-                if self.request("GET", "/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-        self.stderr.close()
-
-    def request(self, method: str, path: str, body: Any = None, *, key: str | None = None,
-                headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
-        conn = (http.client.HTTPConnection("127.0.0.1", self.port, timeout=10) if self.context is None else
-                http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=10))
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        if key:
-            sent["Authorization"] = f"Bearer {key}"
-        conn.request(method, path, body=raw if raw is not None else None if body is None else json.dumps(body).encode(),
-                     headers=sent)
-        response = conn.getresponse()
-        payload = response.read()
-        conn.close()
-        try:
-            parsed: Any = json.loads(payload)
-        except ValueError:
-            parsed = payload
-        return response.status, parsed, {k.lower(): v for k, v in response.getheaders()}
-
-    def log(self) -> bytes:
-        self.stderr.flush()
-        return Path(self.stderr.name).read_bytes()
-
-    def metric(self, key: str, line: str) -> float:
-        _, text, _ = self.request("GET", "/metrics", key=key)
-        found = re.search(rf"^{re.escape(line)} (\S+)$", text.decode(), re.MULTILINE)
-        assert found, line
-        return float(found.group(1))
 
 
 @pytest.fixture(scope="module")
@@ -114,64 +46,6 @@ def watched(own: Store, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pr
         yield server
     finally:
         server.stop()
-
-
-def _closed_after(sock: socket.socket, plan: list[bytes], every: float, limit: float = PATIENCE) -> tuple[float, bytes]:
-    """Send `plan` one item every `every` seconds while reading: (seconds until the server closed, bytes it sent).
-
-    The seconds are `limit` when the connection was still open then.
-    """
-    started = time.monotonic()
-    received = b""
-    sock.settimeout(0.05)
-    step = 0
-    while time.monotonic() - started < limit:
-        if step < len(plan) and time.monotonic() - started >= step * every:
-            try:
-                sock.sendall(plan[step])
-            except OSError:
-                return time.monotonic() - started, received
-            step += 1
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            continue
-        except OSError:
-            return time.monotonic() - started, received
-        if not data:
-            return time.monotonic() - started, received
-        received += data
-    return limit, received
-
-
-def _status_line(received: bytes) -> bytes:
-    return received.split(b"\r\n", 1)[0]
-
-
-def _state(sock: socket.socket) -> tuple[bool, bytes]:
-    """(still open, what the server sent), without waiting."""
-    sock.setblocking(False)
-    received = b""
-    while True:
-        try:
-            data = sock.recv(65536)
-        except BlockingIOError:
-            return True, received
-        except OSError:
-            return False, received
-        if not data:
-            return False, received
-        received += data
-
-
-def _connect(port: int) -> socket.socket:
-    return socket.create_connection(("127.0.0.1", port), timeout=10)
-
-
-def _one_request(port: int, key: str, rows: list[dict[str, Any]]) -> bytes:
-    body = json.dumps({"records": rows}).encode()
-    return (f"POST /v1/models/{NAME}/predict HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def test_forwarded_for_from_loopback_does_not_make_a_new_client(own: Store, tmp_path: Path) -> None:
@@ -217,7 +91,7 @@ def test_slow_and_idle_connections_are_closed_while_real_requests_are_answered(
         watched: ProcessServer, store: Store, api_key: str) -> None:
     """Before: idle, slow-header and slow-body connections were all still open after 20 s."""
     rows = sample_rows(store, 1)
-    request = _one_request(watched.port, api_key, rows)
+    request = one_request(watched.port, api_key, rows)
     head, body = request.split(b"\r\n\r\n", 1)
     slow_body_head = head.replace(f"Content-Length: {len(body)}".encode(), b"Content-Length: 100000") + b"\r\n\r\n"
     too_big_head = head.replace(f"Content-Length: {len(body)}".encode(), b"Content-Length: 2000000") + b"\r\n\r\n"
@@ -232,8 +106,8 @@ def test_slow_and_idle_connections_are_closed_while_real_requests_are_answered(
     results: dict[str, tuple[float, bytes]] = {}
 
     def run(name: str, plan: list[bytes], every: float) -> None:
-        with _connect(watched.port) as sock:
-            results[name] = _closed_after(sock, plan, every)
+        with connect(watched.port) as sock:
+            results[name] = closed_after(sock, plan, every)
 
     threads = [threading.Thread(target=run, args=(name, plan, every)) for name, (plan, every, _) in clients.items()
                for _ in range(2)]
@@ -249,7 +123,7 @@ def test_slow_and_idle_connections_are_closed_while_real_requests_are_answered(
         thread.join()
     print(f"\nreal requests while slow clients were connected: {len(statuses)}, slowest {max(latencies):.3f} s")
     for name, (seconds, received) in results.items():
-        print(f"{name}: closed after {seconds:.2f} s, answered {_status_line(received)!r}")
+        print(f"{name}: closed after {seconds:.2f} s, answered {status_line(received)!r}")
     assert set(statuses) == {200} and max(latencies) < 2.0
     for name, (_, _, timeout) in clients.items():
         seconds, received = results[name]
@@ -275,10 +149,10 @@ def test_slow_and_idle_connections_are_closed_while_real_requests_are_answered(
 
 
 def test_a_huge_request_head_is_refused(watched: ProcessServer, api_key: str) -> None:
-    with _connect(watched.port) as sock:
+    with connect(watched.port) as sock:
         sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n")
-        seconds, received = _closed_after(sock, [b"X-Pad: " + b"a" * 8192 + b"\r\n"] * 64, 0.0, limit=5.0)
-    print(f"\n520 KB of headers: closed after {seconds:.2f} s, answered {_status_line(received)!r}")
+        seconds, received = closed_after(sock, [b"X-Pad: " + b"a" * 8192 + b"\r\n"] * 64, 0.0, limit=5.0)
+    print(f"\n520 KB of headers: closed after {seconds:.2f} s, answered {status_line(received)!r}")
     assert received.startswith(b"HTTP/1.1 431 ") and seconds < 3 * HEAD_TIMEOUT
 
 
@@ -286,10 +160,10 @@ def test_connections_beyond_the_cap_are_refused_not_held(watched: ProcessServer,
     """Before: 400 idle connections opened at once were all held open (only the file-descriptor limit capped
     them)."""
     refused_before = watched.metric(api_key, "keel_connections_refused_total")
-    socks = [_connect(watched.port) for _ in range(3 * CAP)]
+    socks = [connect(watched.port) for _ in range(3 * CAP)]
     try:
         time.sleep(0.3)  # less than the head timeout: the ones held are still open
-        answers = [_state(sock) for sock in socks]
+        answers = [state(sock) for sock in socks]
         held = sum(1 for is_open, _ in answers if is_open)
         refused = [received for is_open, received in answers if not is_open]
         print(f"\n{len(socks)} idle connections, cap {CAP}: {held} held, {len(refused)} refused")
@@ -354,8 +228,8 @@ def test_every_response_says_nosniff_and_no_store(watched: ProcessServer, store:
     for name, (status, _, headers) in answers.items():
         assert {k: headers.get(k) for k in SECURED} == SECURED, (name, status, headers)
     assert answers["predict (fast path)"][0] == 200 and answers["guard 413"][0] == 413
-    with _connect(watched.port) as sock:  # not even HTTP: uvicorn's 400, written by keelml's protocol
-        _, received = _closed_after(sock, [b"\x16\x03\x01 not http\r\n\r\n"], 0.0, limit=5.0)
+    with connect(watched.port) as sock:  # not even HTTP: uvicorn's 400, written by keelml's protocol
+        _, received = closed_after(sock, [b"\x16\x03\x01 not http\r\n\r\n"], 0.0, limit=5.0)
     head = received.split(b"\r\n\r\n")[0].lower()
     assert head.startswith(b"http/1.1 400 ") and b"x-content-type-options: nosniff" in head, received
 
@@ -442,18 +316,18 @@ def test_without_httptools_the_h11_protocol_has_the_same_limits(own: Store, api_
             assert time.monotonic() < deadline and thread.is_alive()
             time.sleep(0.02)
         rows = sample_rows(own, 1)
-        head, _ = _one_request(port, api_key, rows).split(b"\r\n\r\n", 1)
+        head, _ = one_request(port, api_key, rows).split(b"\r\n\r\n", 1)
         slow_body = head.replace(b"Content-Length:", b"X-Was:") + b"\r\nContent-Length: 100000\r\n\r\n"
         slow = [("idle", [], HEAD_TIMEOUT), ("slow header", [bytes([b]) for b in head], HEAD_TIMEOUT),
                 ("slow body", [slow_body] + [b" "] * 100, BODY_TIMEOUT)]
         for name, plan, timeout in slow:
-            with _connect(port) as sock:
-                seconds, received = _closed_after(sock, plan, 1.0)
-            print(f"\nh11, {name}: closed after {seconds:.2f} s, answered {_status_line(received)!r}")
+            with connect(port) as sock:
+                seconds, received = closed_after(sock, plan, 1.0)
+            print(f"\nh11, {name}: closed after {seconds:.2f} s, answered {status_line(received)!r}")
             assert 0.9 * timeout <= seconds < 3 * timeout and received.startswith(b"HTTP/1.1 408 "), (name, received)
-        socks = [_connect(port) for _ in range(12)]
+        socks = [connect(port) for _ in range(12)]
         time.sleep(0.3)
-        states = [_state(sock) for sock in socks]
+        states = [state(sock) for sock in socks]
         for sock in socks:
             sock.close()
         assert sum(is_open for is_open, _ in states) <= 4
