@@ -336,3 +336,20 @@ def test_without_httptools_the_h11_protocol_has_the_same_limits(own: Store, api_
     finally:
         server.should_exit = True
         thread.join(20)
+
+
+def test_worker_processes_have_the_same_limits(own: Store, api_key: str, tmp_path: Path) -> None:
+    """`--workers N`: uvicorn imports keelml's protocol by name in each worker, which finds its limits on the
+    guard it built from the environment."""
+    server = ProcessServer(own, tmp_path, env={"KEEL_SERVE_WORKERS": "2"}, insecure_no_auth=True, serve={
+        "header_timeout_seconds": HEAD_TIMEOUT, "rate_limit": 1, "rate_burst": 3, "log_predictions": False})
+    try:
+        with connect(server.port) as sock:
+            seconds, received = closed_after(sock, [], 1.0)
+        statuses = [server.request("GET", f"/v1/models/{NAME}", headers={"X-Forwarded-For": f"10.0.{i}.{i}"})[0]
+                    for i in range(12)]
+    finally:
+        server.stop()
+    print(f"\n2 workers: idle connection closed after {seconds:.2f} s; forged addresses: {statuses}")
+    assert seconds < 3 * HEAD_TIMEOUT and received.startswith(b"HTTP/1.1 408 ")
+    assert statuses.count(429) >= 4  # two workers, a burst of 3 each: at most 6 answered
