@@ -12,7 +12,8 @@ connections opened at once were all held; only the file-descriptor limit capped 
 
     head  waiting for a request's head: a new connection, or a kept-alive one once the next
           request's first byte is in. Limit: `header_timeout_seconds` (408, closed); a head larger
-          than `MAX_HEAD_BYTES` is answered 431 and closed (httptools has no limit of its own)
+          than `MAX_HEAD_BYTES` is answered 431 and closed (httptools has no limit of its own; h11
+          answers a head over 16 KiB with a 400 itself)
     body  the head is in, the body is not. Limit: `body_timeout_seconds` (408, closed). This includes
           the rest of a body the application answered before reading it (a 413, a 401): it is read
           and dropped, and the connection closed if it has not all come within the limit
