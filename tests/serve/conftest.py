@@ -63,14 +63,18 @@ def free_port() -> int:
 
 
 class ThreadServer:
-    """uvicorn serving an app in a background thread on a free loopback port."""
+    """uvicorn serving an app in a background thread on a free loopback port, with `keel serve`'s options
+    (keelml's HTTP protocol with its connection limits; `serve` settings at their defaults)."""
 
     def __init__(self, app: Any, *, ssl: tuple[str, str] | None = None) -> None:
         import uvicorn
 
+        from keelml.serve.server import uvicorn_options
+        from keelml.spec.serve import ServeSpec
+
         self.port = free_port()
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False,
-                                ssl_certfile=ssl[0] if ssl else None, ssl_keyfile=ssl[1] if ssl else None)
+        config = uvicorn.Config(app, **uvicorn_options(ServeSpec(), port=self.port, tls_cert=ssl[0] if ssl else None,
+                                                       tls_key=ssl[1] if ssl else None))
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -5,14 +5,21 @@ hash; the secret is 256 random bits. Because keys are random, one SHA-256 is eno
 password-stretching KDF is needed); the presented key's hash is compared with
 ``hmac.compare_digest``, and an unknown id is compared against a dummy hash so that the time taken
 does not tell whether an id exists.
+
+A browser gives its key once, as `GET /dashboard?key=`, and then holds a dashboard session
+(`DashboardSessions`): a cookie bound to that key, short-lived, ended when the key is revoked, and
+never the key itself.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import re
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -122,6 +129,10 @@ class KeyChecker:
     def __len__(self) -> int:
         return len(self._hashes)
 
+    def entry(self, ident: str) -> tuple[str, str] | None:
+        """(name, SHA-256 of the key) of the active key with public id `ident`."""
+        return self._hashes.get(ident)
+
     def check(self, presented: str | None) -> str | None:
         """The key's name when `presented` is a valid key, else None."""
         if not presented:
@@ -148,21 +159,33 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
 
 DASHBOARD_COOKIE = "keel_dashboard"
 DASHBOARD_PATH = "/dashboard"
+SESSION_SECRET_ENV = "KEEL_DASHBOARD_SECRET"  # noqa: S105 (a variable name) hex; `serve` sets one per server so its workers share it
+
+
+def _dashboard_get(scope: dict[str, Any] | Any) -> bool:
+    path: str = scope.get("path", "")
+    return scope.get("method") == "GET" and (path == DASHBOARD_PATH or path.startswith(DASHBOARD_PATH + "/"))
 
 
 def browser_key(scope: dict[str, Any] | Any) -> str | None:
-    """A browser's key for the dashboard: `?key=` on `GET /dashboard`, or the dashboard cookie.
+    """The key a browser gives once, as `?key=` on `GET /dashboard` (the page then opens a session).
 
-    Only GET requests under `/dashboard` qualify, so the cookie can never authorise a prediction,
-    feedback or any state change (and SameSite=Strict keeps other sites from sending it).
+    Only that request qualifies: a key in any other URL is not read.
     """
-    path: str = scope.get("path", "")
-    if scope.get("method") != "GET" or not (path == DASHBOARD_PATH or path.startswith(DASHBOARD_PATH + "/")):
+    if scope.get("path") != DASHBOARD_PATH or not _dashboard_get(scope):
         return None
-    if path == DASHBOARD_PATH:
-        query: dict[str, list[str]] = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
-        if query.get("key"):
-            return query["key"][0]
+    query: dict[str, list[str]] = parse_qs(bytes(scope.get("query_string", b"")).decode("latin-1"))
+    return query["key"][0] if query.get("key") else None
+
+
+def session_cookie(scope: dict[str, Any] | Any) -> str | None:
+    """The dashboard session cookie, on GET requests under `/dashboard` only.
+
+    So a session can never authorise a prediction, feedback or any state change (and SameSite=Strict
+    keeps other sites from sending it).
+    """
+    if not _dashboard_get(scope):
+        return None
     for raw_name, raw_value in scope.get("headers", []):
         if raw_name.lower() == b"cookie":
             for part in bytes(raw_value).decode("latin-1").split(";"):
@@ -170,3 +193,54 @@ def browser_key(scope: dict[str, Any] | Any) -> str | None:
                 if cookie == DASHBOARD_COOKIE and value:
                     return value
     return None
+
+
+def session_secret() -> bytes:
+    """The key that seals dashboard sessions: $KEEL_DASHBOARD_SECRET (hex, at least 32 bytes), else random."""
+    text = os.environ.get(SESSION_SECRET_ENV, "")
+    try:
+        secret = bytes.fromhex(text)
+    except ValueError:
+        secret = b""
+    return secret if len(secret) >= 32 else secrets.token_bytes(32)
+
+
+class DashboardSessions:
+    """Short-lived dashboard sessions, each bound to the API key that opened it (never the key itself).
+
+    `GET /dashboard?key=KEY` opens one: the cookie reads ``<session id>.<key id>.<expiry>.<seal>``, a
+    random 128-bit session id, the key's public id, the expiry (Unix seconds) and an HMAC-SHA256,
+    under the server's session secret, of those and the key's stored hash. `check` honours it only
+    before its expiry and while that key id still has that hash in the server's live key table: a
+    revoked key ends its sessions at the server's next key reload (`serve.poll_seconds`). The secret
+    lives in the server's memory (shared by its workers through the environment, never written
+    anywhere): restarting the server ends every session. Stolen, the cookie opens the dashboard's
+    GET pages only, until it expires.
+    """
+
+    def __init__(self, keys: KeyChecker, *, seconds: float, secret: bytes,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.keys, self.seconds, self._secret, self._clock = keys, seconds, secret, clock
+
+    def _seal(self, session: str, ident: str, expires: str, stored: str) -> str:
+        return hmac.new(self._secret, f"{session}.{ident}.{expires}.{stored}".encode(), hashlib.sha256).hexdigest()
+
+    def open(self, key: str) -> str | None:
+        """A new session for a valid `key` (None when the key is not valid now)."""
+        ident = key_id(key)
+        found = self.keys.entry(ident or "")
+        if ident is None or found is None or self.keys.check(key) is None:
+            return None
+        session, expires = secrets.token_hex(16), str(int(self._clock() + self.seconds))
+        return f"{session}.{ident}.{expires}.{self._seal(session, ident, expires, found[1])}"
+
+    def check(self, token: str) -> str | None:
+        """The key's name when `token` is a live session of a key still active, else None."""
+        parts = token.split(".")
+        if len(parts) != 4 or not parts[2].isdigit() or int(parts[2]) <= self._clock():
+            return None
+        session, ident, expires, seal = parts
+        found = self.keys.entry(ident)
+        if found is None or not hmac.compare_digest(seal, self._seal(session, ident, expires, found[1])):
+            return None
+        return found[0]

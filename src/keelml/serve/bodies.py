@@ -11,6 +11,11 @@ here, so one situation gets one body whichever path answers it:
 - 500 ``{"error": "internal error"}`` (`INTERNAL_ERROR`; details go to the server log only);
 - the guard's 400, 401, 403, 411, 413, 415 and 429 (`refusal`: body and raw ASGI headers).
 
+Every response carries `SECURITY_HEADERS` (`X-Content-Type-Options: nosniff`, `Cache-Control:
+no-store`): `raw_headers` adds them to the fast path's answers and the guard's refusals, the guard
+adds them to whatever the application sends, and `connections.answer` to the 400, 408, 431 and 503
+written before a request reaches the application.
+
 Error bodies are compact JSON from the json module (they are not the hot path). The predict answer
 is encoded with `dumps`: orjson when it is installed (the `serve` extra; ~15x faster than the json
 module for these small bodies, byte-identical output), else the json module.
@@ -30,9 +35,11 @@ from pydantic import ValidationError
 
 MAX_ERRORS = 50  # entries of a 422's detail list
 JSON = "application/json"
+_JSON = JSON.encode()
 
 Answer = tuple[int, bytes, dict[str, str]]  # status, JSON body, extra headers
 RawHeaders = list[tuple[bytes, bytes]]
+SECURITY_HEADERS: RawHeaders = [(b"x-content-type-options", b"nosniff"), (b"cache-control", b"no-store")]
 Remap = Callable[[list[Any]], list[Any]]
 
 
@@ -84,8 +91,8 @@ INTERNAL_ERROR: Answer = (500, error_body("internal error"), {})
 
 
 def raw_headers(body: bytes, extra: dict[str, str] | None = None) -> RawHeaders:
-    """ASGI response headers of a JSON body: content type, length, then `extra`."""
-    headers = [(b"content-type", JSON.encode()), (b"content-length", str(len(body)).encode())]
+    """ASGI response headers of a JSON body: content type, length, `SECURITY_HEADERS`, then `extra`."""
+    headers = [(b"content-type", _JSON), (b"content-length", str(len(body)).encode()), *SECURITY_HEADERS]
     if extra:
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
     return headers

@@ -1,10 +1,12 @@
 """`GET /dashboard`: a self-contained monitoring page, and `/dashboard/data`, the JSON it polls.
 
 Authentication is the server's (the guard checks every `/dashboard` request). A browser cannot send
-`Authorization` on a page load, so `GET /dashboard?key=KEY` is accepted once: it answers with a
-redirect to `/dashboard` that sets the key in an HttpOnly, SameSite=Strict cookie scoped to
-`/dashboard` (Secure when served over TLS), and the key leaves the address bar. The cookie is
-honoured only for GET requests under `/dashboard` (see `auth.browser_key`), never for predictions.
+`Authorization` on a page load, so `GET /dashboard?key=KEY` is accepted once: it opens a short-lived
+session bound to that key (`auth.DashboardSessions`: a random id, an expiry, ended when the key is
+revoked) and answers with a redirect to `/dashboard` that sets the session, never the key, in an
+HttpOnly, SameSite=Strict cookie scoped to `/dashboard` (Secure when served over TLS); the key
+leaves the address bar. The cookie is honoured only for GET requests under `/dashboard` (see
+`auth.session_cookie`), never for predictions. The guard adds nosniff and no-store to every answer.
 The page's script and styles are package files served here; a strict Content-Security-Policy
 allows nothing else, and the script writes data with `textContent` only (every value is escaped).
 """
@@ -28,7 +30,7 @@ from keelml.monitor.check import check_window
 from keelml.monitor.drift import drift_report
 from keelml.monitor.reference import load_reference
 from keelml.monitor.window import NO_KEYS, LogKeys, read_prediction_log
-from keelml.serve.auth import DASHBOARD_COOKIE
+from keelml.serve.auth import DASHBOARD_COOKIE, DashboardSessions
 from keelml.serve.metrics import Metrics
 from keelml.serve.swap import ModelHolder
 from keelml.spec.monitor import DriftSpec, MonitorSpec
@@ -166,20 +168,25 @@ def _clean(value: Any) -> Any:
 
 
 def add_dashboard(app: FastAPI, *, name: str, holder: ModelHolder, metrics: Metrics, log_dir: Path | None,
-                  reference: Reference | None, history: History | None, alerts_file: Path | None = None,
-                  window_seconds: float = 86400.0, cache_seconds: float = 2.0, log_keys: LogKeys = NO_KEYS) -> None:
-    """Register `/dashboard`, `/dashboard/data` and the page's two assets on `app`."""
+                  reference: Reference | None, history: History | None, sessions: DashboardSessions | None = None,
+                  alerts_file: Path | None = None, window_seconds: float = 86400.0, cache_seconds: float = 2.0,
+                  log_keys: LogKeys = NO_KEYS) -> None:
+    """Register `/dashboard`, `/dashboard/data` and the page's two assets on `app`.
+
+    `sessions` opens the browser's session on `GET /dashboard?key=` (without it, as with
+    --insecure-no-auth, no cookie is set).
+    """
     cache: dict[str, Any] = {"at": -math.inf, "body": b""}
-    headers = {"content-security-policy": CSP, "x-content-type-options": "nosniff", "cache-control": "no-store",
-               "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
+    headers = {"content-security-policy": CSP, "referrer-policy": "no-referrer", "x-frame-options": "DENY"}
 
     @app.get("/dashboard", include_in_schema=False)
     async def page(request: Request) -> Response:
         key = request.query_params.get("key")
-        if key:  # the guard has checked it: keep it in a cookie, drop it from the address bar
+        if key:  # drop it from the address bar; a browser holds a session bound to it, never the key
             answer = RedirectResponse("/dashboard", status_code=303, headers=headers)
-            answer.set_cookie(DASHBOARD_COOKIE, key, path="/dashboard", httponly=True, samesite="strict",
-                              secure=request.url.scheme == "https", max_age=8 * 3600)
+            if sessions is not None and (session := sessions.open(key)) is not None:
+                answer.set_cookie(DASHBOARD_COOKIE, session, path="/dashboard", httponly=True, samesite="strict",
+                                  secure=request.url.scheme == "https", max_age=int(sessions.seconds))
             return answer
         return Response(_asset("dashboard.html"), media_type="text/html; charset=utf-8", headers=headers)
 

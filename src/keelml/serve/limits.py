@@ -11,6 +11,11 @@ answers `POST /v1/models/{name}/predict`, the hot path, by calling it on the raw
 framework's routing and dependency machinery (the same function the application's predict route
 runs): measured ~0.6 ms -> ~0.2 ms per single-row request in process. Without it, every request
 goes on to the application.
+
+Every response leaves with `bodies.SECURITY_HEADERS` (nosniff, no-store): the fast path's and the
+refusals' headers hold them, and the guard adds them to the application's. The guard also carries
+the server's `connections.ConnectionPolicy` (`connection_policy`), where the HTTP protocol finds
+its timeouts and connection cap.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from keelml.serve.auth import KeyChecker, browser_key, presented_key
-from keelml.serve.bodies import INTERNAL_ERROR, raw_headers, refusal
+from keelml.serve.auth import DashboardSessions, KeyChecker, browser_key, presented_key, session_cookie
+from keelml.serve.bodies import INTERNAL_ERROR, SECURITY_HEADERS, raw_headers, refusal
 from keelml.serve.extraction import ExtractionMonitor
 from keelml.serve.metrics import Metrics
 from keelml.serve.predict import FastPredict
+
+if TYPE_CHECKING:
+    from keelml.serve.connections import ConnectionPolicy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -85,10 +93,13 @@ class Guard:
 
     def __init__(self, app: ASGIApp, *, keys: KeyChecker, limiter: RateLimiter, settings: GuardSettings,
                  metrics: Metrics, fast_predict: FastPredict | None = None,
-                 extraction: ExtractionMonitor | None = None) -> None:
+                 extraction: ExtractionMonitor | None = None, sessions: DashboardSessions | None = None,
+                 connection_policy: ConnectionPolicy | None = None) -> None:
         self.app, self.keys, self.limiter, self.settings, self.metrics = app, keys, limiter, settings, metrics
         self.extraction = extraction
         self.fast_predict = fast_predict
+        self.sessions = sessions
+        self.connection_policy = connection_policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -106,12 +117,15 @@ class Guard:
             if message["type"] == "http.response.body" and not message.get("more_body", False):
                 self.metrics.observe(endpoint, status_seen[0], time.perf_counter() - started)
 
-        problem = self._check(scope, path)
+        try:
+            problem = self._check(scope, path)
+        except Exception as exc:  # generic body, details only in the server log
+            log.error("internal error: %s: %s", type(exc).__name__, exc)
+            problem = (500, INTERNAL_ERROR[1], raw_headers(INTERNAL_ERROR[1]))
         if problem is not None:
             status, body, headers = problem
             self.metrics.errors[{401: "auth", 429: "rate", 415: "content_type", 413: "body_size", 411: "body_size",
-                 403: "extraction"}.get(
-                status, "other")] += 1
+                      403: "extraction", 500: "internal"}.get(status, "other")] += 1
             await send_timed({"type": "http.response.start", "status": status, "headers": headers})
             await send_timed({"type": "http.response.body", "body": body})
             return
@@ -136,7 +150,13 @@ class Guard:
                                   "headers": raw_headers(payload, extra)})
                 await send_timed({"type": "http.response.body", "body": payload})
                 return
-        await self.app(scope, receive, send_timed)
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *SECURITY_HEADERS]
+            await send_timed(message)
+
+        await self.app(scope, receive, send_secured)
 
     def _check(self, scope: Scope, path: str) -> tuple[int, bytes, list[Any]] | None:
         headers: list[tuple[bytes, bytes]] = scope["headers"]
@@ -144,6 +164,9 @@ class Guard:
         if path not in OPEN_PATHS:
             if self.settings.require_key:
                 name = self.keys.check(presented_key(headers) or browser_key(scope))
+                if name is None and self.sessions is not None:
+                    token = session_cookie(scope)
+                    name = self.sessions.check(token) if token else None
                 if name is None:
                     return refusal(401, "missing or invalid API key", {"www-authenticate": "Bearer"})
                 caller = name

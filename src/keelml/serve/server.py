@@ -5,6 +5,13 @@ infra validation's fresh process receive it in the ``KEEL_SERVE_CONFIG`` environ
 build the same application with `app_from_env`. This module stays light (no numpy): it limits the
 process to one BLAS/OpenMP thread before `build_server` loads the wiring (`wiring.py`) and with it
 the numeric libraries, which size their thread pools when they are loaded.
+
+Every way a server starts (`keel serve`, its worker processes, infra validation's process and
+containers, all through `serve`) runs uvicorn with `uvicorn_options`: the HTTP protocol of
+`connections.py` (head, body and response time limits, the connection cap), `serve.keep_alive_seconds`,
+no WebSocket upgrades, and proxy headers only from `serve.trusted_proxies` (uvicorn would otherwise
+believe `X-Forwarded-For` from 127.0.0.1, letting a local client pick the address its rate limit
+and extraction statistics are kept under when keys are off).
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,11 +30,16 @@ from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
+from keelml.serve.auth import SESSION_SECRET_ENV
+from keelml.spec.serve import ServeSpec
+
 if TYPE_CHECKING:
     from keelml.serve.limits import Guard
     from keelml.serve.wiring import BuiltServer
 
 CONFIG_ENV = "KEEL_SERVE_CONFIG"
+PROTOCOLS = "keelml.serve.connections:WatchedHttpTools", "keelml.serve.connections:WatchedH11"
+FD_MARGIN = 256  # file descriptors beyond serve.max_connections (logs, the store, the listening socket)
 SWITCH_SECONDS = 0.0005  # longest the event loop waits for the interpreter lock held by a background thread
 log = logging.getLogger("keelml.serve")
 
@@ -114,12 +127,48 @@ def _configure_logging() -> None:
     log.setLevel(logging.INFO)
 
 
+def uvicorn_options(spec: ServeSpec, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+                    tls_cert: str | None = None, tls_key: str | None = None) -> dict[str, Any]:
+    """uvicorn's settings for a server with `spec` (what `serve` passes to `uvicorn.run`)."""
+    httptools = importlib.util.find_spec("httptools") is not None
+    return {
+        "host": host, "port": port, "workers": workers, "ssl_certfile": tls_cert, "ssl_keyfile": tls_key,
+        "access_log": False, "log_level": "warning", "server_header": False, "timeout_graceful_shutdown": 10,
+        "loop": "uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
+        "http": PROTOCOLS[0] if httptools else PROTOCOLS[1], "ws": "none",
+        "timeout_keep_alive": spec.keep_alive_seconds,
+        # X-Forwarded-For/-Proto only from the named proxies; none named: the peer's address is the client
+        "proxy_headers": bool(spec.trusted_proxies), "forwarded_allow_ips": list(spec.trusted_proxies),
+    }
+
+
+def _room_for_connections(max_connections: int) -> None:
+    """Raise the soft file-descriptor limit so that `max_connections`, not the limit, caps connections."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on POSIX
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = max_connections + FD_MARGIN
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if raised > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+    if raised < wanted:
+        log.warning("serve.max_connections is %d but this process may open only %d files: lower it, or raise "
+                    "the limit (ulimit -n)", max_connections, raised)
+
+
 def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
           tls_cert: str | None = None, tls_key: str | None = None) -> None:
     """Run uvicorn until interrupted."""
     _limit_threads()
     _configure_logging()
+    spec = ServeSpec.model_validate(config.serve)
+    _room_for_connections(spec.max_connections)
     os.environ[CONFIG_ENV] = config.to_json()
+    os.environ.setdefault(SESSION_SECRET_ENV, secrets.token_hex(32))  # dashboard sessions: one secret per server
     # One process: build the app here, so a missing model or a failed verification is reported
     # before uvicorn starts. Several workers: each builds its own from the environment.
     target: Guard | str
@@ -139,13 +188,8 @@ def serve(config: ServeConfig, *, host: str = "127.0.0.1", port: int = 8000, wor
     log.info("serving %s (%s) version %d on %s:%d, auth %s, TLS %s", config.model, config.ref, version, host, port,
              start["auth"], start["tls"])
     source.record("serve.start", start)
-    uvicorn.run(
-        target, factory=workers > 1, host=host, port=port, workers=workers,
-        ssl_certfile=tls_cert, ssl_keyfile=tls_key, access_log=False, log_level="warning",
-        loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
-        http="httptools" if importlib.util.find_spec("httptools") else "h11",
-        timeout_graceful_shutdown=10, server_header=False,
-    )
+    uvicorn.run(target, factory=workers > 1,
+                **uvicorn_options(spec, host=host, port=port, workers=workers, tls_cert=tls_cert, tls_key=tls_key))
 
 
 def main() -> None:

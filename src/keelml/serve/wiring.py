@@ -23,7 +23,8 @@ from keelml.errors import IntegrityError, KeyMaterialError
 from keelml.monitor.window import LogKeys
 from keelml.registry.project import open_store
 from keelml.serve.app import build_app
-from keelml.serve.auth import KeyChecker, active_key_hashes, read_hashes_file
+from keelml.serve.auth import DashboardSessions, KeyChecker, active_key_hashes, read_hashes_file, session_secret
+from keelml.serve.connections import ConnectionPolicy
 from keelml.serve.dashboard import add_dashboard, project_sources
 from keelml.serve.engine import ServedModel, build_model, load_registered
 from keelml.serve.exported import load_exported
@@ -109,10 +110,15 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     metrics.extra.append(extraction.render)
     built = build_app(holder=holder, metrics=metrics, settings=settings, predlog=predlog, extraction=extraction,
                       on_startup=on_startup)
+    sessions = None if config.insecure_no_auth else DashboardSessions(keys, seconds=spec.dashboard_session_seconds,
+                                                                       secret=session_secret())
     found = project_sources(source.project, name) if source.project is not None else (None, None)
     add_dashboard(built.app, name=name, holder=holder, metrics=metrics, log_dir=log_dir, reference=found[0],
-                  history=found[1], alerts_file=source.log_root / "monitor" / "alerts.jsonl",
+                  history=found[1], sessions=sessions, alerts_file=source.log_root / "monitor" / "alerts.jsonl",
                   log_keys=LogKeys(source.log_keys, sealed_only=config.encryption))
+    connections = ConnectionPolicy(header_timeout=spec.header_timeout_seconds, body_timeout=spec.body_timeout_seconds,
+                                   max_connections=spec.max_connections)
+    metrics.extra.append(connections.render)
     if config.insecure_no_auth:
         log.warning("WARNING: authentication is OFF (--insecure-no-auth): anyone who can reach this port "
                     "can use the model")
@@ -122,7 +128,8 @@ def wire(config: ServeConfig, *, on_startup: Callable[[], None] | None = None) -
     # the guard answers POST /v1/models/{name}/predict itself with the app's fast path (keelml.serve.app)
     guard = Guard(built.app, keys=keys, limiter=RateLimiter(spec.rate_limit, spec.rate_burst),
                   settings=GuardSettings(require_key=not config.insecure_no_auth, max_body_bytes=spec.max_body_bytes),
-                  metrics=metrics, fast_predict=built.fast_predict, extraction=extraction)
+                  metrics=metrics, fast_predict=built.fast_predict, extraction=extraction, sessions=sessions,
+                  connection_policy=connections)
     return BuiltServer(guard, holder, source)
 
 
