@@ -83,6 +83,8 @@ def _in_force(registry: Registry, name: str, alias: str, version: int | None,
 def _audit_binding(registry: Registry, move: Mapping[str, Any], *, newest: bool) -> str | None:
     """The move's audit record exists and records this move; with `newest`, no later promotion or
     rollback of the alias is in the log (a newer move was not removed)."""
+    if move.get("record") is None:
+        return None  # an unsigned move: `records.move_problem` names it
     seq = move.get("audit_seq")
     found, why = registry.audit.checked_record(int(seq)) if isinstance(seq, int) else (None, "no audit record")
     problem = records.audit_problem(move, found, why)

@@ -136,13 +136,17 @@ def move_problem(move: Mapping[str, Any], previous: Mapping[str, Any] | None, ke
 def audit_problem(move: Mapping[str, Any], found: Mapping[str, Any] | None, why: str | None) -> str | None:
     """What is wrong between a signed move and the audit record it names (`found`, or None and `why`)."""
     where = f"{move['name']}@{move['alias']} move #{move['id']}"
-    record = json.loads(str(move["record"]))
+    try:
+        record = json.loads(str(move["record"]))
+        seq, digest = record["audit_seq"], record["audit_hash"]
+    except (ValueError, TypeError, KeyError):
+        return None  # not a signed record: `move_problem` names it
     if found is None:
-        return f"{where} names audit record {record['audit_seq']}, which is not intact: {why}"
+        return f"{where} names audit record {seq}, which is not intact: {why}"
     details = found["details"] if isinstance(found.get("details"), dict) else {}
-    if found["hash"] != record["audit_hash"] or found["event"] != record["action"] or not all(
-            details.get(k) == record[k] for k in ("name", "alias", "from_version", "to_version")):
-        return f"{where} names audit record {record['audit_seq']}, which records something else"
+    if found["hash"] != digest or found["event"] != record.get("action") or not all(
+            details.get(k) == record.get(k) for k in ("name", "alias", "from_version", "to_version")):
+        return f"{where} names audit record {seq}, which records something else"
     return None
 
 
