@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from keelml.errors import IntegrityError, NotFoundError
 from keelml.registry import records
@@ -23,6 +25,24 @@ if TYPE_CHECKING:
 
 EXPECTED = "registry rows that match the records keelml signed when it wrote them"
 _INTERNAL = ("record", "sig", "facts_text", "hash")
+_READS = 5
+T = TypeVar("T")
+
+
+def _settled(read: Callable[[], tuple[T, list[str]]]) -> tuple[T, list[str]]:
+    """A check that reads an alias and its moves in several statements may see a move committed between them
+    (each statement sees the latest commit): read again, and believe problems only once two reads in a
+    row find the same ones."""
+    value, problems = read()
+    for _attempt in range(_READS):
+        if not problems:
+            break
+        time.sleep(0.02)
+        again, seen = read()
+        if seen == problems:
+            break
+        value, problems = again, seen
+    return value, problems
 
 
 def refuse(problem: str) -> IntegrityError:
@@ -46,6 +66,13 @@ def checked_versions(registry: Registry, rows: list[dict[str, Any]]) -> list[dic
 
 def checked_aliases(registry: Registry, name: str) -> dict[str, int]:
     """alias -> version for one model, each alias checked against its last signed move and the audit log."""
+    current, problems = _settled(partial(_aliases_in_force, registry, name))
+    if problems:
+        raise refuse(problems[0])
+    return current
+
+
+def _aliases_in_force(registry: Registry, name: str) -> tuple[dict[str, int], list[str]]:
     current = registry.repository.aliases(name)
     lasts = records.last_moves(registry.repository.alias_history(name))
     for alias in sorted(set(current) | set(lasts)):
@@ -54,17 +81,21 @@ def checked_aliases(registry: Registry, name: str) -> dict[str, int]:
         problem = problem or (records.move_problem(move, previous, registry.keys) if move else None)
         problem = problem or (_audit_binding(registry, move, newest=True) if move else None)
         if problem:
-            raise refuse(problem)
-    return current
+            return current, [problem]
+    return current, []
 
 
 def checked_history(registry: Registry, name: str) -> list[dict[str, Any]]:
     """Every move of one model's aliases, each checked (signature, chain, audit record)."""
-    moves = registry.repository.alias_history(name)
-    problems = _history_problems(registry, name, moves)
+    moves, problems = _settled(partial(_history, registry, name))
     if problems:
         raise refuse(problems[0])
     return [public(move) for move in moves]
+
+
+def _history(registry: Registry, name: str) -> tuple[list[dict[str, Any]], list[str]]:
+    moves = registry.repository.alias_history(name)
+    return moves, _history_problems(registry, name, moves)
 
 
 def _in_force(registry: Registry, name: str, alias: str, version: int | None,
@@ -189,7 +220,7 @@ def verify_registry(registry: Registry) -> tuple[int, list[str]]:
             except (IntegrityError, NotFoundError) as exc:
                 problems.append(exc.what)
     for name in registry.repository.aliased_models():
-        problems += [p for p in _history_problems(registry, name, registry.repository.alias_history(name))
+        problems += [p for p in _settled(partial(_history, registry, name))[1]
                      if p not in problems]
     problems += [p for p in reference_problems(registry) if p not in problems]
     return count, problems
