@@ -18,30 +18,12 @@ from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange, move_alias
 from keelml.registry.bundles import check_bundle, component_entries, require_gate_passed
 from keelml.registry.repository import RegistryRepository
+from keelml.registry.status import Registration
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
 from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
 from keelml.store.trust import TrustStore
-
-
-@dataclass(frozen=True)
-class Registration:
-    name: str
-    version: int
-    bundle_id: str
-    created: bool
-    status: str = status_ops.STAGING  # staging (the gate passed) or rejected (kept for the audit trail)
-    reasons: tuple[str, ...] = ()  # the gate's failed checks, for a rejected version
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "bundle_id": self.bundle_id, "created": self.created,
-                "status": self.status, "reasons": list(self.reasons)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Registration:
-        return cls(str(data["name"]), int(data["version"]), str(data["bundle_id"]), bool(data["created"]),
-                   str(data["status"]), tuple(str(r) for r in data["reasons"]))
 
 
 def _actor(actor: str | None) -> str | None:
