@@ -44,14 +44,33 @@ def sign(keys: KeyRing, record: Mapping[str, Any]) -> str:
     return base64.b64encode(keys.sign(canonical_json(dict(record)))).decode()
 
 
-def _signed(keys: KeyRing, record: Any, sig: Any) -> bool:
+_VERIFIED: set[tuple[str, str, str]] = set()  # (key id, record text, signature) found valid in this process
+_MAX_VERIFIED = 65536
+
+
+def _signed(keys: KeyRing, text: str, record: Any, sig: Any) -> bool:
+    """`record` (parsed from `text`) is this project's key's and `sig` is its signature. A server checks the
+    same rows at every poll: the same text and signature, once verified, are not verified again."""
     from keelml.registry.bundles import signature_valid
 
-    return (isinstance(record, dict) and record.get("signed_by") == keys.key_id
-            and signature_valid(record, sig, keys.public_key))
+    key_id = keys.key_id
+    if not isinstance(record, dict) or record.get("signed_by") != key_id:
+        return False
+    seen = (key_id, text, str(sig))
+    if seen in _VERIFIED:
+        return True
+    if not signature_valid(record, sig, keys.public_key):
+        return False
+    if len(_VERIFIED) >= _MAX_VERIFIED:
+        _VERIFIED.clear()
+    _VERIFIED.add(seen)
+    return True
 
 
 def _same(a: Any, b: Any) -> bool:
+    """The same JSON value (NaN equal to NaN, as in the canonical form that was signed)."""
+    if type(a) is type(b) and a == b:
+        return True
     return canonical_json(a) == canonical_json(b)
 
 
@@ -86,7 +105,7 @@ def version_record(row: Mapping[str, Any], keys: KeyRing) -> tuple[dict[str, Any
         record = json.loads(str(row["record"]))
     except ValueError:
         record = None
-    if not _signed(keys, record, row.get("sig")) or record.get("format") != REGISTRATION:
+    if not _signed(keys, str(row["record"]), record, row.get("sig")) or record.get("format") != REGISTRATION:
         return None, f"{where}: its signed registration record was altered (the signature does not match)"
     for field, column, label in _VERSION_FIELDS:
         if not _same(record.get(field), row.get(column)):
@@ -120,7 +139,7 @@ def move_problem(move: Mapping[str, Any], previous: Mapping[str, Any] | None, ke
         record = json.loads(str(move["record"]))
     except ValueError:
         record = None
-    if not _signed(keys, record, move.get("sig")) or record.get("format") != ALIAS_MOVE \
+    if not _signed(keys, str(move["record"]), record, move.get("sig")) or record.get("format") != ALIAS_MOVE \
             or move_hash(record) != move.get("hash"):
         return f"{where}: its signed record was altered (the signature does not match)"
     for field in _MOVE_FIELDS:
