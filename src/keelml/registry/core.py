@@ -128,8 +128,9 @@ class Registry:
         return Registration(name, version, bundle_id, created=True, status=state, reasons=tuple(reasons))
 
     def _registration(self, name: str, version: int, bundle_id: str, *, created: bool) -> Registration:
-        state, reasons = self._repo.status(name, version)
-        return Registration(name, version, bundle_id, created=created, status=state, reasons=tuple(reasons))
+        row = self._version_row(name, version)  # checked against its signed registration record
+        return Registration(name, version, bundle_id, created=created, status=row["status"],
+                            reasons=tuple(row["reasons"]))
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
         """Refuse a bundle whose model file is a pickle or names a type outside the allowlist."""

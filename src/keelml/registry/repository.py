@@ -82,14 +82,6 @@ class RegistryRepository:
             row = conn.execute(query).first()
         return None if row is None else int(row.version)
 
-    def status(self, name: str, version: int) -> tuple[str, list[str]]:
-        """(status, the gate's reasons) of one version (staging when it has no status row)."""
-        vs = tables.version_status
-        query = select(vs.c.status, vs.c.reasons).where(vs.c.name == name, vs.c.version == version)
-        with self._meta.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return (STAGING, []) if row is None else (str(row.status), list(json.loads(row.reasons)))
-
     def facts(self, name: str, version: int) -> dict[str, Any]:
         """The lineage facts recorded when the version was registered ({} for versions older than them)."""
         vl = tables.version_lineage

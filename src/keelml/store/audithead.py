@@ -118,7 +118,7 @@ class AuditHead:
                 return (f"the audit log has {count} records but its signed head {self.path} is missing (it was "
                         "deleted, or the store was made by a keelml without audit heads)"), 1
             if count > 0:
-                self.advance(count, last_hash, hash_at)
+                self._catch_up(count, last_hash, hash_at)
             return None
         if count < head.seq:
             return (f"the audit log ends at record {count} but its signed head names record {head.seq}: the "
@@ -127,8 +127,13 @@ class AuditHead:
             return (f"audit record {head.seq} is not the record the signed head names: the log was cut short "
                     "and written again"), head.seq
         if count > head.seq:
-            self.advance(count, last_hash, hash_at)
+            self._catch_up(count, last_hash, hash_at)
         return None
+
+    def _catch_up(self, seq: int, digest: str, hash_at: HashAt) -> None:
+        """Move the head to a verified end; a store directory that cannot be written is left as it is."""
+        with contextlib.suppress(OSError):
+            self.advance(seq, digest, hash_at)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
