@@ -117,3 +117,17 @@ for i in range(15):
     head = log.head.read() if log.head else None
     assert head is not None and head.seq == 45 and head.hash == log.records()[-1]["hash"]
     assert log.verify().ok
+
+
+@pytest.mark.parametrize("kept", range(7))
+def test_every_cut_of_the_newest_records_is_refused(tmp_path: Path, metadata: MetadataStore, keys: KeyRing,
+                                                    kept: int) -> None:
+    log = _log(tmp_path, metadata, keys)
+    _append(log, 6)
+    with metadata.engine.begin() as conn:
+        conn.execute(delete(tables.audit_log).where(tables.audit_log.c.seq > kept))
+    report = log.verify()
+    assert report.ok == (kept == 6), report
+    if kept < 6:
+        assert report.bad_seq == kept + 1 and f"ends at record {kept} but its signed head names record 6" in str(
+            report.problem)
