@@ -49,7 +49,8 @@ class Copy:
                 conn.execute(statement)
 
     def events(self, event: str) -> list[dict[str, Any]]:
-        return [r["details"] for r in open_store(self.store.root).audit.records(event=event)]
+        with open_store(self.store.root) as project:
+            return [r["details"] for r in project.audit.records(event=event)]
 
 
 @pytest.fixture
