@@ -128,10 +128,11 @@ from keelml.store.keys import load_keys
 from keelml.store.metadata import MetadataStore
 root = Path(sys.argv[1])
 meta = MetadataStore(f"sqlite:///{root / 'keel.db'}")
-audit = AuditLog(meta, load_keys(root / "keys", environ={}))
+keys = load_keys(root / "keys", environ={})
+audit = AuditLog(meta, keys)
 for i in range(10):
-    move_alias(RegistryRepository(meta, audit), name="m", alias="production", version=1 + (i + int(sys.argv[2])) % 3,
-               action="promotion", reason=f"p{sys.argv[2]}-{i}", actor=None)
+    move_alias(RegistryRepository(meta, audit, keys), name="m", alias="production",
+               version=1 + (i + int(sys.argv[2])) % 3, action="promotion", reason=f"p{sys.argv[2]}-{i}", actor=None)
 """
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), tag]) for tag in ("0", "1")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]

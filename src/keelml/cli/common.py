@@ -32,3 +32,12 @@ ACTOR_OPTION = typer.Option(None, "--actor", help="Who is doing this, for the hi
 def when(ts: float | None) -> str:
     """A local timestamp for tables."""
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else "-"
+
+
+def record_failure(project: Project, problems: list[str]) -> None:
+    """A ``verification_failure`` audit record for what a verification command found (never fails itself)."""
+    import contextlib
+
+    with contextlib.suppress(Exception):
+        project.audit.append("verification_failure", name="store", version=None, problem="; ".join(problems)[:500],
+                             problems=len(problems))

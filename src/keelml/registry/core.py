@@ -13,6 +13,7 @@ from typing import Any
 from keelml.errors import IntegrityError, KeelError, NotFoundError
 from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
+from keelml.registry import integrity
 from keelml.registry import status as status_ops
 from keelml.registry.aliases import AliasChange, move_alias
 from keelml.registry.bundles import (
@@ -23,30 +24,12 @@ from keelml.registry.bundles import (
     require_gate_passed,
 )
 from keelml.registry.repository import RegistryRepository
+from keelml.registry.status import Registration
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.audit import AuditLog
 from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
 from keelml.store.trust import TrustStore
-
-
-@dataclass(frozen=True)
-class Registration:
-    name: str
-    version: int
-    bundle_id: str
-    created: bool
-    status: str = status_ops.STAGING  # staging (the gate passed) or rejected (kept for the audit trail)
-    reasons: tuple[str, ...] = ()  # the gate's failed checks, for a rejected version
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "bundle_id": self.bundle_id, "created": self.created,
-                "status": self.status, "reasons": list(self.reasons)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Registration:
-        return cls(str(data["name"]), int(data["version"]), str(data["bundle_id"]), bool(data["created"]),
-                   str(data["status"]), tuple(str(r) for r in data["reasons"]))
 
 
 def _actor(actor: str | None) -> str | None:
@@ -80,8 +63,9 @@ class Registry:
         self._artifacts = artifacts
         self._keys = keys
         self.audit = audit if audit is not None else AuditLog(metadata, keys)
-        self._repo = RegistryRepository(metadata, self.audit)  # creates the registry's tables if missing
+        self._repo = RegistryRepository(metadata, self.audit, keys)  # creates the registry's tables if missing
         self._policy = policy  # a factory is called on first use (it may import the spec's estimator class)
+        self._recorded: set[str] = set()  # verification failures already in the audit log (once per process)
 
     @property
     def policy(self) -> TrustPolicy:
@@ -153,8 +137,9 @@ class Registry:
         return Registration(name, version, bundle_id, created=True, status=state, reasons=tuple(reasons))
 
     def _registration(self, name: str, version: int, bundle_id: str, *, created: bool) -> Registration:
-        state, reasons = self._repo.status(name, version)
-        return Registration(name, version, bundle_id, created=created, status=state, reasons=tuple(reasons))
+        row = self._version_row(name, version)  # checked against its signed registration record
+        return Registration(name, version, bundle_id, created=created, status=row["status"],
+                            reasons=tuple(row["reasons"]))
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
         """Refuse a bundle whose model file is a pickle or names a type outside the allowlist."""
@@ -175,12 +160,14 @@ class Registry:
         return self._repo.models()
 
     def versions(self, name: str) -> list[dict[str, Any]]:
+        """A model's versions, oldest first, each checked against its signed registration record."""
         rows = self._repo.version_rows(check_name(name))
         if not rows:
             known = ", ".join(m["name"] for m in self.models()) or "none yet"
             raise NotFoundError(f"no model named {name!r}", expected=f"one of: {known}",
                                 fix="list models with `keel models list`")
-        return rows
+        with self._audited(name, None):
+            return integrity.checked_versions(self, rows)
 
     def resolve(self, name: str, ref: str | int | None = None) -> int:
         """The version a reference means: None or "latest" = the newest accepted (not rejected) version,
@@ -233,9 +220,9 @@ class Registry:
         of its integrity); any other version must carry a signed verdict that passed.
         """
         row = self._version_row(name, version)
-        return row, self._checked_bundle(name, row, rejected_ok=rejected_ok)
+        return row, self.checked_bundle(name, row, rejected_ok=rejected_ok)
 
-    def _checked_bundle(self, name: str, row: Mapping[str, Any], *, rejected_ok: bool) -> dict[str, Any]:
+    def checked_bundle(self, name: str, row: Mapping[str, Any], *, rejected_ok: bool) -> dict[str, Any]:
         """The verified bundle of a version row (see `bundle`)."""
         number = int(row["version"])
         where = f"{name} version {number}"
@@ -262,7 +249,7 @@ class Registry:
         from keelml.model.persist import audit_model
 
         version = int(row["version"])
-        bundle = self._checked_bundle(name, row, rejected_ok=rejected_ok)
+        bundle = self.checked_bundle(name, row, rejected_ok=rejected_ok)
         where = f"{name} version {version}"
         report: dict[str, Any] = {"name": name, "version": version, "bundle": row["bundle_id"],
                                   "status": row["status"], "reasons": row["reasons"],
@@ -286,7 +273,7 @@ class Registry:
 
         row = self._version_row(name, ref)
         version = int(row["version"])
-        bundle = self._checked_bundle(name, row, rejected_ok=False)
+        bundle = self.checked_bundle(name, row, rejected_ok=False)
         entries = component_entries(bundle["manifest"], where=f"{name} version {version}")
         entry = entries["model"]
         with self._audited(name, version, bundle_id=row["bundle_id"]):
@@ -298,17 +285,22 @@ class Registry:
         return LoadedModel(name, version, row["bundle_id"], bundle["manifest"], model)
 
     def verify_all(self) -> tuple[int, list[str]]:
-        """Check every registered version's bundle; returns (count checked, problems)."""
-        problems: list[str] = []
-        count = 0
-        for model in self.models():
-            for row in self._repo.version_rows(model["name"]):  # never raises: every model is checked
-                count += 1
-                try:
-                    self._checked_bundle(model["name"], row, rejected_ok=True)
-                except (IntegrityError, NotFoundError) as exc:
-                    problems.append(exc.what)
+        """Check every registered version (its row against its signed record, its bundle), every alias
+        move and the references into the audit log; returns (versions checked, every problem)."""
+        count, problems = integrity.verify_registry(self)
+        for problem in problems:
+            self._record_failure("registry", None, problem)
         return count, problems
+
+    def audit_references(self) -> list[str]:
+        """Problems between the registry and the audit log (records it names, registrations it lacks)."""
+        return integrity.reference_problems(self)
+
+    def check_latest(self, name: str, version: int) -> None:
+        """Refuse (IntegrityError, audited) when `version` is not the newest accepted version the audit log
+        registered for `name`: what a server following "latest" checks before it switches."""
+        with self._audited(name, version):
+            integrity.check_latest(self, check_name(name), version)
 
     @contextmanager
     def _audited(self, name: str, version: int | None, **details: Any) -> Iterator[None]:
@@ -316,25 +308,32 @@ class Registry:
         try:
             yield
         except IntegrityError as exc:
-            with suppress(Exception):  # the integrity error is what the caller must see
-                self.audit.append("verification_failure", name=name, version=version,
-                                  problem=exc.what[:500], **details)
+            self._record_failure(name, version, exc.what, **details)
             raise
+
+    def _record_failure(self, name: str, version: int | None, problem: str, **details: Any) -> None:
+        """One ``verification_failure`` record per problem and process (a server polling a tampered alias
+        must not flood the log)."""
+        if problem in self._recorded:
+            return
+        with suppress(Exception):  # the integrity error is what the caller must see
+            self.audit.append("verification_failure", name=name, version=version, problem=problem[:500], **details)
+            self._recorded.add(problem)
 
     def require_accepted(self, name: str, version: int, *, action: str) -> None:
         """Refuse (KeelError, with the gate's reasons) a version registered as rejected."""
-        state, reasons = self._repo.status(check_name(name), version)
-        if state == status_ops.REJECTED:
-            raise status_ops.refuse_rejected(name, version, reasons, action=action)
+        self._version_row(name, version, accepted_for=action)
 
     # aliases ----------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int]:
-        """alias -> version for one model."""
-        return self._repo.aliases(check_name(name))
+        """alias -> version for one model, each checked against its last signed move (IntegrityError)."""
+        with self._audited(check_name(name), None):
+            return integrity.checked_aliases(self, name)
 
     def alias_history(self, name: str) -> list[dict[str, Any]]:
-        """Every alias change of one model (promotions and rollbacks), oldest first."""
-        return self._repo.alias_history(check_name(name))
+        """Every alias change of one model (promotions and rollbacks), oldest first, each checked."""
+        with self._audited(check_name(name), None):
+            return integrity.checked_history(self, name)
 
     def promote(self, name: str, version: int, *, alias: str = PRODUCTION, reason: str,
                 actor: str | None = None, details: Mapping[str, Any] | None = None) -> AliasChange:
@@ -348,6 +347,7 @@ class Registry:
         why = str(check_text(reason, what="reason", required=True))
         # one read of the version row: an unknown version, then a rejected one, is refused; then full verification
         self._verify_row(name, self._version_row(name, number, accepted_for=f"promoted to {alias}"))
+        self.aliases(name)  # an alias moved outside keelml is refused, not built upon
         return move_alias(self._repo, name=name, alias=alias, version=number, action="promotion", reason=why,
                           actor=_actor(actor), details=dict(details) if details else None)
 

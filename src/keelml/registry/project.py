@@ -15,6 +15,7 @@ from keelml.spec.pipeline import LoadedSpec
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.atomic import private_dirs
 from keelml.store.audit import AuditLog
+from keelml.store.audithead import AuditHead
 from keelml.store.keyproviders import KeyProvider, provider_for
 from keelml.store.keys import KeyRing, create_keys, key_files_exist, keys_in_environment, load_keys
 from keelml.store.metadata import MetadataStore
@@ -141,7 +142,7 @@ def open_project(loaded: LoadedSpec, *, create: bool = True) -> Project:
                                artifacts_url=artifacts_location(loaded),
                                artifacts_options=loaded.spec.store.artifacts_options)
     metadata = open_metadata(url)
-    audit = AuditLog(metadata, keys)
+    audit = open_audit(root, metadata, keys, metadata_in_store=not loaded.spec.store.metadata_url)
     if created or not audit.knows_master_key(keys.master_key_id):
         # Keys made by `keel init` (no database yet) or given in the environment are recorded on first use.
         audit.append("key_creation", signing_key_id=keys.key_id, master_key_id=keys.master_key_id,
@@ -158,7 +159,14 @@ def open_store(root: Path, *, metadata_url: str | None = None, encryption: bool 
     artifacts = open_artifacts(root, keys, encryption=encryption, artifacts_url=artifacts_url,
                                artifacts_options=artifacts_options)
     metadata = open_metadata(metadata_url or f"sqlite:///{root / 'keel.db'}")
-    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys))
+    audit = open_audit(root, metadata, keys, metadata_in_store=metadata_url is None)
+    return Project(root, keys, artifacts, metadata, Registry(metadata, artifacts, keys, audit))
+
+
+def open_audit(root: Path, metadata: MetadataStore, keys: KeyRing, *, metadata_in_store: bool) -> AuditLog:
+    """The audit log, with its signed head in the store directory (required there when the metadata
+    database is the store's own keel.db; see `keelml.store.audithead`)."""
+    return AuditLog(metadata, keys, head=AuditHead.in_store(root, keys, metadata_in_store=metadata_in_store))
 
 
 def open_metadata(url: str) -> MetadataStore:

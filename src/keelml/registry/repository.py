@@ -1,8 +1,8 @@
 """The registry's repository: every read and write of the registry's tables (tables.py) goes through here.
 
 Writes that change what the registry says (a new version, an alias move) are one transaction with
-their audit record. Nothing here checks bundles, signatures or gate verdicts: `Registry` does that
-before it writes.
+their audit record and their signed record (`records.py`: signed here with the project's key). Nothing
+here checks bundles, signatures or gate verdicts: `Registry` does that before it writes and after it reads.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
 from sqlalchemy.exc import OperationalError
 
-from keelml.registry import tables
+from keelml.registry import records, tables
 from keelml.registry.status import STAGING
 from keelml.store.audit import AuditLog, retryable
+from keelml.store.envelope import canonical_json
+from keelml.store.keys import KeyRing
 from keelml.store.metadata import MetadataStore
 
 ATTEMPTS = 50
@@ -36,9 +38,10 @@ class RegistryRepository:
     does the same at once).
     """
 
-    def __init__(self, metadata: MetadataStore, audit: AuditLog) -> None:
+    def __init__(self, metadata: MetadataStore, audit: AuditLog, keys: KeyRing) -> None:
         self._meta = metadata
         self._audit = audit
+        self._keys = keys  # signs the registration and alias-move records
         metadata.ensure_tables(tables.metadata)
 
     # versions ---------------------------------------------------------------------------------
@@ -53,11 +56,14 @@ class RegistryRepository:
 
     def version_rows(self, name: str) -> list[dict[str, Any]]:
         """A model's versions, oldest first, each with its metrics (decoded), status and the gate's reasons
-        (a version without a status row was registered before statuses existed: staging)."""
-        mv, vs = tables.model_versions, tables.version_status
-        query = (select(mv, vs.c.status, vs.c.reasons)
-                 .select_from(mv.outerjoin(vs, and_(vs.c.name == mv.c.name, vs.c.version == mv.c.version)))
-                 .where(mv.c.name == name).order_by(mv.c.version))
+        (a version without a status row was registered before statuses existed: staging), and, unchecked,
+        its signed registration `record` and `sig` and its lineage facts as stored (`facts_text`)."""
+        mv, vs, vr, vl = tables.model_versions, tables.version_status, tables.version_records, tables.version_lineage
+        joined = (mv.outerjoin(vs, and_(vs.c.name == mv.c.name, vs.c.version == mv.c.version))
+                  .outerjoin(vr, and_(vr.c.name == mv.c.name, vr.c.version == mv.c.version))
+                  .outerjoin(vl, and_(vl.c.name == mv.c.name, vl.c.version == mv.c.version)))
+        query = (select(mv, vs.c.status, vs.c.reasons, vr.c.record, vr.c.sig, vl.c.facts.label("facts_text"))
+                 .select_from(joined).where(mv.c.name == name).order_by(mv.c.version))
         with self._meta.engine.connect() as conn:
             rows = [dict(r._mapping) for r in conn.execute(query)]
         for row in rows:
@@ -75,14 +81,6 @@ class RegistryRepository:
         with self._meta.engine.connect() as conn:
             row = conn.execute(query).first()
         return None if row is None else int(row.version)
-
-    def status(self, name: str, version: int) -> tuple[str, list[str]]:
-        """(status, the gate's reasons) of one version (staging when it has no status row)."""
-        vs = tables.version_status
-        query = select(vs.c.status, vs.c.reasons).where(vs.c.name == name, vs.c.version == version)
-        with self._meta.engine.connect() as conn:
-            row = conn.execute(query).first()
-        return (STAGING, []) if row is None else (str(row.status), list(json.loads(row.reasons)))
 
     def facts(self, name: str, version: int) -> dict[str, Any]:
         """The lineage facts recorded when the version was registered ({} for versions older than them)."""
@@ -109,9 +107,10 @@ class RegistryRepository:
         """
         record = {"name": name, "bundle": bundle_id, "run_id": run_id, "status": status,
                   **({"reasons": reasons} if reasons else {}), **dict(details or {})}
+        facts_text = json.dumps(dict(facts), sort_keys=True, default=str)
         for attempt in range(ATTEMPTS):
             try:
-                with self._meta.engine.begin() as conn:
+                with self._audit.transaction() as conn:
                     mv = tables.model_versions
                     existing = conn.execute(select(mv.c.version).where(mv.c.name == name,
                                                                        mv.c.bundle_id == bundle_id)).first()
@@ -124,14 +123,21 @@ class RegistryRepository:
                         except SqlIntegrityError:
                             pass
                     latest = conn.execute(select(func.max(mv.c.version)).where(mv.c.name == name)).scalar()
-                    version = int(latest or 0) + 1
+                    version, now = int(latest or 0) + 1, time.time()
                     conn.execute(insert(mv).values(name=name, version=version, bundle_id=bundle_id, run_id=run_id,
-                                                   created_at=time.time(), metrics=json.dumps(dict(summary))))
-                    conn.execute(insert(tables.version_lineage).values(
-                        name=name, version=version, facts=json.dumps(dict(facts), sort_keys=True, default=str)))
+                                                   created_at=now, metrics=json.dumps(dict(summary))))
+                    conn.execute(insert(tables.version_lineage).values(name=name, version=version, facts=facts_text))
                     conn.execute(insert(tables.version_status).values(
                         name=name, version=version, status=status, reasons=json.dumps(reasons)))
-                    self._audit.append_in(conn, "registration", actor=actor, details={**record, "version": version})
+                    audit = self._audit.append_record(conn, "registration", actor=actor,
+                                                      details={**record, "version": version})
+                    signed = records.registration(
+                        name=name, version=version, bundle_id=bundle_id, run_id=run_id, created_at=now,
+                        summary=summary, status=status, reasons=reasons, facts_text=facts_text, audit=audit,
+                        keys=self._keys)
+                    conn.execute(insert(tables.version_records).values(
+                        name=name, version=version, record=canonical_json(signed).decode(),
+                        sig=records.sign(self._keys, signed)))
                 return version, True
             except (SqlIntegrityError, OperationalError) as exc:
                 if not retryable(exc):
@@ -141,13 +147,16 @@ class RegistryRepository:
                 time.sleep(random.uniform(0.0, min(1.0, 0.02 * 2 ** min(attempt, 6))))  # noqa: S311 (jitter)
         raise RuntimeError(f"could not register {name}: too much concurrent registration")
 
-    def delete_version(self, name: str, version: int) -> None:
-        """Remove a version with its status and lineage facts, in one transaction (aliases and the audit
-        log are left alone). keelml itself never calls this: versions are immutable. It exists for
-        tests and manual repair, so that nobody deletes only some of a version's rows."""
-        with self._meta.engine.begin() as conn:
-            for table in (tables.version_status, tables.version_lineage, tables.model_versions):
+    def delete_version(self, name: str, version: int, *, actor: str | None = None) -> None:
+        """Remove a version with its status, lineage facts and signed record, with a ``version_deleted``
+        audit record, in one transaction (aliases are left alone). keelml itself never calls this:
+        versions are immutable. It exists for tests and manual repair, so that nobody deletes only some
+        of a version's rows (and so that the deletion is on the record)."""
+        with self._audit.transaction() as conn:
+            for table in (tables.version_records, tables.version_status, tables.version_lineage,
+                          tables.model_versions):
                 conn.execute(delete(table).where(table.c.name == name, table.c.version == version))
+            self._audit.append_in(conn, "version_deleted", actor=actor, details={"name": name, "version": version})
 
     # aliases ----------------------------------------------------------------------------------
     def aliases(self, name: str) -> dict[str, int]:
@@ -158,11 +167,22 @@ class RegistryRepository:
             return {str(r.alias): int(r.version) for r in conn.execute(query)}
 
     def alias_history(self, name: str) -> list[dict[str, Any]]:
-        """Every alias change of one model, oldest first."""
-        ah = tables.alias_history
-        query = select(ah).where(ah.c.name == name).order_by(ah.c.id)
+        """Every alias change of one model, oldest first, each with (unchecked) its signed `record`, its
+        `hash` and `sig` (None when it has no signed record)."""
+        ah, ar = tables.alias_history, tables.alias_records
+        query = (select(ah, ar.c.record, ar.c.hash, ar.c.sig)
+                 .select_from(ah.outerjoin(ar, ar.c.history_id == ah.c.id))
+                 .where(ah.c.name == name).order_by(ah.c.id))
         with self._meta.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def aliased_models(self) -> list[str]:
+        """Every model with an alias or an alias move (what verification walks besides the versions)."""
+        al, ah = tables.aliases, tables.alias_history
+        with self._meta.engine.connect() as conn:
+            names = {str(r.name) for r in conn.execute(select(al.c.name).distinct())}
+            names |= {str(r.name) for r in conn.execute(select(ah.c.name).distinct())}
+        return sorted(names)
 
     def previous_version(self, name: str, alias: str) -> int | None:
         """The version the alias pointed to before its current one (from its latest change)."""
@@ -175,15 +195,16 @@ class RegistryRepository:
 
     def try_move_alias(self, *, name: str, alias: str, current: int | None, version: int, action: str,
                        actor: str, at: float, reason: str, details: Mapping[str, Any]) -> int | None:
-        """Point name@alias from `current` (None: unset) to `version`, with a history row and an audit
-        record (`details` added to it), in one transaction; returns the audit record's number.
+        """Point name@alias from `current` (None: unset) to `version`, with a history row, its signed
+        record (chained to the alias's previous move) and an audit record (`details` added to it), in one
+        transaction; returns the audit record's number.
 
         None when the change must be computed again: the alias is no longer at `current`, or the
-        transaction lost a race (the audit slot, a busy database).
+        transaction lost a race (the audit slot, the alias's next move, a busy database).
         """
-        al = tables.aliases
+        signed_t, al = tables.alias_records, tables.aliases
         try:
-            with self._meta.engine.begin() as conn:
+            with self._audit.transaction() as conn:
                 if current is None:
                     conn.execute(insert(al).values(name=name, alias=alias, version=version, updated_at=at))
                 else:
@@ -192,13 +213,22 @@ class RegistryRepository:
                                                                                          updated_at=at))
                     if done.rowcount != 1:
                         raise _Moved
-                seq = self._audit.append_in(conn, action, actor=actor, details={
+                # read after the alias row is ours: the previous move is the one this change follows
+                before = conn.execute(select(signed_t.c.hash).where(signed_t.c.name == name, signed_t.c.alias == alias)
+                                      .order_by(signed_t.c.history_id.desc()).limit(1)).first()
+                audit = self._audit.append_record(conn, action, actor=actor, details={
                     "name": name, "alias": alias, "from_version": current, "to_version": version,
                     "reason": reason, **details})
-                conn.execute(insert(tables.alias_history).values(
-                    name=name, alias=alias, action=action, from_version=current, to_version=version,
-                    actor=actor, at=at, reason=reason, audit_seq=seq))
-            return seq
+                row = {"name": name, "alias": alias, "action": action, "from_version": current,
+                       "to_version": version, "actor": actor, "at": at, "reason": reason}
+                inserted = conn.execute(insert(tables.alias_history).values(**row, audit_seq=audit[0]))
+                history_id = int(inserted.inserted_primary_key[0])  # type: ignore[index]
+                previous = str(before.hash) if before else records.GENESIS
+                signed = records.alias_move(row, audit=audit, prev_hash=previous, keys=self._keys)
+                conn.execute(insert(signed_t).values(
+                    history_id=history_id, name=name, alias=alias, prev_hash=previous, hash=records.move_hash(signed),
+                    record=canonical_json(signed).decode(), sig=records.sign(self._keys, signed)))
+            return audit[0]
         except _Moved:
             return None
         except (SqlIntegrityError, OperationalError) as exc:

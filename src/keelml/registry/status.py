@@ -1,4 +1,5 @@
-"""A version's registration status: ``staging`` (its gate passed) or ``rejected`` (its gate refused it).
+"""A version's registration status: ``staging`` (its gate passed) or ``rejected`` (its gate refused it), and
+`Registration`, the outcome of registering a bundle.
 
 A rejected version is kept for the audit trail (listed with the gate's reasons) but can never be
 loaded for serving, exported, resolved as ``latest`` or pointed at by an alias. The status row is
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from keelml.errors import KeelError
@@ -41,3 +43,24 @@ def refuse_rejected(name: str, version: int, reasons: list[str], *, action: str)
                      expected="a version whose gate passed (status staging in `keel models list`)",
                      fix=f"pick an accepted version from `keel models show {name}`, or improve the model "
                          "and run the pipeline again")
+
+
+@dataclass(frozen=True)
+class Registration:
+    """The outcome of registering a bundle: its version, whether it is new, its status and reasons."""
+
+    name: str
+    version: int
+    bundle_id: str
+    created: bool
+    status: str = STAGING  # staging (the gate passed) or rejected (kept for the audit trail)
+    reasons: tuple[str, ...] = ()  # the gate's failed checks, for a rejected version
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "bundle_id": self.bundle_id, "created": self.created,
+                "status": self.status, "reasons": list(self.reasons)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Registration:
+        return cls(str(data["name"]), int(data["version"]), str(data["bundle_id"]), bool(data["created"]),
+                   str(data["status"]), tuple(str(r) for r in data["reasons"]))

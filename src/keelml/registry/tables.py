@@ -1,5 +1,6 @@
-"""The registry's tables (SQLAlchemy Core): named models, their versions with status and lineage facts,
-aliases and the history of every alias move. Only `keelml.registry.repository` runs SQL on them.
+"""The registry's tables (SQLAlchemy Core): named models, their versions with status, lineage facts and
+signed registration records, aliases and the history of every alias move with its signed record. Only
+`keelml.registry.repository` runs SQL on them.
 
 They live on their own `MetaData`; `RegistryRepository` creates the missing ones (checkfirst, under
 the store's table-creation lock) when it is constructed.
@@ -84,4 +85,27 @@ version_lineage = Table(
     Column("version", Integer, nullable=False),
     Column("facts", Text, nullable=False),  # JSON: run, spec digest, code version, origin of an import
     PrimaryKeyConstraint("name", "version"),
+)
+
+version_records = Table(  # the signed registration record of each version (records.py); written with the row
+    "version_records",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("record", Text, nullable=False),  # canonical JSON: name, version, bundle, run, time, summary, status...
+    Column("sig", Text, nullable=False),  # Ed25519 over the record, by the project's signing key
+    PrimaryKeyConstraint("name", "version"),
+)
+
+alias_records = Table(  # the signed record of each alias move, chained per alias (records.py)
+    "alias_records",
+    metadata,
+    Column("history_id", Integer, primary_key=True, autoincrement=False),  # alias_history.id
+    Column("name", String(64), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),  # hash of the alias's previous move (64 zeros: its first)
+    Column("hash", String(64), nullable=False),  # SHA-256 of the record
+    Column("record", Text, nullable=False),  # canonical JSON of the move
+    Column("sig", Text, nullable=False),  # Ed25519 over the record
+    UniqueConstraint("name", "alias", "prev_hash"),  # one successor per move: concurrent moves cannot fork
 )

@@ -44,7 +44,8 @@ from keelml.store.envelope import canonical_json
 from keelml.store.trust import TrustStore
 
 if TYPE_CHECKING:
-    from keelml.registry.core import Registration, Registry
+    from keelml.registry.core import Registry
+    from keelml.registry.status import Registration
 
 EXPORT_FORMAT = "keelml.export/1"
 EXPORT_JSON, EXPORT_SIG = "keel-export.json", "keel-export.sig"

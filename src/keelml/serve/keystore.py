@@ -47,7 +47,7 @@ class ApiKeyRepository:
         active or revoked key already has this name (nothing is written then)."""
         for _attempt in range(ATTEMPTS):
             try:
-                with self._meta.engine.begin() as conn:
+                with audit.transaction() if audit is not None else self._meta.engine.begin() as conn:
                     if conn.execute(select(api_keys.c.id).where(api_keys.c.name == name)).first():
                         return False
                     conn.execute(insert(api_keys).values(id=ident, name=name, key_hash=key_hash,
@@ -73,7 +73,7 @@ class ApiKeyRepository:
         active = (api_keys.c.name == name, api_keys.c.revoked_at.is_(None))
         for _attempt in range(ATTEMPTS):
             try:
-                with self._meta.engine.begin() as conn:
+                with audit.transaction() if audit is not None else self._meta.engine.begin() as conn:
                     row = conn.execute(select(api_keys.c.id).where(*active)).first()
                     done = conn.execute(update(api_keys).where(*active).values(revoked_at=time.time()))
                     if done.rowcount == 0 or row is None:

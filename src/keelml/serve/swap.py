@@ -4,8 +4,10 @@ The holder keeps one reference to the served model; a request reads it once and 
 model, so requests in flight complete on the old version while new ones get the new version. A
 version that fails to load, verify, or pass its smoke prediction is not switched to: the server
 keeps the previous one, logs why, counts the failure in /metrics, and retries that version only
-after `retry_seconds`. Each switch and each new refusal is also reported to `on_event`
-(``serve.swap``, ``serve.swap_refused``), which the server writes to the audit log.
+after `retry_seconds`. A resolver that refuses (IntegrityError: an alias moved outside keelml, a
+version row that does not match its signed record) is not followed either: the server keeps its
+version. Each switch and each new refusal is also reported to `on_event` (``serve.swap``,
+``serve.swap_refused``), which the server writes to the audit log.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from keelml.errors import IntegrityError
 from keelml.serve.engine import ServedModel
 from keelml.serve.metrics import Metrics
 from keelml.serve.schema import RequestModels
@@ -50,6 +53,7 @@ class ModelHolder:
         self._on_poll = on_poll
         self._on_event = on_event
         self._reported: dict[int, str] = {}  # refusals already reported: version -> problem
+        self._unresolved: str | None = None  # the integrity problem that stops resolving, once reported
         self.current: Served | None = None
         self.last_error: str | None = None
 
@@ -90,9 +94,16 @@ class ModelHolder:
         try:
             wanted = self._resolver()
         except Exception as exc:
-            self.last_error = f"cannot resolve the live version: {type(exc).__name__}: {exc}"
+            what = getattr(exc, "what", None) or f"{type(exc).__name__}: {exc}"
+            self.last_error = f"cannot resolve the live version: {what}"
             log.error(self.last_error)
+            if isinstance(exc, IntegrityError) and self._unresolved != what:  # e.g. an alias moved outside keelml
+                self._unresolved = what
+                self._metrics.swap_failures += 1
+                still = current.model.version if (current := self.current) else None
+                self._emit("serve.swap_refused", {"version": None, "still_serving": still, "problem": what[:500]})
             return False
+        self._unresolved = None
         current = self.current
         if current is not None and wanted == current.model.version:
             self._metrics.refused_version = 0

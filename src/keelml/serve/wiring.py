@@ -200,6 +200,8 @@ def _project_source(config: ServeConfig) -> VersionSource:
             return project.registry.resolve(name, config.alias)  # the alias, or the latest version
 
         def load(self, version: int) -> tuple[ServedModel, RecordedSample | None]:
+            if config.version is None and config.alias is None:  # following "latest": not moved back by a deletion
+                project.registry.check_latest(name, version)
             model = load_registered(project, name, version, prefer_onnx=config.prefer_onnx)
             sample = None
             if config.smoke_rows > 0 and "holdout" in model.components:
