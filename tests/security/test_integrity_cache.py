@@ -159,9 +159,11 @@ def test_a_verdict_never_vouches_for_another_model(project: Project, tmp_path: P
     with open_store(p.spec.parent / ".keel") as opened, pytest.raises(IntegrityError, match="judged another"):
         opened.registry.register(NAME, forged, run_id="attack", summary={})
     assert _versions(p.spec) == [(1, "staging"), (2, "rejected")]
-    # an attacker without the key cannot make such a bundle; with one lying around, one inserts it as v3
-    _sql(p.db, "INSERT INTO model_versions (name, version, bundle_id, run_id, created_at, metrics) "
-               "VALUES (?, 3, ?, 'attack', 0, '{}')", NAME, forged)
+    # an attacker without the key cannot make such a bundle; with one lying around, one writes it as v3 through the
+    # registry's repository, past every check (its registration record signed with that key)
+    with open_store(p.spec.parent / ".keel") as opened:
+        assert opened.registry.repository.add_version(NAME, forged, run_id="attack", summary={}, facts={},
+                                                      status="staging", reasons=[], actor=None) == (3, True)
     for command in (("models", "verify", f"{NAME}/3"), ("models", "promote", NAME, "3", "--reason", "laundered")):
         result = keel_here(*command, "--spec", str(p.spec))
         assert result.returncode == 3, (command, result.stdout, result.stderr)
