@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import struct
 import tarfile
 import zlib
@@ -70,7 +71,14 @@ def understated_bomb(inflated: int, declared: int = 4096) -> bytes:
 def partner_archive(path: Path, keys: KeyRing, components: Mapping[str, tuple[bytes, str]], *, name: str = "m",
                     info: Mapping[str, Any] | None = None) -> Path:
     """An export archive of `components` ({part: (plaintext, codec)}), signed with `keys` as
-    `keel models export` would sign it: what a holder of a trusted partner key can send."""
+    `keel models export` would sign it: what a holder of a trusted partner key can send. A verdict
+    names the model and metrics it judged, as the partner's gate would have written it."""
+    components = dict(components)
+    if "verdict" in components:
+        verdict = json.loads(components["verdict"][0])
+        verdict.setdefault("judged", {part: hashlib.sha256(components[part][0]).hexdigest()
+                                      for part in ("model", "metrics") if part in components})
+        components["verdict"] = (canonical_json(verdict), components["verdict"][1])
     digests = {part: hashlib.sha256(data).hexdigest() for part, (data, _) in components.items()}
     bundle = build_bundle(name=name, components=digests, codecs={p: c for p, (_, c) in components.items()},
                           info=dict(info or {}), keys=keys)
