@@ -7,9 +7,11 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from keelml.errors import IntegrityError, NotFoundError
+from keelml.errors import IntegrityError, KeelError, NotFoundError
+from keelml.names import check_artifact_id, check_name
 from keelml.store.artifacts import ArtifactStore
 from keelml.store.envelope import canonical_json
 from keelml.store.keys import KeyRing
@@ -76,8 +78,6 @@ def component_problem(where: str, exc: IntegrityError | NotFoundError) -> Integr
 
 def signature_valid(manifest: Mapping[str, Any], signature: object, key: Ed25519PublicKey) -> bool:
     """True when `signature` (base64) is key's Ed25519 signature over the manifest's canonical JSON."""
-    from cryptography.exceptions import InvalidSignature
-
     try:
         key.verify(base64.b64decode(str(signature or ""), validate=True), canonical_json(manifest))
     except (InvalidSignature, ValueError):
@@ -87,9 +87,6 @@ def signature_valid(manifest: Mapping[str, Any], signature: object, key: Ed25519
 
 def component_entries(manifest: Mapping[str, Any], *, where: str) -> dict[str, dict[str, str]]:
     """The manifest's components, each {"sha256", "codec"}, with names and digests checked."""
-    from keelml.errors import KeelError
-    from keelml.names import check_artifact_id, check_name
-
     components = manifest.get("components")
     if not isinstance(components, dict):
         raise IntegrityError(f"{where}: the manifest has no components", expected="a component table",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from keelml.errors import IntegrityError, KeelError, NotFoundError
+from keelml.model.persist import audit_model, load_model
 from keelml.model.trust import DEFAULT_POLICY, TrustPolicy
 from keelml.names import PRODUCTION, check_alias, check_name, check_text, check_version
 from keelml.registry import integrity
@@ -143,8 +144,6 @@ class Registry:
 
     def _audit_model_files(self, bundle: Mapping[str, Any], *, name: str, bundle_id: str) -> None:
         """Refuse a bundle whose model file is a pickle or names a type outside the allowlist."""
-        from keelml.model.persist import audit_model
-
         where = f"bundle {bundle_id[:12]}"
         with self._audited(name, None, bundle_id=bundle_id):
             entries = component_entries(bundle["manifest"], where=where)
@@ -246,8 +245,6 @@ class Registry:
         return self._verify_row(name, self._version_row(name, ref), rejected_ok=rejected_ok)
 
     def _verify_row(self, name: str, row: Mapping[str, Any], *, rejected_ok: bool = False) -> dict[str, Any]:
-        from keelml.model.persist import audit_model
-
         version = int(row["version"])
         bundle = self.checked_bundle(name, row, rejected_ok=rejected_ok)
         where = f"{name} version {version}"
@@ -269,8 +266,6 @@ class Registry:
 
     def load_model(self, name: str, ref: str | int | None = None) -> LoadedModel:
         """Verify a version (signature, digests, type allowlist) and only then construct its model."""
-        from keelml.model.persist import load_model
-
         row = self._version_row(name, ref)
         version = int(row["version"])
         bundle = self.checked_bundle(name, row, rejected_ok=False)
@@ -376,18 +371,22 @@ class Registry:
 
     # lineage and transport --------------------------------------------------------------------
     def lineage(self, name: str, ref: str | int | None = None) -> dict[str, Any]:
-        from keelml.registry.lineage import lineage
+        from keelml.registry.lineage import lineage  # lineage reads the Registry: an import cycle at module level
 
         return lineage(self, name, ref)
 
     def versions_fed_by(self, digest: str) -> list[dict[str, Any]]:
-        from keelml.registry.lineage import versions_fed_by
+        from keelml.registry.lineage import (
+            versions_fed_by,  # lineage reads the Registry: an import cycle at module level
+        )
 
         return versions_fed_by(self, digest)
 
     def export_bundle(self, name: str, ref: str | int | None, path: Path, *, actor: str | None = None,
                       overwrite: bool = False) -> dict[str, Any]:
-        from keelml.registry.transport import export_bundle
+        from keelml.registry.transport import (
+            export_bundle,  # transport reads the Registry: an import cycle at module level
+        )
 
         return export_bundle(self, name, ref, path, actor=actor, overwrite=overwrite)
 
@@ -395,7 +394,9 @@ class Registry:
                       allow_types: Sequence[str] = (), **limits: int) -> Registration:
         """Verify an export archive with a trusted key and register it (see transport.py); `allow_types`
         names each type beyond this project's policy that the archive's model may hold."""
-        from keelml.registry.transport import import_bundle
+        from keelml.registry.transport import (
+            import_bundle,  # transport reads the Registry: an import cycle at module level
+        )
 
         label = path.name
         with self._audited(label, None, archive=str(path), allow_types=list(allow_types)):

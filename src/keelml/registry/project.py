@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.exc import ArgumentError, OperationalError
+
 from keelml.errors import KeyMaterialError, SpecError
 from keelml.model.trust import TrustPolicy
 from keelml.registry.core import Registry
@@ -171,8 +173,6 @@ def open_audit(root: Path, metadata: MetadataStore, keys: KeyRing, *, metadata_i
 
 def open_metadata(url: str) -> MetadataStore:
     """The metadata store at a SQLAlchemy URL; a malformed or unreachable URL is a SpecError."""
-    from sqlalchemy.exc import ArgumentError, OperationalError
-
     try:
         return MetadataStore(url)
     except ArgumentError as exc:

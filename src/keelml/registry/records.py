@@ -22,6 +22,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from keelml.registry.bundles import signature_valid
 from keelml.store.envelope import canonical_json
 from keelml.store.keys import KeyRing
 
@@ -51,8 +52,6 @@ _MAX_VERIFIED = 65536
 def _signed(keys: KeyRing, text: str, record: Any, sig: Any) -> bool:
     """`record` (parsed from `text`) is this project's key's and `sig` is its signature. A server checks the
     same rows at every poll: the same text and signature, once verified, are not verified again."""
-    from keelml.registry.bundles import signature_valid
-
     key_id = keys.key_id
     if not isinstance(record, dict) or record.get("signed_by") != key_id:
         return False

@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from keelml.errors import InputError, IntegrityError, KeelError
+from keelml.model.persist import extra_types
+from keelml.model.trust import TrustPolicy, extra_type, never_trusted
 from keelml.names import check_member_path, check_name
 from keelml.registry.bundles import build_bundle, component_entries, signature_valid
 from keelml.store.atomic import atomic_write_bytes
@@ -171,8 +173,6 @@ def _check_signature(entries: dict[str, bytes], document: dict[str, Any], sig_me
 
 def _allowed_extras(label: str, needed: Mapping[str, list[str]], allowed: tuple[str, ...]) -> tuple[str, ...]:
     """The extra types the archive's model files need, when the operator named each of them (and no other)."""
-    from keelml.model.trust import never_trusted
-
     for member, types in needed.items():
         never = [t for t in types if never_trusted(t)]
         if never:
@@ -200,9 +200,6 @@ def import_bundle(registry: Registry, path: Path, trust: TrustStore, *, actor: s
                   allow_types: Iterable[str] = (), **limits: int) -> Registration:
     """Verify an export archive, re-encrypt its components under this project's keys and register it;
     `allow_types` names each type beyond this project's trust policy that its model may hold."""
-    from keelml.model.persist import extra_types
-    from keelml.model.trust import TrustPolicy, extra_type
-
     label = path.name
     allowing = tuple(sorted({extra_type(t) for t in allow_types}))  # a malformed or never-trusted name: exit 2
     entries = read_archive(path, **limits)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -38,7 +41,7 @@ class _Files:
     def __init__(self, root: str, options: Mapping[str, Any] | None = None) -> None:
         self.remote = "://" in root and not root.startswith("file://")
         if self.remote:
-            import fsspec
+            import fsspec  # fsspec and its drivers: only for a store.artifacts_url
 
             self.fs, self.root = fsspec.core.url_to_fs(root, **dict(options or {}))
         else:
@@ -73,9 +76,6 @@ class _Files:
 
 def _read_inside(root: Path, path: Path) -> bytes:
     """Read a regular file under root without following a link out of it (IntegrityError otherwise)."""
-    import errno
-    import os
-
     outside = IntegrityError(f"{path} is a link or leaves the store root {root}; refusing to read it",
                              expected="regular files inside the store", fix=envelope.REPAIR)
     if root.resolve() not in path.parent.resolve().parents and path.parent.resolve() != root.resolve():
@@ -125,8 +125,6 @@ class ArtifactStore:
         (same content, same id, different signer), so the first one to use it writes `OWNER`
         and every later opening checks it.
         """
-        import json
-
         path = self._files.join(OWNER)
         mine = {"format": 1, "signed_by": self._keys.key_id}
         try:

@@ -74,7 +74,7 @@ def open_private(path: Path, flags: int) -> int:
 def private_sqlite_files(url: str) -> None:
     """A SQLite database file is created 0600 before SQLite opens it (its -wal and -shm files take its
     mode); an existing one, and its -wal and -shm, are tightened to 0600."""
-    from sqlalchemy.engine import make_url
+    from sqlalchemy.engine import make_url  # SQLAlchemy: keel --help imports this module
 
     parsed = make_url(url)
     database = parsed.database

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, insert, select
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
@@ -220,8 +221,6 @@ class AuditLog:
 
     def _row_problem(self, row: Mapping[str, Any], previous: str | None) -> str | None:
         """What is wrong with one stored record (its link to `previous` too, unless None)."""
-        from cryptography.exceptions import InvalidSignature
-
         seq = int(row["seq"])
         label = f"audit record {seq} ({row['event']} by {row['actor']} at {row['at']})"
         details = _parse(row["details"])

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.exceptions import InvalidSignature
+
 from keelml.errors import IntegrityError
 from keelml.store.atomic import atomic_write_bytes
 from keelml.store.envelope import canonical_json
@@ -72,8 +74,6 @@ class AuditHead:
         if body["signed_by"] != self._keys.key_id or not isinstance(body["seq"], int) \
                 or not isinstance(body["hash"], str):
             raise self._bad(f"is not signed by this project's key {self._keys.key_id}")
-        from cryptography.exceptions import InvalidSignature
-
         try:
             self._keys.public_key.verify(base64.b64decode(str(data.get("sig")), validate=True), canonical_json(body))
         except (InvalidSignature, ValueError):
@@ -142,7 +142,7 @@ class AuditHead:
         fd = os.open(self.path.with_name(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             try:
-                import fcntl
+                import fcntl  # Unix only
             except ImportError:  # no flock (Windows): one writer per store is assumed there
                 yield
                 return

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from keelml.errors import KeyMaterialError
 from keelml.store.atomic import TEMP_PREFIX, atomic_write_bytes, fsync_dir, private_dirs
@@ -51,14 +53,10 @@ class KeyRing:
 
     def wrap_data_key(self, data_key: bytes) -> tuple[str, bytes]:
         """(id of the wrapping master key, the data key wrapped with AES-KW)."""
-        from cryptography.hazmat.primitives.keywrap import aes_key_wrap
-
         return self.master_key_id, aes_key_wrap(self.master_key, data_key)
 
     def unwrap_data_key(self, wrapped: bytes, kek: str | None) -> bytes | None:
         """The data key, or None when no master key this ring holds can unwrap it."""
-        from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
-
         candidates = [self.master_key, *self.other_master_keys]
         if kek is not None:
             candidates = [k for k in candidates if master_key_id(k) == kek]
@@ -86,8 +84,6 @@ def master_key_id(key: bytes) -> str:
 
 
 def public_key_id(key: Ed25519PublicKey) -> str:
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
     raw = key.public_bytes(Encoding.Raw, PublicFormat.Raw)
     return "ed25519:" + hashlib.sha256(raw).hexdigest()[:16]
 
@@ -168,8 +164,6 @@ def create_keys(keys_dir: Path) -> KeyRing:
     Both files are written into a private temporary directory that is then renamed into place,
     so a crash leaves either no keys or both, and of two processes racing only one can win.
     """
-    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-
     already = KeyMaterialError(
         f"keys already exist in {keys_dir}",
         expected="an empty keys directory",

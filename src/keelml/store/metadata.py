@@ -10,8 +10,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, insert, select, text, update
+from sqlalchemy import Connection, Engine, MetaData, Table, create_engine, event, insert, inspect, select, text, update
 from sqlalchemy.exc import IntegrityError as SqlIntegrityError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from keelml.errors import NotFoundError
 from keelml.store import tables
@@ -52,8 +53,6 @@ class MetadataStore:
         On PostgreSQL the check-then-create runs under a transaction-scoped advisory lock, so
         concurrent first runs queue instead of colliding in the catalog.
         """
-        from sqlalchemy.exc import OperationalError, ProgrammingError
-
         if any(known is owned for known in self._ensured):
             return
         for attempt in range(5):
@@ -240,8 +239,6 @@ def _cache_row(row: dict[str, Any]) -> dict[str, Any]:
 def _add_missing_columns(conn: Connection, owned: MetaData) -> None:
     """Add the columns a table gained after its first release (nullable, marked `info={"added": True}`) to a
     database created before them; no other migration is made."""
-    from sqlalchemy import inspect
-
     inspector = None
     for table in owned.sorted_tables:
         added = [c for c in table.columns if c.info.get("added") and c.nullable]
