@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 ADULT = ROOT / "examples" / "adult"
@@ -55,3 +58,22 @@ def keel_here(*args: str) -> subprocess.CompletedProcess[str]:
         except SystemExit as exc:
             code = exc.code
     return subprocess.CompletedProcess(["keel", *args], int(code or 0), out.getvalue(), err.getvalue())
+
+
+def json_request(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None, *,
+                 key: str | None = None, headers: dict[str, str] | None = None,
+                 raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
+    """One request on `conn` (then closed): (status, parsed JSON or the raw bytes, lower-cased headers)."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key:
+        sent["Authorization"] = f"Bearer {key}"
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    conn.request(method, path, body=data, headers=sent)
+    response = conn.getresponse()
+    payload = response.read()
+    conn.close()
+    try:
+        parsed: Any = json.loads(payload)
+    except ValueError:
+        parsed = payload
+    return response.status, parsed, {k.lower(): v for k, v in response.getheaders()}

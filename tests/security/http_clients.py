@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.helpers import json_request
 from tests.serve.conftest import NAME, Store, free_port, serve_config
 
 PATIENCE = 15.0  # how long a slow client waits before it calls the connection held open
@@ -54,19 +55,7 @@ class ProcessServer:
                 headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
         conn = (http.client.HTTPConnection("127.0.0.1", self.port, timeout=10) if self.context is None else
                 http.client.HTTPSConnection("localhost", self.port, context=self.context, timeout=10))
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        if key:
-            sent["Authorization"] = f"Bearer {key}"
-        conn.request(method, path, body=raw if raw is not None else None if body is None else json.dumps(body).encode(),
-                     headers=sent)
-        response = conn.getresponse()
-        payload = response.read()
-        conn.close()
-        try:
-            parsed: Any = json.loads(payload)
-        except ValueError:
-            parsed = payload
-        return response.status, parsed, {k.lower(): v for k, v in response.getheaders()}
+        return json_request(conn, method, path, body, key=key, headers=headers, raw=raw)
 
     def log(self) -> bytes:
         self.stderr.flush()

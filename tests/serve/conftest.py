@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import small_adult_project
+from tests.helpers import json_request, small_adult_project
 
 from keelml.pipeline import run
 from keelml.registry import build_bundle
@@ -94,19 +94,10 @@ class ThreadServer:
     def request(self, method: str, path: str, body: Any = None, *, key: str | None = None,
                 headers: dict[str, str] | None = None, raw: bytes | None = None) -> tuple[int, Any, dict[str, str]]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        sent = {"Content-Type": "application/json", **(headers or {})}
-        if key:
-            sent["Authorization"] = f"Bearer {key}"
-        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
-        payload = response.read()
-        conn.close()
-        try:
-            parsed: Any = json.loads(payload)
-        except ValueError:
-            parsed = payload.decode("utf-8", "replace")
-        return response.status, parsed, {k.lower(): v for k, v in response.getheaders()}
+        status, parsed, answer_headers = json_request(conn, method, path, body, key=key, headers=headers, raw=raw)
+        if isinstance(parsed, bytes):
+            parsed = parsed.decode("utf-8", "replace")
+        return status, parsed, answer_headers
 
 
 def serve_config(store: Store, **overrides: Any) -> ServeConfig:
