@@ -40,7 +40,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -226,13 +226,16 @@ class ConnectionWatch:
         self.closed()
 
 
-class WatchedH11(H11Protocol):
-    """uvicorn's h11 protocol with a `ConnectionWatch` (the fallback when httptools is not installed)."""
+if TYPE_CHECKING:  # the hooks call the protocol's own methods through super()
+    _ProtocolBase = H11Protocol
+else:
+    _ProtocolBase = object
 
-    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
-                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self.watch = ConnectionWatch(self, policy_of(config), self.loop)
+
+class _WatchHooks(_ProtocolBase):
+    """The hooks both uvicorn protocols get: each feeds the connection's `ConnectionWatch`."""
+
+    watch: ConnectionWatch
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -262,46 +265,28 @@ class WatchedH11(H11Protocol):
         answer(self.transport, 400, "invalid HTTP request")
 
 
+class WatchedH11(_WatchHooks, H11Protocol):
+    """uvicorn's h11 protocol with a `ConnectionWatch` (the fallback when httptools is not installed)."""
+
+    def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
+                 _loop: asyncio.AbstractEventLoop | None = None) -> None:
+        H11Protocol.__init__(self, config, server_state, app_state, _loop)
+        self.watch = ConnectionWatch(self, policy_of(config), self.loop)
+
+
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # pragma: no cover - httptools comes with the serve extra (uvicorn[standard])
     pass
 else:
 
-    class WatchedHttpTools(HttpToolsProtocol):
+    class WatchedHttpTools(_WatchHooks, HttpToolsProtocol):  # type: ignore[misc]
         """uvicorn's httptools protocol with a `ConnectionWatch` (what `keel serve` uses)."""
 
         def __init__(self, config: Config, server_state: ServerState, app_state: dict[str, Any],
                      _loop: asyncio.AbstractEventLoop | None = None) -> None:
-            super().__init__(config, server_state, app_state, _loop)
+            HttpToolsProtocol.__init__(self, config, server_state, app_state, _loop)
             self.watch = ConnectionWatch(self, policy_of(config), self.loop)
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.watch.opened()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self.watch.closed()
-            super().connection_lost(exc)
-
-        def data_received(self, data: bytes) -> None:
-            super().data_received(data)
-            self.watch.track(len(data))
-
-        def on_response_complete(self) -> None:
-            super().on_response_complete()
-            self.watch.track(0)
-
-        def pause_writing(self) -> None:
-            super().pause_writing()
-            self.watch.write_paused()
-
-        def resume_writing(self) -> None:
-            super().resume_writing()
-            self.watch.write_resumed()
-
-        def send_400_response(self, msg: str) -> None:
-            answer(self.transport, 400, "invalid HTTP request")
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             self.watch.running = cycle
